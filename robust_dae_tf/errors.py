@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Every error a user can cause with a flag, a file or a config value is raised as a
+`UserError` with one actionable sentence (which flag or file, what was expected).
+The command-line scripts catch `UserError`, print its message and exit with status 1
+instead of showing a TensorFlow stack trace.
+"""
+
+
+class UserError(Exception):
+    """An error caused by user input; its message says what to change."""
+
+
+class DataError(UserError):
+    """Missing, malformed or mismatched input data."""
+
+
+class ConfigError(UserError):
+    """An unknown or inconsistent configuration value."""
+
+
+class CheckpointError(UserError):
+    """A corrupt checkpoint, or one written by a different configuration."""
+
+
+class ExportError(UserError):
+    """An export target that exists or a model that cannot be exported."""
+
+
+class TrainingDivergedError(UserError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""

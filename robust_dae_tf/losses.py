@@ -1,0 +1,145 @@
+"""Regularization losses of the GMM deterministic autoencoders (paper eqs. 4-10).
+
+All functions are pure: they take latent batches `z` (and `z_adv`) of shape `[N, D]`
+(float32) and a prior object exposing `marginal_cdf(z) -> [N, D]` and
+`covariance() -> [D, D]` (see `robust_dae_tf.priors.GMMPrior`) and return a scalar.
+
+Conventions shared by every function:
+
+* Empirical marginal CDF (eq. 2) at the i-th smallest value of a dimension is i / N,
+  i = 1..N. Sorting is per dimension over the batch; ties are ordered arbitrarily,
+  which does not change the loss value (tied values get the same prior CDF).
+* "MSE" is the mean over all N * D entries, which equals eq. 4's
+  (1/D) sum_d MSE_d.
+* Empirical covariances divide by N (not N - 1).
+* NaN or Inf in the input propagates to a NaN / Inf loss (training stops on it);
+  nothing is silently masked.
+* A batch of one is valid: its empirical CDF is 1 and its covariance is zero.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _empirical_cdf_levels(n: tf.Tensor, dtype) -> tf.Tensor:
+    """[N, 1] column of i / N, i = 1..N (eq. 2 evaluated at the sorted samples)."""
+    n_float = tf.cast(n, dtype)
+    return (tf.range(1, n + 1, dtype=dtype) / n_float)[:, None]
+
+
+def _sorted_prior_cdf(z: tf.Tensor, prior) -> tf.Tensor:
+    """Prior marginal CDF at the per-dimension sorted latents, `[N, D]`."""
+    return prior.marginal_cdf(tf.sort(z, axis=0))
+
+
+def ks_loss(z: tf.Tensor, prior) -> tf.Tensor:
+    """Marginal Kolmogorov-Smirnov loss, eq. 4.
+
+    L_KS(z_1..N) = (1/D) sum_d MSE(F_d(z_(i),d), F_GMM,d(z_(i),d)), with the empirical
+    CDF F_d at the i-th sorted value equal to i / N.
+    """
+    z = tf.convert_to_tensor(z)
+    prior_cdf = _sorted_prior_cdf(z, prior)
+    levels = _empirical_cdf_levels(tf.shape(z)[0], prior_cdf.dtype)
+    return tf.reduce_mean(tf.square(prior_cdf - levels))
+
+
+def _covariance(z: tf.Tensor) -> tf.Tensor:
+    """Empirical covariance of the columns of `z`, divided by N."""
+    centered = z - tf.reduce_mean(z, axis=0, keepdims=True)
+    n = tf.cast(tf.shape(z)[0], z.dtype)
+    return tf.matmul(centered, centered, transpose_a=True) / n
+
+
+def covariance_loss(z: tf.Tensor, prior) -> tf.Tensor:
+    """Covariance loss, eq. 5: (1/D^2) sum_{l,d} (Sigma_emp - Sigma_GMM)_{l,d}^2."""
+    z = tf.convert_to_tensor(z)
+    target = tf.cast(prior.covariance(), z.dtype)
+    return tf.reduce_mean(tf.square(_covariance(z) - target))
+
+
+def augmented_ks_loss(z: tf.Tensor, z_adv: tf.Tensor, prior) -> tf.Tensor:
+    """Augmented KS loss, eq. 7: (1/2) L_KS(z) + (1/2) L_KS(z_adv).
+
+    This is the paper's form. The reference code instead pools z and z_adv into one
+    2N batch before computing eq. 4; both have the same minimiser, we follow the
+    paper's equation.
+    """
+    return 0.5 * ks_loss(z, prior) + 0.5 * ks_loss(z_adv, prior)
+
+
+def two_sample_ks_loss(z: tf.Tensor, z_adv: tf.Tensor, prior) -> tf.Tensor:
+    """Two-sample KS coupling term of eq. 9, in its differentiable quantile-matched form.
+
+    (1/D) sum_d MSE(F_GMM,d(z_(i),d), F_GMM,d(z_adv_(i),d)): both batches are sorted
+    per dimension separately and the i-th order statistics are compared through the
+    prior marginal CDF. (Comparing two empirical step CDFs directly has zero gradient
+    almost everywhere.) Zero when z_adv is z, or any per-dimension re-ordering of it.
+    """
+    return tf.reduce_mean(tf.square(_sorted_prior_cdf(z, prior) - _sorted_prior_cdf(z_adv, prior)))
+
+
+def adversarial_ks_loss(
+    z: tf.Tensor, z_adv: tf.Tensor, prior, two_sample_weight: float | tf.Tensor = 1.0
+) -> tf.Tensor:
+    """Adversarial KS loss, eq. 9: (2/3) L_KS^aug(z, z_adv) + (1/3) w * two-sample term.
+
+    `two_sample_weight` w rescales the coupling term relative to the KS term when the
+    two are normalised by separately estimated weights (see `estimate_loss_weights`);
+    w = 1 is eq. 9 as printed.
+    """
+    return (2.0 / 3.0) * augmented_ks_loss(z, z_adv, prior) + (
+        1.0 / 3.0
+    ) * two_sample_weight * two_sample_ks_loss(z, z_adv, prior)
+
+
+def coupled_covariance_loss(
+    z: tf.Tensor, z_adv: tf.Tensor, prior, coupling: float | tf.Tensor = 0.0
+) -> tf.Tensor:
+    """Coupled covariance loss, eq. 10 (coupling alpha); alpha = 0 gives eq. 8.
+
+    Compares the empirical covariance of the 2D-dimensional vectors [z_n, z_adv_n]
+    (blocks Sigma, Sigma_cross; Sigma_cross^T, Sigma_adv) with
+    [[S, alpha S], [alpha S, S]], S = Sigma_GMM, by the mean squared difference over
+    the (2D)^2 entries, i.e. the 1 / (4 D^2) normalisation of eqs. 8 and 10.
+    |alpha| <= 1; alpha = 1 is the border case z_adv = z.
+    """
+    z = tf.convert_to_tensor(z)
+    z_adv = tf.convert_to_tensor(z_adv)
+    s = tf.cast(prior.covariance(), z.dtype)
+    a = tf.cast(coupling, z.dtype)
+    target = tf.concat(
+        [tf.concat([s, a * s], axis=1), tf.concat([a * s, s], axis=1)], axis=0
+    )
+    joint = tf.concat([z, z_adv], axis=1)
+    return tf.reduce_mean(tf.square(_covariance(joint) - target))
+
+
+def reconstruction_loss(x: tf.Tensor, x_rec: tf.Tensor) -> tf.Tensor:
+    """Pixel mean squared error, averaged over the batch and all pixels and channels
+    (L_REC of eq. 11; pixels in [0, 1]). The model multiplies it by lambda_REC."""
+    return tf.reduce_mean(tf.square(tf.cast(x, x_rec.dtype) - x_rec))
+
+
+def estimate_loss_weights(prior, batch_size: int, num_batches: int = 100, seed: int = 0) -> dict:
+    """Loss weights lambda = 1 / E_prior[loss], estimated from batches of the prior.
+
+    As in the paper's appendix and the reference code, each regularizer is normalised
+    by its mean value over `num_batches` batches of `batch_size` latents drawn from the
+    prior itself, so that every weighted term is ~1 for prior-distributed latents:
+
+    * "ks": 1 / mean L_KS(z) (eq. 4, also used for eqs. 7 and 9);
+    * "covariance": 1 / mean L_CV(z) (eq. 5, also used for eqs. 8 and 10);
+    * "two_sample_ks": 1 / mean two-sample term between two independent prior batches.
+
+    Sampling is stateless (seeded), so the weights are reproducible. Returns floats.
+    """
+    total = {"ks": 0.0, "covariance": 0.0, "two_sample_ks": 0.0}
+    for i in range(num_batches):
+        z = prior.sample(batch_size, seed=tf.constant([seed, 2 * i], tf.int32))
+        z_other = prior.sample(batch_size, seed=tf.constant([seed, 2 * i + 1], tf.int32))
+        total["ks"] += float(ks_loss(z, prior))
+        total["covariance"] += float(covariance_loss(z, prior))
+        total["two_sample_ks"] += float(two_sample_ks_loss(z, z_other, prior))
+    return {name: num_batches / value for name, value in total.items()}
