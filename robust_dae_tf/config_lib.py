@@ -68,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 3
     c.train.log_every_steps = 50  # TensorBoard scalars
     c.train.images_every_epochs = 1  # TensorBoard image grids
+    c.train.validation_examples = 1000  # test images evaluated at each epoch end (0 = all)
     c.train.num_cpu_devices = 1  # >1 splits the CPU into logical devices (MirroredStrategy)
     c.train.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     return c

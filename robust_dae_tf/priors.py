@@ -139,14 +139,14 @@ class GMMPrior:
     # -- sampling -----------------------------------------------------------------
 
     def sample(self, n: int, seed=None) -> tf.Tensor:
-        """`[n, D]` draws from the mixture."""
+        """`[n, D]` draws from the mixture (a shape-[2] int seed makes it stateless)."""
         return self._mixture.sample(n, seed=seed)
 
-    def sample_mode(self, k: int, n: int, seed=None) -> tf.Tensor:
-        """`[n, D]` draws from mode k alone."""
+    def sample_mode(self, k: int, n: int, seed=(0, 0)) -> tf.Tensor:
+        """`[n, D]` draws from mode k alone; `seed` is a stateless seed pair."""
         if not 0 <= k < self.num_modes:
             raise ConfigError(f"mode {k} does not exist; the prior has {self.num_modes} modes.")
-        noise = tf.random.normal([n, self.latent_dim], seed=seed)
+        noise = tf.random.stateless_normal([n, self.latent_dim], seed=seed)
         return self.centers[k] + self.std * noise
 
     def to_dict(self) -> dict:

@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Train a GMM-regularized deterministic autoencoder and export it as a SavedModel.
+
+Runs the pipeline ExampleGen -> Trainer -> Exporter:
+
+    python bin/train.py                                   # robust model on the embedded digits
+    python bin/train.py --dataset=mnist --data_dir=/path/with/mnist/gz/files
+    python bin/train.py --dataset=celeb_a --model=gmm_dae --config.train.epochs=5
+    python bin/train.py --config=configs/mnist.py --config.loss.coupling=0.9
+
+Artifacts: <workdir>/examples (preprocessed data), <workdir>/trainer (config.json,
+checkpoints/, logs/ for TensorBoard, history.json) and the SavedModel in
+<export_dir> (default saved_models/<run_name>). Rerunning the same command resumes
+from the newest checkpoint. Watch training with `tensorboard --logdir <workdir>`.
+"""
+
+import os
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from robust_dae_tf import cli
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (default: configs/<dataset>.py).", lock_config=True)
+flags.DEFINE_string("dataset", cli.DEFAULT_DATASET, "mnist | fashion_mnist | svhn_cropped | celeb_a | digits (embedded).")
+flags.DEFINE_string("model", None, "Model variant: gmm_dae | augmented | robust (default: the config's).")
+flags.DEFINE_string("data_dir", None, "Local data: a directory of MNIST-format IDX .gz files, an .npz file or an image folder.")
+flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir (default: ~/tensorflow_datasets).")
+flags.DEFINE_string("run_name", None, "Run name (default: <dataset>_<model>).")
+flags.DEFINE_string("workdir", None, "Run directory (default: runs/<run_name>).")
+flags.DEFINE_string("export_dir", None, "SavedModel directory (default: saved_models/<run_name>).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel at --export_dir.")
+flags.DEFINE_bool("export", True, "Export a SavedModel after training.")
+flags.DEFINE_integer("epochs", None, "Shortcut for --config.train.epochs.")
+flags.DEFINE_integer("num_cpu_devices", None, "Shortcut for --config.train.num_cpu_devices (MirroredStrategy on CPU).")
+
+
+def main(argv):
+    from robust_dae_tf import pipeline
+    from robust_dae_tf.errors import ConfigError, UserError
+
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
+
+    config = FLAGS.config
+    with config.unlocked():
+        if FLAGS["dataset"].present and config.dataset != pipeline.canonical_dataset(FLAGS.dataset):
+            raise ConfigError(
+                f"--dataset={FLAGS.dataset} contradicts the config file's dataset {config.dataset!r}; drop one of them."
+            )
+        for flag, field in (("model", "model.variant"), ("data_dir", "data.data_dir"),
+                            ("tfds_data_dir", "data.tfds_data_dir"), ("epochs", "train.epochs"),
+                            ("num_cpu_devices", "train.num_cpu_devices")):
+            if FLAGS[flag].value is not None:
+                section, key = field.split(".")
+                config[section][key] = FLAGS[flag].value
+    run_name = FLAGS.run_name or f"{config.dataset}_{config.model.variant}"
+    workdir = FLAGS.workdir or os.path.join("runs", run_name)
+    export_dir = (FLAGS.export_dir or os.path.join("saved_models", run_name)) if FLAGS.export else None
+    result = pipeline.run_training_pipeline(config, workdir, export_dir, overwrite=FLAGS.overwrite)
+    logging.info("Final validation metrics: %s", result["final_metrics"])
+    print(pipeline.summary(result))
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -1,0 +1,143 @@
+"""Keras callbacks of the trainer: checkpoints, the NaN guard and TensorBoard logging.
+
+All three key their output on the optimizer's step counter (`optimizer.iterations`),
+which is checkpointed, so logs and checkpoints of a resumed run continue where the
+killed one stopped instead of restarting at step 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from robust_dae_tf.adversarial import fgsm_latent_adversarial
+from robust_dae_tf.errors import TrainingDivergedError
+
+
+def _as_floats(logs) -> dict:
+    return {name: float(value) for name, value in (logs or {}).items()}
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN / Inf metric with a message naming the step
+    and the last finite metrics. It runs before the checkpoint callback, so the
+    diverged weights are never saved and the last good checkpoint stays."""
+
+    def __init__(self, checkpoint_dir: str):
+        super().__init__()
+        self.checkpoint_dir = checkpoint_dir
+        self.last_finite = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = _as_floats(logs)
+        if all(math.isfinite(v) for v in values.values()):
+            self.last_finite = values
+            return
+        step = int(self.model.optimizer.iterations)
+        bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+        last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir) or "none yet"
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {bad}. Last finite metrics: {last}. "
+            f"The last good checkpoint ({latest}) is kept; lower --config.train.learning_rate "
+            "or the loss weights and run the same command again to resume from it."
+        )
+
+
+class CheckpointEvery(keras.callbacks.Callback):
+    """Saves `manager`'s checkpoint every `every_steps` steps and at each epoch end."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, every_steps: int):
+        super().__init__()
+        self.manager = manager
+        self.every_steps = every_steps
+
+    def _save(self):
+        step = int(self.model.optimizer.iterations)
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+            return
+        self.manager.save(checkpoint_number=step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) % self.every_steps == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save()
+
+
+def image_grid(rows) -> np.ndarray:
+    """Tiles a list of `[N, H, W, C]` arrays (one per row block) into one `[1, H', W', C]`
+    image: row r holds the images of rows[r] side by side, 1-pixel white borders."""
+    rows = [np.clip(np.asarray(r, np.float32), 0.0, 1.0) for r in rows]
+    n = max(r.shape[0] for r in rows)
+    h, w, c = rows[0].shape[1:]
+    grid = np.ones((len(rows) * (h + 1) + 1, n * (w + 1) + 1, c), np.float32)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            grid[1 + i * (h + 1) : 1 + i * (h + 1) + h, 1 + j * (w + 1) : 1 + j * (w + 1) + w] = image
+    return grid[None]
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Writes every loss term (train every `every_steps` steps, validation each epoch),
+    throughput, and image grids: reconstructions, adversarial examples (x, x_adv,
+    reconstruction of x_adv) and samples from each prior mode."""
+
+    def __init__(self, logdir: str, preview_images: np.ndarray, every_steps: int, images_every_epochs: int,
+                 batch_size: int, samples_per_mode: int = 8):
+        super().__init__()
+        self.train_writer = tf.summary.create_file_writer(f"{logdir}/train")
+        self.val_writer = tf.summary.create_file_writer(f"{logdir}/validation")
+        self.preview = np.asarray(preview_images, np.float32)
+        self.every_steps = every_steps
+        self.images_every_epochs = images_every_epochs
+        self.batch_size = batch_size
+        self.samples_per_mode = samples_per_mode
+        self._tick = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations)
+        if step % self.every_steps:
+            return
+        now = time.perf_counter()
+        with self.train_writer.as_default(step=step):
+            for name, value in _as_floats(logs).items():
+                tf.summary.scalar(name, value)
+            if self._tick is not None:
+                tf.summary.scalar("images_per_second", self.every_steps * self.batch_size / (now - self._tick))
+        self._tick = now
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations)
+        values = _as_floats(logs)
+        with self.val_writer.as_default(step=step):
+            for name, value in values.items():
+                if name.startswith("val_"):
+                    tf.summary.scalar(name[4:], value)
+        if (epoch + 1) % self.images_every_epochs == 0:
+            self.write_images(step)
+        self.train_writer.flush()
+        self.val_writer.flush()
+
+    def write_images(self, step: int):
+        model = self.model
+        x = tf.constant(self.preview)
+        z = model.encode(x)
+        rows = [self.preview, model.decode(z).numpy()]
+        with self.train_writer.as_default(step=step):
+            tf.summary.image("reconstructions (top: x, bottom: f(g(x)))", image_grid(rows))
+            if model.is_adversarial:
+                x_adv = fgsm_latent_adversarial(model.encoder, x, z, model.epsilon, model.step_size, training=False)
+                adv_rows = [self.preview, x_adv.numpy(), model.decode(model.encode(x_adv)).numpy()]
+                tf.summary.image("adversarial (x, x_adv, f(g(x_adv)))", image_grid(adv_rows))
+            prior = model.prior
+            modes = [
+                model.decode(prior.sample_mode(k, self.samples_per_mode, seed=(0, k))).numpy()
+                for k in range(prior.num_modes)
+            ]
+            tf.summary.image("prior samples (one row per mode)", image_grid(modes))

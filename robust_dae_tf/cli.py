@@ -1,0 +1,69 @@
+"""Shared command-line plumbing for the scripts in `bin/`.
+
+* `select_config_file(argv)`: `--dataset=NAME` picks `configs/NAME.py` unless
+  `--config=FILE` is given, so `python bin/train.py --dataset=celeb_a
+  --config.train.epochs=5` works (ml_collections applies `--config.*` overrides to
+  the file chosen here).
+* `run_main(main)`: runs an absl main and turns every `UserError` into one line on
+  stderr and exit status 1, instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app
+
+from robust_dae_tf.errors import UserError
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+DEFAULT_DATASET = "digits"
+
+
+def _flag_value(argv, name):
+    prefix = f"--{name}="
+    for i, arg in enumerate(argv):
+        if arg.startswith(prefix):
+            return arg[len(prefix) :]
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def available_configs(config_dir: str = CONFIG_DIR) -> list[str]:
+    if not os.path.isdir(config_dir):
+        return []
+    return sorted(f[:-3] for f in os.listdir(config_dir) if f.endswith(".py") and not f.startswith("_"))
+
+
+def select_config_file(argv: list[str], config_dir: str = CONFIG_DIR) -> list[str]:
+    """Returns argv with `--config=<config_dir>/<dataset>.py` added when no --config is given."""
+    if _flag_value(argv, "config") is not None:
+        return argv
+    from robust_dae_tf import data  # deferred: imports TensorFlow
+
+    dataset = _flag_value(argv, "dataset") or DEFAULT_DATASET
+    try:
+        name = data.get_spec(dataset).name
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    path = os.path.join(config_dir, f"{name}.py")
+    if not os.path.exists(path):
+        raise SystemExit(
+            f"error: no config file {path} for --dataset={dataset}; available: "
+            f"{', '.join(available_configs(config_dir)) or 'none'}; or pass --config=FILE."
+        )
+    return [argv[0], f"--config={path}", *argv[1:]]
+
+
+def run_main(main) -> None:
+    def guarded(argv):
+        try:
+            main(argv)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    sys.argv = select_config_file(sys.argv)
+    app.run(guarded)

@@ -1,0 +1,208 @@
+"""Training: distribution strategy, resumable checkpoints and the Keras fit loop.
+
+`train()` trains a `RegularizedAutoencoder` into a work directory:
+
+    <workdir>/config.json        the resolved run config (written before training)
+    <workdir>/checkpoints/       tf.train.CheckpointManager files (model + optimizer)
+    <workdir>/logs/              TensorBoard event files (train/ and validation/)
+    <workdir>/history.json       per-epoch metrics of all sessions of this run
+
+Checkpoints are written every `train.checkpoint_every_steps` steps and at every epoch
+end. Running the same command again resumes from the newest checkpoint: the step
+counter restores the epoch and the position inside it, the data order of each epoch
+depends only on (seed, epoch), and every random draw on (seed, step), so a killed and
+resumed run ends with the same weights as an uninterrupted one and loses at most
+the steps since the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from robust_dae_tf import callbacks as callbacks_lib
+from robust_dae_tf import config_lib, data, models
+from robust_dae_tf.errors import CheckpointError, ConfigError
+
+
+def configure_cpu_devices(count: int) -> None:
+    """Splits the CPU into `count` logical devices (for MirroredStrategy on CPU).
+
+    Must run before TensorFlow initialises its devices; if they are already
+    initialised with a different split, raises ConfigError."""
+    if count <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as err:
+        existing = len(tf.config.list_logical_devices("CPU"))
+        if existing != count:
+            raise ConfigError(
+                f"train.num_cpu_devices={count} but TensorFlow already started with {existing} CPU "
+                "device(s); set it before any TensorFlow work (e.g. only on the command line)."
+            ) from err
+
+
+def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, over `num_cpu_devices`
+    logical CPUs when > 1, else the default (single-device) strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    if num_cpu_devices > 1:
+        configure_cpu_devices(num_cpu_devices)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:num_cpu_devices]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def _write_json_atomic(path: str, payload) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, path)
+
+
+def check_or_record_config(config, workdir: str) -> None:
+    """Writes config.json in a new workdir; in an existing one, refuses a config whose
+    architecture differs from the one the checkpoints were written with."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = config_lib.from_dict(json.load(f))
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path} is not a valid run config ({err}); remove the file or use a new --workdir.") from err
+        diffs = config_lib.architecture_differences(saved, config)
+        if diffs:
+            raise CheckpointError(
+                f"{workdir} holds a run with a different model ({'; '.join(diffs)}); "
+                "use a new --workdir or the same settings to resume."
+            )
+    os.makedirs(workdir, exist_ok=True)
+    _write_json_atomic(path, config.to_dict())
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
+    """Restores the newest checkpoint into `checkpoint`; None when there is none."""
+    latest = manager.latest_checkpoint
+    if latest is None:
+        return None
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as err:
+        raise CheckpointError(
+            f"checkpoint {latest} is corrupt or was written by a different model "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it (the previous "
+            f"one in {os.path.dirname(latest)} is then used) or use a new --workdir."
+        ) from err
+    return latest
+
+
+def compile_model(config, image_shape, strategy):
+    with strategy.scope():
+        model = models.build_model(config, image_shape)
+        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), jit_compile=config.train.jit_compile)
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dict:
+    """Trains (or resumes) a model; returns {"model", "history", "final_metrics", "steps"}.
+
+    Args:
+      config: run config (see `config_lib.base_config`).
+      workdir: run directory (created; reused to resume).
+      splits: {"train": ds, "test": ds} as returned by `data.load_splits`.
+      image_shape: (H, W, C).
+      strategy: a tf.distribute strategy; default from `make_strategy`.
+    """
+    config_lib.validate(config)
+    check_or_record_config(config, workdir)
+    strategy = strategy or make_strategy(config.train.num_cpu_devices)
+    model = compile_model(config, image_shape, strategy)
+
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=config.train.keep_checkpoints)
+    restored = restore_latest(checkpoint, manager)
+
+    train_ds = splits["train"]
+    if config.data.max_train_examples:
+        train_ds = train_ds.take(config.data.max_train_examples)
+    num_train = data.count_examples(train_ds)
+    batch_size = config.train.batch_size
+    steps = data.steps_per_epoch(num_train, batch_size)
+    step = int(model.optimizer.iterations)
+    start_epoch, skip = divmod(step, steps)
+    epochs = config.train.epochs
+    if restored:
+        logging.info("Resuming from %s (step %d, epoch %d + %d steps).", restored, step, start_epoch, skip)
+    history_path = os.path.join(workdir, "history.json")
+    history = json.load(open(history_path)) if os.path.exists(history_path) else {}
+
+    val_examples = config.train.validation_examples
+    val_ds = splits["test"].take(val_examples) if val_examples else splits["test"]
+    val_batches = data.evaluation_batches(val_ds, batch_size).map(lambda x, y: x)
+    preview, _ = data.take_arrays(splits["test"], 8)
+    callbacks = [
+        callbacks_lib.NonFiniteGuard(checkpoint_dir),
+        callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
+        callbacks_lib.TensorBoardLogger(
+            os.path.join(workdir, "logs"),
+            data.to_float(preview).numpy(),
+            config.train.log_every_steps,
+            config.train.images_every_epochs,
+            batch_size,
+        ),
+    ]
+
+    def fit(first_epoch, last_epoch, steps_in_first, skip_batches):
+        batches = data.training_batches(
+            train_ds, batch_size, seed=config.train.seed, start_epoch=first_epoch, num_epochs=last_epoch,
+            skip_batches=skip_batches, shuffle_buffer=config.data.shuffle_buffer,
+        )
+        result = model.fit(
+            batches.repeat(),
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            steps_per_epoch=steps_in_first,
+            validation_data=val_batches,
+            callbacks=callbacks,
+            verbose=config.train.verbose,
+        )
+        for name, values in result.history.items():
+            history.setdefault(name, []).extend(float(v) for v in values)
+        _write_json_atomic(history_path, history)
+
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        if skip:  # finish the interrupted epoch first, then continue with whole epochs
+            fit(start_epoch, start_epoch + 1, steps - skip, skip)
+            start_epoch += 1
+        if start_epoch < epochs:
+            fit(start_epoch, epochs, steps, 0)
+    else:
+        logging.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
+    elapsed = time.perf_counter() - started
+
+    final = model.evaluate(val_batches, verbose=0, return_dict=True)
+    final = {k: float(v) for k, v in final.items()}
+    if not all(np.isfinite(v) for v in final.values()):
+        raise CheckpointError(f"the trained model gives non-finite validation metrics {final}; do not export it.")
+    return {
+        "model": model,
+        "history": history,
+        "final_metrics": final,
+        "steps": int(model.optimizer.iterations),
+        "steps_per_epoch": steps,
+        "train_seconds_this_session": elapsed,
+        "num_train_examples": num_train,
+    }
