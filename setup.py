@@ -27,6 +27,7 @@ setup(
         "tf-keras>=2.16,<2.22",
         "tensorflow-probability>=0.24",
         "tensorflow-datasets>=4.9",
+        "importlib_resources",  # needed by TFDS downloads
         "tensorboard>=2.16",
         "absl-py>=2.0",
         "ml-collections>=0.1.1",

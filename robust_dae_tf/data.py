@@ -1,0 +1,796 @@
+"""Datasets and tf.data pipelines.
+
+Conventions
+-----------
+* `load_splits` returns ``{"train": ds, "test": ds}``. Every element is a dict
+  ``{"image": tf.uint8 [H, W, C] with values 0..255, "label": tf.int64 scalar}``,
+  already preprocessed to ``get_spec(name).image_shape``. Datasets without class
+  labels (celeb_a) use label -1.
+* `to_float` turns uint8 images into float32 in [0, 1] (x / 255).
+  `training_batches` and `evaluation_batches` yield float images.
+
+Preprocessing (one map function per dataset, applied to every source)
+------------------------------------------------------------------
+* mnist, fashion_mnist, digits: 28x28x1 is zero-padded by 2 pixels on every side
+  to 32x32x1; the original pixels are unchanged. The reference implementation
+  brought these sets to 32 px because the paper's MS-SSIM metric needs images of
+  at least 32 px. Images that are already 32x32x1 pass unchanged.
+* digits (the embedded default, no download): scikit-learn's bundled 8x8 digits
+  (values 0..16) are scaled to 0..255, bilinearly resized to 28x28 and then
+  padded like MNIST. Split: a fixed permutation (seed 0) of the 1797 images;
+  the last 297 are the test split, the first 1500 the training split.
+* svhn_cropped: 32x32x3, unchanged.
+* celeb_a: centre crop 140x140, bilinear antialiased resize to 64x64, rounded
+  back to uint8. Any 3-channel image of at least 140x140 is accepted (TFDS and
+  img_align_celeba images are 218x178).
+Any other image shape is rejected with a `DataError` naming expected vs found
+(image files past the first one of a split: see below).
+
+Sources of `load_splits`
+------------------------
+1. ``name == "digits"``: the embedded scikit-learn digits.
+2. ``data_dir`` given: local files, detected in this order:
+   a. the 4 MNIST IDX files (optionally .gz) in the directory;
+   b. a Keras-style .npz (the file, or the only .npz in the directory) with
+      keys x_train, y_train, x_test, y_test;
+   c. image folders ``train/<class>/*`` and ``test/<class>/*`` (label = index of
+      the class name in the sorted training class names);
+   d. a flat folder of images (directly in data_dir or in ``img_align_celeba/``),
+      only for datasets without class labels (celeb_a). It is split by CelebA's
+      ``list_eval_partition.txt`` (or .csv) found in the image folder or one of
+      its parents up to data_dir's parent: partition 0 = train, 2 = test, and
+      1 (validation) is ignored, like the TFDS path that uses only "train" and
+      "test". Without a partition file the last 10% of the sorted file names are
+      the test split.
+   Image files are decoded lazily inside tf.data. The first image of each split
+   is checked eagerly; a later image with a different shape fails the pipeline
+   with a TensorFlow assertion naming the file.
+3. otherwise TFDS (``tfds.load``); a dataset that is neither prepared nor
+   downloadable raises a `DataError` explaining the alternatives.
+
+Training order
+--------------
+The shuffle order of epoch e depends only on (seed, e), not on
+`tf.random.set_seed` or on the epoch a run started at, so a resumed run sees
+exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import pathlib
+import zipfile
+from collections.abc import Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from robust_dae_tf.errors import ConfigError, DataError
+
+_AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A supported dataset.
+
+    Attributes:
+      name: canonical name (a key of `DATASETS`).
+      image_shape: (H, W, C) of the images after preprocessing.
+      num_classes: number of class labels; 0 when there are none (celeb_a).
+      tfds_name: TFDS name, or None for the embedded set.
+    """
+
+    name: str
+    image_shape: tuple
+    num_classes: int
+    tfds_name: str | None
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec("mnist", (32, 32, 1), 10, "mnist"),
+    "fashion_mnist": DatasetSpec("fashion_mnist", (32, 32, 1), 10, "fashion_mnist"),
+    "svhn_cropped": DatasetSpec("svhn_cropped", (32, 32, 3), 10, "svhn_cropped"),
+    "celeb_a": DatasetSpec("celeb_a", (64, 64, 3), 0, "celeb_a"),
+    "digits": DatasetSpec("digits", (32, 32, 1), 10, None),
+}
+ALIASES = {"svhn": "svhn_cropped", "celeba": "celeb_a", "fmnist": "fashion_mnist"}
+
+# How each dataset's source images are brought to `image_shape`.
+_PAD, _EXACT, _CROP_RESIZE = "pad", "exact", "crop_resize"
+_RULES = {
+    "mnist": _PAD,
+    "fashion_mnist": _PAD,
+    "digits": _PAD,
+    "svhn_cropped": _EXACT,
+    "celeb_a": _CROP_RESIZE,
+}
+_CELEBA_CROP = 140
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
+_DIGITS_TEST_SIZE = 297
+_DIGITS_SEED = 0
+
+_Splits = dict[str, tf.data.Dataset]
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Returns the spec of a dataset name or alias (case-insensitive)."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in DATASETS:
+        aliases = ", ".join(f"{a}={c}" for a, c in sorted(ALIASES.items()))
+        raise ConfigError(
+            f"Unknown dataset {name!r} for --dataset; expected one of "
+            f"{', '.join(sorted(DATASETS))} (aliases: {aliases})."
+        )
+    return DATASETS[key]
+
+
+# --------------------------------------------------------------------------
+# Preprocessing
+
+
+def _shape_ok(spec: DatasetSpec, shape: Sequence) -> bool | tf.Tensor:
+    """Whether a source image shape can be preprocessed to the spec.
+
+    Works on Python ints (eager checks) and on a shape tensor (inside tf.data).
+    """
+    height, width, channels = shape[0], shape[1], shape[2]
+    target_h, target_w, target_c = spec.image_shape
+    rule = _RULES[spec.name]
+    if rule == _PAD:
+        size_ok = ((height == 28) & (width == 28)) | (
+            (height == target_h) & (width == target_w)
+        )
+    elif rule == _EXACT:
+        size_ok = (height == target_h) & (width == target_w)
+    else:
+        size_ok = (height >= _CELEBA_CROP) & (width >= _CELEBA_CROP)
+    return size_ok & (channels == target_c)
+
+
+def _expected_shape_text(spec: DatasetSpec) -> str:
+    target_h, target_w, target_c = spec.image_shape
+    rule = _RULES[spec.name]
+    if rule == _PAD:
+        return f"28x28x{target_c} (zero-padded to 32x32) or {target_h}x{target_w}x{target_c}"
+    if rule == _EXACT:
+        return f"{target_h}x{target_w}x{target_c}"
+    return (
+        f"at least {_CELEBA_CROP}x{_CELEBA_CROP}x{target_c} (centre-cropped to "
+        f"{_CELEBA_CROP}x{_CELEBA_CROP}, resized to {target_h}x{target_w})"
+    )
+
+
+def _check_shape(spec: DatasetSpec, shape: Sequence, source: str, fix: str) -> None:
+    """Raises DataError when a fully known source image shape does not fit."""
+    if any(dim is None for dim in shape) or bool(_shape_ok(spec, shape)):
+        return
+    found = "x".join(str(d) for d in shape)
+    raise DataError(
+        f"{source}: images have shape {found}, but --dataset={spec.name} expects "
+        f"{_expected_shape_text(spec)}. {fix}"
+    )
+
+
+def _preprocess(spec: DatasetSpec, image: tf.Tensor) -> tf.Tensor:
+    """Brings one uint8 [h, w, c] image (shape already checked) to the spec."""
+    target_h, target_w, _ = spec.image_shape
+    shape = tf.shape(image)
+    rule = _RULES[spec.name]
+    if rule == _PAD:
+        image = tf.image.pad_to_bounding_box(
+            image, (target_h - shape[0]) // 2, (target_w - shape[1]) // 2, target_h, target_w
+        )
+    elif rule == _CROP_RESIZE:
+        crop = tf.image.crop_to_bounding_box(
+            image,
+            (shape[0] - _CELEBA_CROP) // 2,
+            (shape[1] - _CELEBA_CROP) // 2,
+            _CELEBA_CROP,
+            _CELEBA_CROP,
+        )
+        resized = tf.image.resize(crop, [target_h, target_w], method="bilinear", antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    return tf.ensure_shape(image, spec.image_shape)
+
+
+def _finish(spec: DatasetSpec, ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Maps {"image": raw uint8, "label": int64} elements to the spec."""
+    return ds.map(
+        lambda ex: {"image": _preprocess(spec, ex["image"]), "label": ex["label"]},
+        num_parallel_calls=_AUTOTUNE,
+    )
+
+
+# --------------------------------------------------------------------------
+# In-memory sources: embedded digits, IDX, npz
+
+
+def _from_arrays(
+    spec: DatasetSpec,
+    images: np.ndarray,
+    labels: np.ndarray,
+    image_source: str,
+    label_source: str,
+) -> tf.data.Dataset:
+    """A dataset from uint8 [N, H, W, C] images and integer labels [N]."""
+    _check_shape(
+        spec,
+        images.shape[1:],
+        image_source,
+        "Pass files holding that dataset, or choose the matching --dataset.",
+    )
+    labels = _spec_labels(spec, labels, label_source)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+    return _finish(spec, ds)
+
+
+def _spec_labels(spec: DatasetSpec, labels: np.ndarray, source: str) -> np.ndarray:
+    """int64 labels; -1 for datasets without classes; range-checked otherwise."""
+    if spec.num_classes == 0:
+        return np.full(len(labels), -1, np.int64)
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
+        raise DataError(
+            f"{source}: labels range over {labels.min()}..{labels.max()}, but "
+            f"--dataset={spec.name} has classes 0..{spec.num_classes - 1}. Pass the "
+            f"files of that dataset or choose the matching --dataset."
+        )
+    return labels
+
+
+def _load_digits(spec: DatasetSpec) -> _Splits:
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+
+    digits = load_digits()
+    scaled = digits.images.astype(np.float32)[..., None] * (255.0 / 16.0)
+    resized = tf.image.resize(scaled, [28, 28], method="bilinear").numpy()
+    images = np.clip(np.round(resized), 0, 255).astype(np.uint8)
+    order = np.random.default_rng(_DIGITS_SEED).permutation(len(images))
+    train, test = order[:-_DIGITS_TEST_SIZE], order[-_DIGITS_TEST_SIZE:]
+    source = "embedded scikit-learn digits"
+    return {
+        "train": _from_arrays(spec, images[train], digits.target[train], source, source),
+        "test": _from_arrays(spec, images[test], digits.target[test], source, source),
+    }
+
+
+def _read_bytes(path: pathlib.Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(
+            f"Cannot read IDX file {path} ({err}); it is truncated or not a valid "
+            f"(gzipped) IDX file. Re-download it or fix --data_dir."
+        ) from err
+
+
+def _parse_idx(path: pathlib.Path, magic: int) -> np.ndarray:
+    """Parses an unsigned-byte IDX file (images: magic 2051, labels: 2049)."""
+    data = _read_bytes(path)
+    ndim = magic & 0xFF
+    header_len = 4 * (1 + ndim)
+    fix = "Re-download the file or fix --data_dir."
+    if len(data) < header_len:
+        raise DataError(f"IDX file {path} is truncated: {len(data)} bytes, no full header. {fix}")
+    found_magic = int.from_bytes(data[:4], "big")
+    if found_magic != magic:
+        raise DataError(
+            f"IDX file {path} has magic number {found_magic}, expected {magic} "
+            f"({'images' if magic == _IDX_IMAGES_MAGIC else 'labels'}). {fix}"
+        )
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header_len + int(np.prod(dims))
+    if len(data) != expected:
+        raise DataError(
+            f"IDX file {path} is truncated or corrupt: header says shape {dims} "
+            f"({expected} bytes), file has {len(data)} bytes. {fix}"
+        )
+    return np.frombuffer(data, np.uint8, offset=header_len).reshape(dims)
+
+
+def _idx_path(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_idx(directory: pathlib.Path) -> bool:
+    stems = [stem for pair in _IDX_FILES.values() for stem in pair]
+    return any(_idx_path(directory, stem) for stem in stems)
+
+
+def _load_idx(spec: DatasetSpec, directory: pathlib.Path) -> _Splits:
+    stems = [stem for pair in _IDX_FILES.values() for stem in pair]
+    missing = [f"{stem}(.gz)" for stem in stems if _idx_path(directory, stem) is None]
+    if missing:
+        raise DataError(
+            f"--data_dir={directory} holds MNIST-format IDX files but lacks "
+            f"{', '.join(missing)}; put all 4 files (train/t10k images and labels) there."
+        )
+    splits = {}
+    for split, (image_stem, label_stem) in _IDX_FILES.items():
+        image_path, label_path = _idx_path(directory, image_stem), _idx_path(directory, label_stem)
+        images = _parse_idx(image_path, _IDX_IMAGES_MAGIC)
+        labels = _parse_idx(label_path, _IDX_LABELS_MAGIC)
+        if len(labels) != len(images):
+            raise DataError(
+                f"IDX file {label_path} has {len(labels)} labels but {image_path} has "
+                f"{len(images)} images; the counts must match. Re-download the files."
+            )
+        splits[split] = _from_arrays(
+            spec, images[..., None], labels, str(image_path), str(label_path)
+        )
+    return splits
+
+
+def _npz_images(images: np.ndarray, source: str) -> np.ndarray:
+    """uint8 [N, H, W, C] from uint8/integer 0..255 or float [0, 1] arrays."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise DataError(
+            f"{source}: images have shape {images.shape}; expected [N, H, W] or "
+            f"[N, H, W, C]. Save the arrays in that layout."
+        )
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.floating) and np.all((images >= 0) & (images <= 1)):
+        return np.round(images * 255.0).astype(np.uint8)
+    if np.issubdtype(images.dtype, np.integer) and np.all((images >= 0) & (images <= 255)):
+        return images.astype(np.uint8)
+    raise DataError(
+        f"{source}: images of dtype {images.dtype} must be uint8 0..255 or float "
+        f"in [0, 1]; rescale them before saving."
+    )
+
+
+def _load_npz(spec: DatasetSpec, path: pathlib.Path) -> _Splits:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _NPZ_KEYS if key not in npz.files]
+            if missing:
+                raise DataError(
+                    f"{path} lacks keys {', '.join(missing)} (found: "
+                    f"{', '.join(npz.files) or 'none'}); expected {', '.join(_NPZ_KEYS)} "
+                    f"like Keras' mnist.npz. Re-save it with these keys."
+                )
+            arrays = {key: npz[key] for key in _NPZ_KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"Cannot read {path} as an .npz file ({err}); fix --data_dir.") from err
+    splits = {}
+    for split in ("train", "test"):
+        source = f"{path}[x_{split}]"
+        images = _npz_images(arrays[f"x_{split}"], source)
+        labels = arrays[f"y_{split}"].reshape(-1)
+        if len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"{path}: y_{split} must hold one integer label per image "
+                f"({len(images)}); found {labels.dtype} array of {len(labels)}."
+            )
+        splits[split] = _from_arrays(spec, images, labels, source, f"{path}[y_{split}]")
+    return splits
+
+
+# --------------------------------------------------------------------------
+# Image folders
+
+
+def _image_files(directory: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
+    )
+
+
+def _decode(path: tf.Tensor) -> tf.Tensor:
+    return tf.io.decode_image(
+        tf.io.read_file(path), channels=0, dtype=tf.uint8, expand_animations=False
+    )
+
+
+def _check_first_image(spec: DatasetSpec, path: pathlib.Path) -> None:
+    try:
+        shape = tuple(_decode(tf.constant(str(path))).shape)
+    except tf.errors.OpError as err:
+        raise DataError(f"Cannot decode image {path}: {err.message}. Fix or remove it.") from err
+    _check_shape(
+        spec,
+        shape,
+        f"Image {path}",
+        "Convert the images (size and channel count) or choose the matching --dataset.",
+    )
+
+
+def _from_files(
+    spec: DatasetSpec, paths: list[pathlib.Path], labels: list[int]
+) -> tf.data.Dataset:
+    """Lazily decoded image files; every image's shape is asserted in-graph."""
+    _check_first_image(spec, paths[0])
+    expected = _expected_shape_text(spec)
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
+        image = _decode(path)
+        shape = tf.shape(image)
+        check = tf.debugging.Assert(
+            _shape_ok(spec, shape),
+            [f"--dataset={spec.name} expects images of {expected}; file", path, "has shape", shape],
+        )
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
+        return {"image": image, "label": label}
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        ([str(p) for p in paths], np.asarray(labels, np.int64))
+    )
+    return _finish(spec, ds.map(load, num_parallel_calls=_AUTOTUNE))
+
+
+def _class_files(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+    return {d.name: _image_files(d) for d in sorted(split_dir.iterdir()) if d.is_dir()}
+
+
+def _load_class_folders(spec: DatasetSpec, directory: pathlib.Path) -> _Splits:
+    per_split = {split: _class_files(directory / split) for split in ("train", "test")}
+    class_names = sorted(per_split["train"])
+    unknown = sorted(set(per_split["test"]) - set(class_names))
+    if unknown:
+        raise DataError(
+            f"{directory / 'test'} has class folders {', '.join(unknown)} that "
+            f"{directory / 'train'} lacks; both splits must use the same class names."
+        )
+    if spec.num_classes and len(class_names) > spec.num_classes:
+        raise DataError(
+            f"{directory / 'train'} has {len(class_names)} class folders, but "
+            f"--dataset={spec.name} has {spec.num_classes} classes; choose the matching "
+            f"--dataset or merge the folders."
+        )
+    splits = {}
+    for split, classes in per_split.items():
+        paths, labels = [], []
+        for name, files in classes.items():
+            label = class_names.index(name) if spec.num_classes else -1
+            paths += files
+            labels += [label] * len(files)
+        if not paths:
+            raise DataError(
+                f"{directory / split} has no images in class sub-folders; expected "
+                f"{directory / split}/<class_name>/*.png (or .jpg)."
+            )
+        splits[split] = _from_files(spec, paths, labels)
+    return splits
+
+
+def _flat_image_dir(directory: pathlib.Path) -> pathlib.Path:
+    """The folder holding the images: data_dir or nested img_align_celeba/."""
+    while (directory / "img_align_celeba").is_dir():
+        directory = directory / "img_align_celeba"
+    return directory
+
+
+def _find_partition_file(image_dir: pathlib.Path, data_dir: pathlib.Path) -> pathlib.Path | None:
+    folders = [image_dir, *image_dir.parents]
+    for folder in folders[: folders.index(data_dir) + 2]:
+        for name in _PARTITION_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _read_partition(path: pathlib.Path) -> dict[str, int]:
+    """CelebA's file -> partition map (0 train, 1 validation, 2 test)."""
+    partition = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.replace(",", " ").split()
+        if not fields or (number == 1 and fields[-1] == "partition"):
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise DataError(
+                f"{path} line {number}: expected '<file name> <0|1|2>', found {line!r}; "
+                f"use CelebA's original list_eval_partition file or remove it."
+            )
+        partition[fields[0]] = int(fields[1])
+    return partition
+
+
+def _split_flat(
+    files: list[pathlib.Path], partition_file: pathlib.Path | None
+) -> dict[str, list[pathlib.Path]]:
+    if partition_file is None:
+        num_test = max(1, len(files) // 10)
+        return {"train": files[:-num_test], "test": files[-num_test:]}
+    partition = _read_partition(partition_file)
+    unlisted = [f for f in files if f.name not in partition]
+    if unlisted:
+        raise DataError(
+            f"{unlisted[0]} (and {len(unlisted) - 1} more) is not listed in "
+            f"{partition_file}; remove the extra images or the partition file."
+        )
+    return {
+        "train": [f for f in files if partition[f.name] == 0],
+        "test": [f for f in files if partition[f.name] == 2],
+    }
+
+
+def _load_flat_folder(spec: DatasetSpec, data_dir: pathlib.Path) -> _Splits:
+    image_dir = _flat_image_dir(data_dir)
+    if spec.num_classes:
+        raise DataError(
+            f"--data_dir={image_dir} is a flat image folder without labels, but "
+            f"--dataset={spec.name} has {spec.num_classes} classes; arrange the images as "
+            f"train/<class_name>/* and test/<class_name>/*."
+        )
+    files = _image_files(image_dir)
+    if len(files) < 2:
+        raise DataError(
+            f"--data_dir={image_dir} holds {len(files)} image(s); at least 2 are needed "
+            f"to make train and test splits."
+        )
+    partition_file = _find_partition_file(image_dir, data_dir)
+    splits = {}
+    for split, paths in _split_flat(files, partition_file).items():
+        if not paths:
+            raise DataError(
+                f"No {split} images in {image_dir} according to {partition_file}; "
+                f"check that the partition file belongs to these images."
+            )
+        splits[split] = _from_files(spec, paths, [-1] * len(paths))
+    return splits
+
+
+# --------------------------------------------------------------------------
+# Source detection
+
+
+def _no_data_error(directory: pathlib.Path) -> DataError:
+    entries = sorted(p.name for p in directory.iterdir())[:10]
+    return DataError(
+        f"--data_dir={directory} holds no supported data (found: "
+        f"{', '.join(entries) or 'nothing'}). Expected one of: the 4 MNIST IDX files "
+        f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        f"t10k-labels-idx1-ubyte.gz; one .npz with keys {', '.join(_NPZ_KEYS)}; image "
+        f"folders train/<class_name>/*.png and test/<class_name>/*.png; or a flat image "
+        f"folder such as CelebA's img_align_celeba/."
+    )
+
+
+def _load_local(spec: DatasetSpec, data_dir: str) -> _Splits:
+    path = pathlib.Path(data_dir).expanduser().resolve()
+    if path.is_file() and path.suffix == ".npz":
+        return _load_npz(spec, path)
+    if not path.is_dir():
+        raise DataError(
+            f"--data_dir={data_dir} is neither a directory nor an .npz file; "
+            f"point it at the local copy of the {spec.name} data."
+        )
+    if _has_idx(path):
+        return _load_idx(spec, path)
+    npz_files = sorted(path.glob("*.npz"))
+    if len(npz_files) > 1:
+        raise DataError(
+            f"--data_dir={path} holds several .npz files ({', '.join(p.name for p in npz_files)}); "
+            f"pass the one to use as --data_dir=<file.npz>."
+        )
+    if npz_files:
+        return _load_npz(spec, npz_files[0])
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        return _load_class_folders(spec, path)
+    if _image_files(_flat_image_dir(path)):
+        return _load_flat_folder(spec, path)
+    raise _no_data_error(path)
+
+
+# --------------------------------------------------------------------------
+# TFDS
+
+_MNIST_FORMAT_HINT = (
+    "a directory with the 4 MNIST IDX files train-images-idx3-ubyte.gz, "
+    "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, "
+    "or a Keras-style .npz with x_train, y_train, x_test, y_test"
+)
+_LOCAL_FORMAT_HINTS = {
+    "mnist": _MNIST_FORMAT_HINT,
+    "fashion_mnist": _MNIST_FORMAT_HINT,
+    "svhn_cropped": "an .npz with x_train, y_train, x_test, y_test (32x32x3 uint8), or "
+    "image folders train/<class>/*.png and test/<class>/*.png",
+    "celeb_a": "CelebA's img_align_celeba/ folder of JPEGs, with list_eval_partition.txt "
+    "next to it",
+}
+
+
+def _load_tfds(spec: DatasetSpec, tfds_data_dir: str | None, download: bool) -> _Splits:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    if download and not tfds.builder(spec.tfds_name, data_dir=tfds_data_dir).is_prepared():
+        logging.warning(
+            "%s is not prepared in the TFDS data dir; TFDS will now download it. Without network "
+            "access this fails only after TFDS's retries (minutes): pass --data_dir with local files "
+            "(%s) or --config.data.download=False to fail at once.",
+            spec.tfds_name,
+            _LOCAL_FORMAT_HINTS[spec.name],
+        )
+    try:
+        train, test = tfds.load(
+            spec.tfds_name, split=["train", "test"], data_dir=tfds_data_dir, download=download
+        )
+    except Exception as err:  # TFDS raises many types (AssertionError, OSError, ...).
+        where = tfds_data_dir or tfds.core.constants.DATA_DIR
+        cause = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(
+            f"Dataset {spec.tfds_name} is not in the TFDS data dir {where} and could not be "
+            f"downloaded ({type(err).__name__}: {cause}). Either run once with network "
+            f"access (TFDS then downloads and prepares it), or pass --data_dir pointing to "
+            f"local files ({_LOCAL_FORMAT_HINTS[spec.name]}), or use --dataset=digits for "
+            f"the embedded data."
+        ) from err
+    splits = {}
+    for split, ds in (("train", train), ("test", test)):
+        _check_shape(
+            spec,
+            tuple(ds.element_spec["image"].shape),
+            f"TFDS {spec.tfds_name}",
+            "This TFDS version changed the dataset; pass --data_dir with local files instead.",
+        )
+        splits[split] = _finish(spec, ds.map(_tfds_example, num_parallel_calls=_AUTOTUNE))
+    return splits
+
+
+def _tfds_example(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    label = example.get("label", tf.constant(-1, tf.int64))
+    return {"image": example["image"], "label": tf.cast(label, tf.int64)}
+
+
+def load_splits(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    tfds_data_dir: str | None = None,
+    download: bool = True,
+) -> dict[str, tf.data.Dataset]:
+    """Loads {"train", "test"} datasets of preprocessed uint8 images and int64 labels.
+
+    Args:
+      name: dataset name or alias (see `get_spec`).
+      data_dir: local files to read instead of TFDS (see the module docstring).
+      tfds_data_dir: TFDS data directory (None: the TFDS default).
+      download: whether TFDS may download and prepare a missing dataset.
+    """
+    spec = get_spec(name)
+    if spec.tfds_name is None:
+        if data_dir:
+            raise ConfigError(
+                f"--data_dir={data_dir} cannot be used with --dataset={spec.name}, which is "
+                f"embedded; drop --data_dir or choose the dataset the files contain."
+            )
+        return _load_digits(spec)
+    if data_dir:
+        return _load_local(spec, data_dir)
+    return _load_tfds(spec, tfds_data_dir or None, download)
+
+
+# --------------------------------------------------------------------------
+# Pipelines
+
+
+def to_float(images_uint8: tf.Tensor | np.ndarray) -> tf.Tensor:
+    """uint8 images (0..255) -> float32 in [0, 1]."""
+    return tf.cast(images_uint8, tf.float32) / 255.0
+
+
+def _require_positive(value: int, what: str) -> None:
+    if value <= 0:
+        raise ConfigError(f"{what} must be positive, got {value}.")
+
+
+def _epoch_shuffle_seed(seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """A shuffle seed that is a fixed function of (seed, epoch)."""
+    return tf.random.stateless_uniform(
+        [], seed=tf.stack([seed, epoch]), minval=None, maxval=None, dtype=tf.int64
+    )
+
+
+def training_batches(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    start_epoch: int,
+    num_epochs: int,
+    skip_batches: int = 0,
+    shuffle_buffer: int = 10000,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Shuffled float32 image batches [batch_size, H, W, C] in [0, 1] (no labels).
+
+    Epochs start_epoch..num_epochs-1 are concatenated (drop_remainder=True), then
+    the first `skip_batches` batches are skipped (to resume mid-epoch). The order
+    of epoch e depends only on (seed, e).
+    """
+    _require_positive(batch_size, "--config.train.batch_size")
+    _require_positive(shuffle_buffer, "shuffle_buffer")
+    if start_epoch < 0 or skip_batches < 0:
+        raise ConfigError(
+            f"start_epoch ({start_epoch}) and skip_batches ({skip_batches}) must be >= 0; "
+            f"the checkpoint step is corrupt or negative."
+        )
+    images = ds.map(lambda ex: ex["image"], num_parallel_calls=_AUTOTUNE)
+    if cache:
+        images = images.cache()
+    seed_tensor = tf.constant(seed, tf.int64)
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        # Ignore any global seed (tf.random.set_seed) inside this traced function:
+        # the shuffle then depends on the explicit op seed alone.
+        tf.compat.v1.get_default_graph().seed = None
+        shuffled = images.shuffle(
+            shuffle_buffer,
+            seed=_epoch_shuffle_seed(seed_tensor, epoch),
+            reshuffle_each_iteration=False,
+        )
+        return shuffled.batch(batch_size, drop_remainder=True)
+
+    batches = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_batches)
+    batches = batches.skip(skip_batches).map(to_float, num_parallel_calls=_AUTOTUNE)
+    return batches.prefetch(_AUTOTUNE)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped)."""
+    _require_positive(batch_size, "--config.train.batch_size")
+    steps = num_examples // batch_size
+    if steps == 0:
+        raise DataError(
+            f"batch_size {batch_size} > {num_examples} examples, so an epoch has no full "
+            f"batch; lower --config.train.batch_size."
+        )
+    return steps
+
+
+def evaluation_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """(float32 images [B, H, W, C] in [0, 1], int64 labels [B]); keeps the last partial batch."""
+    _require_positive(batch_size, "evaluation batch size")
+    return (
+        ds.batch(batch_size)
+        .map(lambda ex: (to_float(ex["image"]), ex["label"]), num_parallel_calls=_AUTOTUNE)
+        .prefetch(_AUTOTUNE)
+    )
+
+
+def count_examples(ds: tf.data.Dataset) -> int:
+    """Number of elements: the cardinality when known, otherwise by iterating."""
+    cardinality = int(ds.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise DataError("The dataset is infinite (it repeats); pass a finite dataset.")
+    if cardinality >= 0:
+        return cardinality
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def take_arrays(ds: tf.data.Dataset, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first n (all when None) elements as (uint8 images, int64 labels) arrays."""
+    if n is not None:
+        if n < 0:
+            raise ConfigError(f"The number of examples to take must be >= 0, got {n}.")
+        ds = ds.take(n)
+    images, labels = [], []
+    for batch in ds.batch(1024).as_numpy_iterator():
+        images.append(batch["image"])
+        labels.append(batch["label"])
+    if not images:
+        image_shape = tuple(ds.element_spec["image"].shape)
+        return np.zeros((0, *image_shape), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate(images), np.concatenate(labels)

@@ -1,0 +1,1 @@
+"""Image-quality and distribution metrics (MS-SSIM, Frechet distance)."""
