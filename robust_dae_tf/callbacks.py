@@ -37,7 +37,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
         if all(math.isfinite(v) for v in values.values()):
             self.last_finite = values
             return
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
         last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"
         latest = tf.train.latest_checkpoint(self.checkpoint_dir) or "none yet"
@@ -57,13 +57,13 @@ class CheckpointEvery(keras.callbacks.Callback):
         self.every_steps = every_steps
 
     def _save(self):
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
             return
         self.manager.save(checkpoint_number=step)
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) % self.every_steps == 0:
+        if int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -101,7 +101,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._tick = None
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         if step % self.every_steps:
             return
         now = time.perf_counter()
@@ -113,7 +113,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._tick = now
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         values = _as_floats(logs)
         with self.val_writer.as_default(step=step):
             for name, value in values.items():

@@ -17,6 +17,7 @@ the steps since the last checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -50,16 +51,23 @@ def configure_cpu_devices(count: int) -> None:
             ) from err
 
 
+@functools.lru_cache(maxsize=None)
+def _mirrored_strategy(devices: tuple) -> tf.distribute.MirroredStrategy:
+    # One strategy per device set and process: separate MirroredStrategy objects can
+    # collide on collective instance keys (all_gather then fails at run time).
+    return tf.distribute.MirroredStrategy(list(devices))
+
+
 def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     """MirroredStrategy over all GPUs when there are several, over `num_cpu_devices`
     logical CPUs when > 1, else the default (single-device) strategy."""
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+        return _mirrored_strategy(tuple(d.name for d in gpus))
     if num_cpu_devices > 1:
         configure_cpu_devices(num_cpu_devices)
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:num_cpu_devices]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored_strategy(tuple(devices))
     return tf.distribute.get_strategy()
 
 
@@ -97,7 +105,7 @@ def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
         return None
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to read the user's file gets one message
         raise CheckpointError(
             f"checkpoint {latest} is corrupt or was written by a different model "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it (the previous "
@@ -107,6 +115,9 @@ def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
 
 
 def compile_model(config, image_shape, strategy):
+    """Builds and compiles the model; weights are initialised from `train.seed`, so two
+    runs of the same config start from the same weights."""
+    keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
         model = models.build_model(config, image_shape)
         model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), jit_compile=config.train.jit_compile)
@@ -114,7 +125,7 @@ def compile_model(config, image_shape, strategy):
     return model
 
 
-def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dict:
+def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_callbacks=()) -> dict:
     """Trains (or resumes) a model; returns {"model", "history", "final_metrics", "steps"}.
 
     Args:
@@ -123,6 +134,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dic
       splits: {"train": ds, "test": ds} as returned by `data.load_splits`.
       image_shape: (H, W, C).
       strategy: a tf.distribute strategy; default from `make_strategy`.
+      extra_callbacks: Keras callbacks run after the built-in ones.
     """
     config_lib.validate(config)
     check_or_record_config(config, workdir)
@@ -140,7 +152,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dic
     num_train = data.count_examples(train_ds)
     batch_size = config.train.batch_size
     steps = data.steps_per_epoch(num_train, batch_size)
-    step = int(model.optimizer.iterations)
+    step = int(model.optimizer.iterations.numpy())
     start_epoch, skip = divmod(step, steps)
     epochs = config.train.epochs
     if restored:
@@ -162,6 +174,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dic
             config.train.images_every_epochs,
             batch_size,
         ),
+        *extra_callbacks,
     ]
 
     def fit(first_epoch, last_epoch, steps_in_first, skip_batches):
@@ -201,7 +214,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None) -> dic
         "model": model,
         "history": history,
         "final_metrics": final,
-        "steps": int(model.optimizer.iterations),
+        "steps": int(model.optimizer.iterations.numpy()),
         "steps_per_epoch": steps,
         "train_seconds_this_session": elapsed,
         "num_train_examples": num_train,

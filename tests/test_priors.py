@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from robust_dae_tf import config_lib
+from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.priors import GMMPrior, one_hot_centers, sobol_centers
+
+
+def test_one_hot_centers_are_scaled_unit_vectors():
+    centers = one_hot_centers(10, 10, 10.0)
+    np.testing.assert_array_equal(centers, 10.0 * np.eye(10))
+
+
+def test_one_hot_centers_beyond_latent_dim_use_negative_axes_and_stay_distinct():
+    centers = one_hot_centers(6, 4, 2.0)
+    np.testing.assert_array_equal(centers[4], [-2.0, 0, 0, 0])
+    assert len({tuple(c) for c in centers}) == 6
+    with pytest.raises(ConfigError, match="sobol"):
+        one_hot_centers(9, 4, 1.0)
+
+
+@pytest.mark.parametrize("k,d", [(10, 10), (20, 64), (7, 3)])
+def test_sobol_centers_reach_min_distance(k, d):
+    centers = sobol_centers(k, d, min_distance=6.0, seed=1)
+    dist = np.linalg.norm(centers[:, None] - centers[None], axis=-1)[~np.eye(k, dtype=bool)]
+    assert centers.shape == (k, d)
+    assert dist.min() >= 6.0
+    assert dist.min() < 12.0  # doubling stops as soon as the distance is reached
+
+
+def _scipy_marginal_cdf(z, centers, std):
+    # F_GMM,d(z) = mean_k Phi((z - mu_kd) / std), eq. 3 with equal weights.
+    return np.mean([scipy.stats.norm.cdf((z - c) / std) for c in centers], axis=0)
+
+
+def test_marginal_cdf_matches_scipy():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 3)) * 3
+    prior = GMMPrior(centers, std=0.7)
+    z = rng.normal(size=(50, 3)) * 4
+    np.testing.assert_allclose(prior.marginal_cdf(tf.constant(z, tf.float32)), _scipy_marginal_cdf(z, centers, 0.7), atol=1e-6)
+
+
+def test_covariance_law_of_total_variance_closed_form_and_monte_carlo():
+    k, s = 10, 10.0
+    prior = GMMPrior(one_hot_centers(k, k, s), std=1.0)
+    # For centers s * e_k (K = D): Sigma = I + s^2 (I / K - 11^T / K^2).
+    expected = np.eye(k) + s**2 * (np.eye(k) / k - np.ones((k, k)) / k**2)
+    np.testing.assert_allclose(prior.covariance_numpy(), expected, atol=1e-12)
+    samples = prior.sample(200_000, seed=tf.constant([1, 2])).numpy()
+    np.testing.assert_allclose(np.cov(samples, rowvar=False), expected, atol=0.15)
+    np.testing.assert_allclose(samples.mean(0), np.full(k, s / k), atol=0.05)
+
+
+def test_sample_mode_draws_from_one_mode():
+    prior = GMMPrior(one_hot_centers(4, 4, 10.0), std=0.5)
+    draws = prior.sample_mode(2, 20_000, seed=(3, 4)).numpy()
+    np.testing.assert_allclose(draws.mean(0), [0, 0, 10, 0], atol=0.02)
+    np.testing.assert_allclose(draws.std(0), 0.5, atol=0.01)
+    with pytest.raises(ConfigError):
+        prior.sample_mode(4, 1)
+
+
+def test_from_config_and_to_dict():
+    config = config_lib.base_config()
+    prior = GMMPrior.from_config(config.prior, config.model.latent_dim)
+    meta = prior.to_dict()
+    assert meta["num_modes"] == 10 and meta["latent_dim"] == 10 and meta["std"] == 1.0
+    np.testing.assert_array_equal(np.array(meta["centers"]), 10 * np.eye(10))
+    config.prior.centers = "grid"
+    with pytest.raises(ConfigError, match="prior.centers"):
+        GMMPrior.from_config(config.prior, 10)
+
+
+def test_invalid_prior_arguments():
+    with pytest.raises(ConfigError):
+        GMMPrior(np.zeros((3,)), 1.0)
+    with pytest.raises(ConfigError):
+        GMMPrior(np.zeros((3, 2)), 0.0)

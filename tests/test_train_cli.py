@@ -1,0 +1,109 @@
+"""bin/train.py end to end, and one clear line for every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from robust_dae_tf import cli, components
+from robust_dae_tf.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_train(*args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "train.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+    )
+
+
+def test_train_cli_trains_exports_and_resumes(tmp_path):
+    workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "sm")
+    args = [f"--workdir={workdir}", f"--export_dir={export_dir}", "--model=augmented", "--epochs=1",
+            "--config.data.max_train_examples=300", "--config.model.hidden_units=(32,32)",
+            "--config.loss.weight_estimation_batches=5", "--config.train.verbose=0"]
+    done = run_train(*args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SavedModel:" in done.stdout
+    meta = json.load(open(os.path.join(export_dir, "robust_dae_tf.json")))
+    assert meta["variant"] == "augmented" and meta["dataset"] == "digits" and meta["training"]["steps"] == 3
+    model = components.read_artifact(os.path.join(workdir, "trainer"), "Model")
+    assert model.properties["steps"] == 3
+    # Same command again: the export target exists -> one clear line, exit 1, nothing lost.
+    again = run_train(*args)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1].startswith("error: export path")
+    assert "Traceback" not in again.stderr
+    # Two more epochs resume from the checkpoint (3 steps per epoch).
+    more = run_train(*args[:-5], "--epochs=3", *args[-4:], "--overwrite")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert json.load(open(os.path.join(export_dir, "robust_dae_tf.json")))["training"]["steps"] == 9
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset=imagenet"], "unknown dataset"),
+        (["--model=wgan"], "model.variant"),
+        (["--dataset=mnist", "--data_dir=/nonexistent/dir"], "/nonexistent/dir"),
+        (["--config.train.batch_size=1"], "train.batch_size"),
+        (["--config.loss.coupling=2"], "coupling"),
+        (["--dataset=mnist", "--config=configs/digits.py"], "contradicts"),
+    ],
+)
+def test_bad_input_ends_in_one_clear_line(tmp_path, args, message):
+    done = run_train(f"--workdir={tmp_path / 'w'}", f"--export_dir={tmp_path / 'e'}", *args, timeout=300)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message.lower() in last.lower(), last
+    assert not os.path.exists(tmp_path / "e")
+
+
+def test_select_config_file_uses_dataset_flag():
+    argv = cli.select_config_file(["train.py", "--dataset=celeba", "--config.train.epochs=2"])
+    assert argv[1] == f"--config={os.path.join(cli.CONFIG_DIR, 'celeb_a.py')}"
+    assert cli.select_config_file(["t", "--config=x.py"]) == ["t", "--config=x.py"]
+    assert {"mnist", "fashion_mnist", "svhn_cropped", "celeb_a", "digits"} <= set(cli.available_configs())
+
+
+def test_every_dataset_config_builds_its_model():
+    import importlib.util
+
+    from robust_dae_tf import config_lib, data, networks
+    from robust_dae_tf.priors import GMMPrior
+
+    for name in ("mnist", "fashion_mnist", "svhn_cropped", "celeb_a", "digits"):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(cli.CONFIG_DIR, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        config = module.get_config()
+        config_lib.validate(config)
+        assert config.dataset == name
+        shape = data.get_spec(name).image_shape
+        encoder, decoder = networks.build_networks(config.model, shape)
+        assert encoder.output_shape[-1] == config.model.latent_dim and decoder.output_shape[1:] == shape
+        assert GMMPrior.from_config(config.prior, config.model.latent_dim).num_modes == config.prior.num_modes
+
+
+def test_incomplete_artifact_is_never_consumed(tmp_path):
+    (tmp_path / "examples").mkdir()
+    with pytest.raises(UserError, match="not a complete Examples artifact"):
+        components.read_artifact(str(tmp_path / "examples"), "Examples")
+
+
+def test_example_gen_writes_and_reuses_its_artifact(tmp_path):
+    gen = components.ExampleGen("digits")
+    first = gen({"examples": str(tmp_path / "ex")})["examples"]
+    assert first.properties["num_examples"] == {"train": 1500, "test": 297}
+    stamp = os.path.getmtime(tmp_path / "ex" / "artifact.json")
+    second = gen({"examples": str(tmp_path / "ex")})["examples"]
+    assert second.properties == first.properties
+    assert os.path.getmtime(tmp_path / "ex" / "artifact.json") == stamp
+    splits = components.load_examples(second)
+    image = next(iter(splits["train"]))["image"]
+    assert image.shape == (32, 32, 1) and image.dtype.name == "uint8"

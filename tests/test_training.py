@@ -1,0 +1,117 @@
+"""Trainer: resume equivalence, NaN guard, checkpoint/config mismatches, logs."""
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from robust_dae_tf import training
+from robust_dae_tf.errors import CheckpointError, TrainingDivergedError
+from tests.helpers import digits_splits, small_config
+
+
+def _config(**train):
+    # 600 training images, batch 100 -> 6 steps per epoch.
+    return small_config("robust", epochs=3, checkpoint_every_steps=4, log_every_steps=2, **train)
+
+
+def _weights(result):
+    return [v.numpy() for v in result["model"].trainable_variables]
+
+
+class KillAt(keras.callbacks.Callback):
+    """Simulates the process being killed right after step `step`."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("full"))
+    return workdir, training.train(_config(), workdir, digits_splits(), (32, 32, 1))
+
+
+def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupted, tmp_path):
+    _, full = uninterrupted
+    workdir = str(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(_config(), workdir, digits_splits(), (32, 32, 1), extra_callbacks=[KillAt(10)])
+    # Killed at step 10; the newest checkpoint is step 8 (every 4 steps), mid-epoch 1.
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-8")
+    resumed = training.train(_config(), workdir, digits_splits(), (32, 32, 1))
+    assert resumed["steps"] == full["steps"] == 18
+    for a, b in zip(_weights(resumed), _weights(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_finished_run_is_not_trained_again(uninterrupted):
+    workdir, full = uninterrupted
+    again = training.train(_config(), workdir, digits_splits(), (32, 32, 1))
+    assert again["steps"] == 18
+    for a, b in zip(_weights(again), _weights(full)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_directory_holds_config_history_and_tensorboard_logs(uninterrupted):
+    workdir, full = uninterrupted
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    assert config["model"]["variant"] == "robust" and config["train"]["epochs"] == 3
+    history = json.load(open(os.path.join(workdir, "history.json")))
+    assert len(history["loss"]) == 3 and len(history["val_reconstruction"]) == 3
+    assert history["loss"][-1] < history["loss"][0]
+    tags, image_tags, steps = set(), set(), set()
+    for path in glob.glob(os.path.join(workdir, "logs", "*", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                (image_tags if "prior" in value.tag or "adversarial" in value.tag or "reconstructions" in value.tag else tags).add(value.tag)
+                steps.add(event.step)
+    assert {"loss", "reconstruction", "ks", "covariance", "two_sample_ks", "latent_shift"} <= tags
+    assert any("adversarial" in t for t in image_tags) and any("prior samples" in t for t in image_tags)
+    assert max(steps) == 18  # logs are keyed on the optimizer step
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(uninterrupted, tmp_path):
+    workdir = str(tmp_path)
+    training.train(small_config("robust", epochs=1), workdir, digits_splits(), (32, 32, 1))
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    good = tf.train.latest_checkpoint(ckpt_dir)
+    diverging = small_config("robust", epochs=2)
+    diverging.loss.reconstruction_weight = float("inf")
+    with pytest.raises(TrainingDivergedError, match=r"step 7: .*loss=(inf|nan).*Last finite metrics: .*ckpt-6"):
+        training.train(diverging, workdir, digits_splits(), (32, 32, 1))
+    assert tf.train.latest_checkpoint(ckpt_dir) == good
+
+
+def test_corrupt_checkpoint_is_reported(uninterrupted, tmp_path):
+    workdir = str(tmp_path)
+    training.train(small_config("gmm_dae", epochs=1), workdir, digits_splits(), (32, 32, 1))
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "*.data-*")):
+        with open(path, "r+b") as f:
+            f.truncate(100)
+    with pytest.raises(CheckpointError, match="corrupt or was written by a different model"):
+        training.train(small_config("gmm_dae", epochs=2), workdir, digits_splits(), (32, 32, 1))
+
+
+def test_resuming_with_a_different_architecture_is_refused(uninterrupted):
+    workdir, _ = uninterrupted
+    other = _config()
+    other.model.latent_dim = 12
+    with pytest.raises(CheckpointError, match=r"model.latent_dim: 10 -> 12"):
+        training.train(other, workdir, digits_splits(), (32, 32, 1))
+
+
+def test_training_on_two_logical_cpus_runs_under_mirrored_strategy(tmp_path):
+    config = small_config("robust", epochs=1, num_cpu_devices=2)
+    result = training.train(config, str(tmp_path), digits_splits(), (32, 32, 1))
+    assert isinstance(training.make_strategy(2), tf.distribute.MirroredStrategy)
+    assert result["steps"] == 6 and np.isfinite(result["final_metrics"]["loss"])
