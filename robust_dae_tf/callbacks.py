@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf.adversarial import fgsm_latent_adversarial
 from robust_dae_tf.errors import TrainingDivergedError
 
 
@@ -132,7 +131,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         with self.train_writer.as_default(step=step):
             tf.summary.image("reconstructions (top: x, bottom: f(g(x)))", image_grid(rows))
             if model.is_adversarial:
-                x_adv = fgsm_latent_adversarial(model.encoder, x, z, model.epsilon, model.step_size, training=False)
+                x_adv = model.adversarial_examples(x, z, tf.constant([0, 0], tf.int64))
                 adv_rows = [self.preview, x_adv.numpy(), model.decode(model.encode(x_adv)).numpy()]
                 tf.summary.image("adversarial (x, x_adv, f(g(x_adv)))", image_grid(adv_rows))
             prior = model.prior

@@ -57,7 +57,18 @@ def select_config_file(argv: list[str], config_dir: str = CONFIG_DIR) -> list[st
     return [argv[0], f"--config={path}", *argv[1:]]
 
 
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN
+    notes) and its Python INFO lines; our own absl progress messages stay."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging as std_logging
+
+    std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
+
+
 def run_main(main) -> None:
+    quiet_tensorflow()
+
     def guarded(argv):
         try:
             main(argv)

@@ -82,7 +82,7 @@ class RegularizedAutoencoder(keras.Model):
         loss_weights: dict,
         reconstruction_weight: float = 500.0,
         latent_noise_std: float = 0.1,
-        coupling: float = 0.5,
+        coupling: float = 0.9,
         epsilon: float = 0.3,
         step_size: float = 0.375,
         random_start: bool = True,
@@ -146,6 +146,19 @@ class RegularizedAutoencoder(keras.Model):
         start = local * tf.cast(ctx.replica_id_in_sync_group, tf.int32)
         return sampler(global_shape, seed)[start : start + local]
 
+    def adversarial_examples(self, x, z, seed, training=False):
+        """FGSM latent adversarial examples of eq. 6 for images `x` with latents `z`,
+        with the random start drawn from the stateless `seed` (shape [2])."""
+        initial_delta = None
+        if self.random_start:
+            uniform = self._global_random(
+                lambda shape, s: tf.random.stateless_uniform(shape, s, -1.0, 1.0), tf.shape(x), seed
+            )
+            initial_delta = adversarial.random_start(x, self.epsilon, uniform)
+        return adversarial.fgsm_latent_adversarial(
+            self.encoder, x, z, self.epsilon, self.step_size, initial_delta, training=training
+        )
+
     # -- objective ----------------------------------------------------------------
 
     @staticmethod
@@ -178,15 +191,7 @@ class RegularizedAutoencoder(keras.Model):
         z = self.encoder(x, training=training)
         z_adv = None
         if self.is_adversarial:
-            initial_delta = None
-            if self.random_start:
-                uniform = self._global_random(
-                    lambda shape, seed: tf.random.stateless_uniform(shape, seed, -1.0, 1.0), tf.shape(x), start_seed
-                )
-                initial_delta = adversarial.random_start(x, self.epsilon, uniform)
-            x_adv = adversarial.fgsm_latent_adversarial(
-                self.encoder, x, z, self.epsilon, self.step_size, initial_delta, training=training
-            )
+            x_adv = self.adversarial_examples(x, z, start_seed, training=training)
             z_adv = self.encoder(x_adv, training=training)
         z_dec = z
         if training and self.latent_noise_std > 0:

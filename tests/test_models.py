@@ -111,3 +111,17 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(variant):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
     # The step really moved the weights (so the comparison is not vacuous).
     assert not np.allclose(weights_single[0], initial[0])
+
+
+def test_adversarial_examples_use_the_random_start_and_fill_the_budget():
+    model = _build("robust")
+    x = tf.constant(digits_arrays()[2][:20])
+    seed = tf.constant([0, 0], tf.int64)
+    x_adv = model.adversarial_examples(x, model.encode(x), seed).numpy()
+    delta = x_adv - x.numpy()
+    assert np.abs(delta).max() <= 0.3 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    # From delta = 0 the FGSM objective has zero gradient; the random start is what
+    # makes the examples move: most free pixels end at the budget.
+    free = (x.numpy() > 0.3) & (x.numpy() < 0.7)
+    assert np.mean(np.isclose(np.abs(delta[free]), 0.3, atol=1e-5)) > 0.5
+    np.testing.assert_array_equal(model.adversarial_examples(x, model.encode(x), seed).numpy(), x_adv)
