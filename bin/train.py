@@ -16,7 +16,7 @@ from the newest checkpoint. Watch training with `tensorboard --logdir <workdir>`
 
 import os
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from robust_dae_tf import cli
@@ -59,7 +59,6 @@ def main(argv):
     workdir = FLAGS.workdir or os.path.join("runs", run_name)
     export_dir = (FLAGS.export_dir or os.path.join("saved_models", run_name)) if FLAGS.export else None
     result = pipeline.run_training_pipeline(config, workdir, export_dir, overwrite=FLAGS.overwrite)
-    logging.info("Final validation metrics: %s", result["final_metrics"])
     print(pipeline.summary(result))
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -58,18 +59,32 @@ def select_config_file(argv: list[str], config_dir: str = CONFIG_DIR) -> list[st
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN
-    notes) and its Python INFO lines; our own absl progress messages stay."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import logging as std_logging
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF_CPP_MIN_LOG_LEVEL=0 shows them
 
-    std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
+
+def show_progress_messages() -> None:
+    """Shows this library's INFO messages (stage starts, resume notes) on stderr and
+    raises absl's threshold (where TensorFlow writes its INFO chatter) to WARNING;
+    `--verbosity=0` on the command line brings TensorFlow's INFO lines back."""
+    from absl import flags
+    from absl import logging as absl_logging
+
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+    library = logging.getLogger("robust_dae_tf")
+    library.setLevel(logging.INFO)
+    library.addHandler(handler)
+    library.propagate = False
 
 
 def run_main(main) -> None:
     quiet_tensorflow()
 
     def guarded(argv):
+        show_progress_messages()
         try:
             main(argv)
         except UserError as err:

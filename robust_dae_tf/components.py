@@ -17,6 +17,7 @@ Later stages (attack evaluation, downstream classifier, FID) are components taki
 
 from __future__ import annotations
 
+import logging
 import abc
 import dataclasses
 import datetime
@@ -26,10 +27,11 @@ import shutil
 from typing import ClassVar
 
 import tensorflow as tf
-from absl import logging
 
 from robust_dae_tf import config_lib, data, export, training
 from robust_dae_tf.errors import DataError, UserError
+
+logger = logging.getLogger(__name__)
 
 MARKER = "artifact.json"
 
@@ -87,7 +89,7 @@ class Component(abc.ABC):
                 raise UserError(f"{self.name}: input {key!r} must be {type_name}, got {inputs[key].type_name}.")
         if set(output_uris) != set(self.outputs):
             raise UserError(f"{self.name} writes outputs {sorted(self.outputs)}, got {sorted(output_uris)}.")
-        logging.info("Running %s -> %s", self.name, output_uris)
+        logger.info("Running %s -> %s", self.name, output_uris)
         return self.run(output_uris, **inputs)
 
     @abc.abstractmethod
@@ -117,7 +119,7 @@ class ExampleGen(Component):
         if os.path.exists(os.path.join(uri, MARKER)):
             cached = read_artifact(uri, "Examples")
             if cached.properties.get("source") == self._source():
-                logging.info("ExampleGen: reusing %s", uri)
+                logger.info("ExampleGen: reusing %s", uri)
                 return {"examples": cached}
             raise UserError(
                 f"{uri} holds examples of {cached.properties.get('source')}, not {self._source()}; "

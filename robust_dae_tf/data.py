@@ -57,17 +57,19 @@ exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import gzip
 import pathlib
 import zipfile
 from collections.abc import Sequence
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -616,7 +618,7 @@ def _load_tfds(spec: DatasetSpec, tfds_data_dir: str | None, download: bool) -> 
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     if download and not tfds.builder(spec.tfds_name, data_dir=tfds_data_dir).is_prepared():
-        logging.warning(
+        logger.warning(
             "%s is not prepared in the TFDS data dir; TFDS will now download it. Without network "
             "access this fails only after TFDS's retries (minutes): pass --data_dir with local files "
             "(%s) or --config.data.download=False to fail at once.",

@@ -17,6 +17,7 @@ the steps since the last checkpoint.
 
 from __future__ import annotations
 
+import logging
 import functools
 import json
 import os
@@ -25,11 +26,12 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from robust_dae_tf import callbacks as callbacks_lib
 from robust_dae_tf import config_lib, data, models
 from robust_dae_tf.errors import CheckpointError, ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -156,7 +158,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     start_epoch, skip = divmod(step, steps)
     epochs = config.train.epochs
     if restored:
-        logging.info("Resuming from %s (step %d, epoch %d + %d steps).", restored, step, start_epoch, skip)
+        logger.info("Resuming from %s (step %d, epoch %d + %d steps).", restored, step, start_epoch, skip)
     history_path = os.path.join(workdir, "history.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else {}
 
@@ -190,6 +192,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
             validation_data=val_batches,
             callbacks=callbacks,
             verbose=config.train.verbose,
+            shuffle=False,  # the per-epoch order comes from data.training_batches
         )
         for name, values in result.history.items():
             history.setdefault(name, []).extend(float(v) for v in values)
@@ -203,7 +206,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
         if start_epoch < epochs:
             fit(start_epoch, epochs, steps, 0)
     else:
-        logging.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
+        logger.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
     elapsed = time.perf_counter() - started
 
     final = model.evaluate(val_batches, verbose=0, return_dict=True)
