@@ -23,12 +23,11 @@ import dataclasses
 import datetime
 import json
 import os
-import shutil
 from typing import ClassVar
 
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, training
+from robust_dae_tf import config_lib, data, export, fileio, training
 from robust_dae_tf.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
@@ -50,10 +49,7 @@ def write_marker(artifact: Artifact, producer: str) -> None:
         "properties": artifact.properties,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = os.path.join(artifact.uri, MARKER)
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(path + ".tmp", path)
+    fileio.write_json_atomic(os.path.join(artifact.uri, MARKER), payload)
 
 
 def read_artifact(uri: str, type_name: str) -> Artifact:
@@ -131,11 +127,9 @@ class ExampleGen(Component):
             tfds_data_dir=self.tfds_data_dir or None,
             download=self.download,
         )
-        tmp = f"{uri}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
         counts = {}
-        try:
+        # An incomplete directory (no marker) from a killed run is replaced.
+        with fileio.atomic_directory(uri, overwrite=True) as tmp:
             for split, ds in splits.items():
                 ds.save(os.path.join(tmp, split))
                 counts[split] = data.count_examples(tf.data.Dataset.load(os.path.join(tmp, split)))
@@ -148,11 +142,6 @@ class ExampleGen(Component):
                 "num_examples": counts,
             }
             write_marker(Artifact("Examples", tmp, properties), self.name)
-            shutil.rmtree(uri, ignore_errors=True)
-            os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
-            os.replace(tmp, uri)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return {"examples": Artifact("Examples", uri, properties)}
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
 import robust_dae_tf
+from robust_dae_tf import fileio
 from robust_dae_tf.errors import ExportError
 
 METADATA_FILE = "robust_dae_tf.json"
@@ -71,23 +71,9 @@ def export_saved_model(model, export_dir: str, metadata: dict, overwrite: bool =
         "keras_version": keras.__version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{export_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with fileio.atomic_directory(export_dir, overwrite) as tmp:
         archive.write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
-            json.dump(full_metadata, f, indent=2, sort_keys=True, default=float)
-        if os.path.exists(export_dir):
-            old = f"{export_dir}.old-{os.getpid()}"
-            os.replace(export_dir, old)
-            os.replace(tmp, export_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, export_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fileio.write_json_atomic(os.path.join(tmp, METADATA_FILE), full_metadata)
     return export_dir
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf import callbacks as callbacks_lib
-from robust_dae_tf import config_lib, data, models
+from robust_dae_tf import config_lib, data, fileio, models
 from robust_dae_tf.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,6 @@ def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _write_json_atomic(path: str, payload) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
-
-
 def check_or_record_config(config, workdir: str) -> None:
     """Writes config.json in a new workdir; in an existing one, refuses a config whose
     architecture differs from the one the checkpoints were written with."""
@@ -97,7 +90,7 @@ def check_or_record_config(config, workdir: str) -> None:
                 "use a new --workdir or the same settings to resume."
             )
     os.makedirs(workdir, exist_ok=True)
-    _write_json_atomic(path, config.to_dict())
+    fileio.write_json_atomic(path, config.to_dict())
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
@@ -196,7 +189,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
         )
         for name, values in result.history.items():
             history.setdefault(name, []).extend(float(v) for v in values)
-        _write_json_atomic(history_path, history)
+        fileio.write_json_atomic(history_path, history)
 
     started = time.perf_counter()
     if start_epoch < epochs:
