@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Time the full robustness protocol and the speed-up of batched attacks.
+
+Runs `robustness.evaluate_robustness` (2 attacks x budgets x --num_images x --trials,
+the paper's protocol by default: 2 x 3 x 100 x 10) on the test split and reports the
+wall time and images*trials per second. Then measures the speed-up of attacking all
+num_images * trials images in one batched call over attacking one image per call: one
+batched maximum-damage attack at the largest budget on all images is timed, then
+--sequential_n images are attacked one per call and the time is extrapolated.
+
+    python bin/benchmark_attacks.py --model=saved_models/mnist_robust --data_dir=/path/to/mnist
+    python bin/benchmark_attacks.py --model=saved_models/digits_robust --num_images=50 --trials=2
+
+Target (docs/attacks.md): the full MNIST protocol with the FC model under 10 minutes on
+2 CPU cores.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "SavedModel directory (bin/train.py --export_dir).")
+flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the model's metadata).")
+flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+flags.DEFINE_integer("num_images", 100, "Images per trial.")
+flags.DEFINE_integer("trials", 10, "Trials.")
+flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
+flags.DEFINE_integer("steps", 200, "AttackConfig.steps.")
+flags.DEFINE_integer("restarts", 2, "AttackConfig.restarts.")
+flags.DEFINE_integer("chunk_size", 1000, "AttackConfig.chunk_size (images per compiled call).")
+flags.DEFINE_integer("sequential_n", 3, "Images attacked one per call to extrapolate the unbatched time (0: skip).")
+flags.DEFINE_integer("seed", 0, "Protocol seed.")
+flags.DEFINE_string("output", None, "Optional JSON file for the numbers.")
+
+
+def main(argv):
+    from robust_dae_tf.errors import ConfigError, UserError
+
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
+    if not FLAGS.model:
+        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    try:
+        budgets = tuple(float(b) for b in FLAGS.budgets)
+    except ValueError:
+        raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
+
+    import numpy as np
+    import tensorflow as tf
+
+    from robust_dae_tf import attacks, data, robustness
+    from robust_dae_tf.export import ExportedAutoencoder
+
+    model = ExportedAutoencoder(FLAGS.model)
+    dataset = FLAGS.dataset or model.metadata.get("dataset")
+    if not dataset:
+        raise ConfigError(f"{FLAGS.model} has no dataset in its metadata; pass --dataset.")
+    splits = data.load_splits(dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir)
+    images, labels = data.take_arrays(splits["test"])
+    images = images.astype(np.float32) / 255.0
+    config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size)
+    protocol = robustness.Protocol(num_images=FLAGS.num_images, trials=FLAGS.trials, budgets=budgets,
+                                   seed=FLAGS.seed, attack=config)
+    threads = (tf.config.threading.get_intra_op_parallelism_threads(), os.cpu_count())
+    print(f"model {FLAGS.model} ({dataset}), {FLAGS.num_images} images x {FLAGS.trials} trials x "
+          f"{len(budgets)} budgets x 2 attacks, {config}, CPUs: {threads[1]}", flush=True)
+    report = robustness.evaluate_robustness(model, images, labels, protocol, progress=True)
+    out = {"model": FLAGS.model, "dataset": dataset, "protocol": report["protocol"], "timing": report["timing"],
+           "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+    print(f"full protocol: {report['timing']['seconds']:.1f} s, "
+          f"{report['timing']['images_x_trials_per_second']:.2f} images x trials / s", flush=True)
+    for kind in ("latent", "max_damage"):
+        for key, entry in report[kind].items():
+            print(f"  {kind:10s} lambda={key}: attack loss {entry['attack_loss']['mean']:.4f} "
+                  f"+- {entry['attack_loss']['std']:.4f}", flush=True)
+    if FLAGS.sequential_n > 0:
+        pool = images[np.random.default_rng(FLAGS.seed).choice(len(images), FLAGS.num_images * FLAGS.trials,
+                                                               replace=len(images) < FLAGS.num_images * FLAGS.trials)]
+        t0 = time.perf_counter()
+        speed = robustness.attack_one_at_a_time_speedup(model, pool, budget=max(budgets), config=config,
+                                                        n=FLAGS.sequential_n)
+        out["speedup"] = speed
+        print(f"batched vs one image per call (max damage, lambda={max(budgets):g}, {speed['images']} images): "
+              f"batched {speed['batched_seconds']:.1f} s, one at a time {speed['one_at_a_time_seconds_per_image']:.2f} "
+              f"s/image -> {speed['one_at_a_time_seconds_extrapolated']:.0f} s extrapolated, "
+              f"speed-up x{speed['speedup']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    out["load_average_1min_end"] = os.getloadavg()[0]
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+
+
+def run():
+    from robust_dae_tf.errors import UserError
+
+    def guarded(argv):
+        try:
+            main(argv)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    logging.set_verbosity(logging.WARNING)
+    app.run(guarded)
+
+
+if __name__ == "__main__":
+    run()

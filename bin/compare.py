@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Compare evaluations: one table (rows = models) over several bin/evaluate.py outputs.
+
+    python bin/compare.py evaluations/mnist_gmm_dae evaluations/mnist_robust
+    python bin/compare.py evaluations/* --output=comparison.md
+
+Prints the Markdown (Table 1 layout, then Table 3 when classifier reports exist).
+With --output=<file>.md the Markdown is written there and the CSVs next to it
+(<file>_table1.csv, <file>_table3.csv). Row names come from the models' metadata
+("<variant> (<dataset>)"), else the directory name.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", None, "Write the Markdown table to this file (and CSVs beside it).")
+flags.DEFINE_integer("digits", 3, "Decimals of the MS-SSIM cells.")
+
+
+def main(argv):
+    from robust_dae_tf import reporting
+
+    result = reporting.compare(argv[1:], digits=FLAGS.digits)
+    print(result["markdown"])
+    if FLAGS.output:
+        stem = os.path.splitext(FLAGS.output)[0]
+        reporting.write_text(FLAGS.output, result["markdown"])
+        reporting.write_text(f"{stem}_table1.csv", result["table1_csv"])
+        reporting.write_text(f"{stem}_table3.csv", result["table3_csv"])
+        print(f"Written: {FLAGS.output}, {stem}_table1.csv, {stem}_table3.csv")
+
+
+def _guarded(argv):
+    from robust_dae_tf.errors import UserError
+
+    try:
+        main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(_guarded)

@@ -1,0 +1,601 @@
+"""Reports of an evaluation: JSON, CSV, Markdown tables (paper Tables 1 and 3), figures
+(attack curves like Fig. 2, image grids like Fig. 3) and TensorBoard summaries.
+
+Layout of an evaluation directory (written by `bin/evaluate.py`; the three component
+outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.evaluation`):
+
+    <eval>/robustness/robustness.json   attacks: metrics per budget (+ examples.npz)
+    <eval>/classifier/classifier.json   Table 3: clean / attacked accuracy
+    <eval>/classifier_model/            classifier SavedModel (classify endpoint)
+    <eval>/fid/fid.json                 Frechet distance of prior samples
+    <eval>/summary.json                 everything above in one file (no arrays)
+    <eval>/table1.md, table1.csv        Table 1 layout (one row: this model)
+    <eval>/table3.md, table3.csv        Table 3 layout
+    <eval>/report.md                    both tables + the figures
+    <eval>/figures/attack_curves.png    Fig. 2-style curves (metric vs lambda, std bars)
+    <eval>/figures/grid_latent.png      Fig. 3-style grids (rows: x, reconstruction,
+    <eval>/figures/grid_max_damage.png    x_a, reconstruction of x_a, target)
+    <eval>/tensorboard/                 scalars, figures and grids for TensorBoard
+
+Every file is written to a temporary name and renamed into place.
+
+Table 1 columns (paper convention): for each budget lambda,
+latent attack MS-SSIM(x_r, x~_a) with x_r = x_t (lower = more robust) and
+MS-SSIM(x_r, x_a) which, as in the paper's text, compares the clean input x with the
+adversarial input x_a; maximum damage MS-SSIM(x~_r, x~_a) with x~_r the clean
+reconstruction (higher = more robust) and MS-SSIM(x, x_a); then the Frechet distance
+with the name of its feature extractor (FID-keras-inception or FD-<dataset>-...,
+see `robust_dae_tf.fid`). Cells are "mean ± std" over trials. MS-SSIM values are the
+paper convention (`metrics.msssim.ms_ssim_paper`); the CSV also holds the standard
+convention, L2 distances and attack losses.
+
+TensorBoard steps: `tf.summary` steps are integers, so the attack curves use
+step = lambda when every budget is an integer (the paper's 1, 3, 5: the x axis then
+reads lambda directly) and otherwise step = index of the budget in increasing order;
+the text summary "attack_curves/step_to_lambda" records the mapping in both cases.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from robust_dae_tf.errors import UserError
+
+ROBUSTNESS_DIR, CLASSIFIER_DIR, CLASSIFIER_MODEL_DIR, FID_DIR = "robustness", "classifier", "classifier_model", "fid"
+ROBUSTNESS_FILE, EXAMPLES_FILE, CLASSIFIER_FILE, FID_FILE = (
+    "robustness.json", "examples.npz", "classifier.json", "fid.json")
+SUMMARY_FILE = "summary.json"
+FIGURES_DIR = "figures"
+TENSORBOARD_DIR = "tensorboard"
+
+LATENT, MAX_DAMAGE = "latent", "max_damage"
+# (attack, metric key, Markdown header, direction)
+TABLE1_GROUPS = (
+    (LATENT, "msssim_target_adv_rec", "Latent: MS-SSIM(x_r, x~_a)", "↓"),
+    (LATENT, "msssim_input_adv", "Latent: MS-SSIM(x_r, x_a)", "↓"),
+    (MAX_DAMAGE, "msssim_rec_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a)", "↑"),
+    (MAX_DAMAGE, "msssim_input_adv", "Max damage: MS-SSIM(x_r, x_a)", "↓"),
+)
+ATTACK_METRICS = {
+    LATENT: ("attack_loss", "msssim_target_adv_rec", "msssim_target_adv_rec_standard", "l2_target_adv_rec",
+             "msssim_input_adv", "l2_input_adv"),
+    MAX_DAMAGE: ("attack_loss", "msssim_rec_adv_rec", "msssim_rec_adv_rec_standard", "l2_rec_adv_rec",
+                 "msssim_input_adv", "l2_input_adv"),
+}
+TABLE1_LEGEND = (
+    "x: clean test image, x_a: adversarial image, x~_a: reconstruction of x_a; latent attack: "
+    "x_r = target image x_t; maximum damage: x~_r = reconstruction of x. The MS-SSIM(x_r, x_a) columns "
+    "compare the clean input x with x_a (as in the paper's text). Cells: mean ± std over trials "
+    "(MS-SSIM in the paper's convention). FD: Frechet distance of decoded prior samples vs test images "
+    "with the named feature extractor (FID-keras-inception is not comparable to published FIDs)."
+)
+GRID_ROWS = ("x", "reconstruction", "adversarial", "adversarial_reconstruction", "target")
+GRID_ROW_LABELS = {"x": "x", "reconstruction": "x~ (rec.)", "adversarial": "x_a",
+                   "adversarial_reconstruction": "x~_a", "target": "x_t (target)"}
+GRID_CELL_PX, GRID_TITLE_PX, GRID_DPI = 80, 40, 80
+CURVES_SIZE_IN, CURVES_DPI = (15.0, 4.5), 100
+
+
+# ------------------------------------------------------------------ atomic writes
+
+
+def _atomic_write(path: str, payload, mode: str = "w") -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, mode) as f:
+        f.write(payload)
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_json(path: str, payload) -> str:
+    return _atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+
+
+def write_text(path: str, text: str) -> str:
+    return _atomic_write(path, text)
+
+
+# ------------------------------------------------------------------ rows
+
+
+def budget_key(budget) -> str:
+    """The key of a budget in robustness reports: str(float(b)) ("1.0")."""
+    return str(float(budget))
+
+
+def _budget_label(key: str) -> str:
+    return f"{float(key):g}"
+
+
+def make_row(name: str, robustness: dict | None = None, classifier: dict | None = None,
+             fid: dict | None = None) -> dict:
+    """One model's results: {"name", "robustness", "classifier", "fid"} (any part may be None)."""
+    return {"name": name, "robustness": robustness, "classifier": classifier, "fid": fid}
+
+
+def row_name(metadata: dict | None, fallback: str) -> str:
+    """"<variant> (<dataset>)" from SavedModel metadata, else `fallback` (a directory name)."""
+    metadata = metadata or {}
+    variant, dataset = metadata.get("variant"), metadata.get("dataset")
+    if variant and dataset:
+        return f"{variant} ({dataset})"
+    return str(variant or dataset or fallback)
+
+
+def budgets_of(rows: list[dict]) -> list[str]:
+    """Sorted union of the budget keys of all rows' robustness reports."""
+    keys = set()
+    for row in rows:
+        rob = row.get("robustness") or {}
+        for attack in (LATENT, MAX_DAMAGE):
+            keys.update((rob.get(attack) or {}).keys())
+    return sorted(keys, key=float)
+
+
+def _stat(row: dict, attack: str, metric: str, key: str):
+    try:
+        stat = row["robustness"][attack][key][metric]
+        return float(stat["mean"]), float(stat["std"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _cell(stat, digits: int) -> str:
+    if stat is None:
+        return "—"
+    mean, std = stat
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _fd(row: dict):
+    fid = row.get("fid") or {}
+    if "value" not in fid:
+        return None, ""
+    return float(fid["value"]), str(fid.get("name", "FD"))
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(header: list[str], body: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------ Table 1
+
+
+def table1_header(budgets: list[str]) -> list[str]:
+    header = ["Model"]
+    for _, _, title, arrow in TABLE1_GROUPS:
+        header += [f"{title} {arrow} λ={_budget_label(b)}" for b in budgets]
+    return header + ["FD ↓", "FD features"]
+
+
+def table1_markdown(rows: list[dict], digits: int = 3) -> str:
+    """Markdown table in the layout of the paper's Table 1, one row per model."""
+    budgets = budgets_of(rows)
+    body = []
+    for row in rows:
+        cells = [str(row["name"])]
+        for attack, metric, _, _ in TABLE1_GROUPS:
+            cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
+        value, name = _fd(row)
+        cells += ["—" if value is None else f"{value:.2f}", name or "—"]
+        body.append(cells)
+    return _markdown(table1_header(budgets), body)
+
+
+def table1_csv(rows: list[dict]) -> str:
+    """CSV with full precision: every attack metric's mean and std per budget, then the FD."""
+    budgets = budgets_of(rows)
+    header = ["model"]
+    for attack in (LATENT, MAX_DAMAGE):
+        for metric in ATTACK_METRICS[attack]:
+            for b in budgets:
+                header += [f"{attack}.{metric}.lambda={_budget_label(b)}.mean",
+                           f"{attack}.{metric}.lambda={_budget_label(b)}.std"]
+    header += ["fd", "fd_name"]
+    body = []
+    for row in rows:
+        cells = [row["name"]]
+        for attack in (LATENT, MAX_DAMAGE):
+            for metric in ATTACK_METRICS[attack]:
+                for b in budgets:
+                    stat = _stat(row, attack, metric, b)
+                    cells += ["", ""] if stat is None else [repr(stat[0]), repr(stat[1])]
+        value, name = _fd(row)
+        cells += ["" if value is None else repr(value), name]
+        body.append(cells)
+    return _csv(header, body)
+
+
+# ------------------------------------------------------------------ Table 3
+
+
+def _accuracies(row: dict):
+    cls = row.get("classifier") or {}
+    if "clean_accuracy" not in cls:
+        return None
+    attacked = cls.get("attacked_accuracy") or {}
+    return (float(cls["clean_accuracy"]), attacked.get("mean"), attacked.get("std"),
+            len(attacked.get("values") or []), float(cls.get("budget", 1.0)))
+
+
+def table3_markdown(rows: list[dict]) -> str:
+    """Markdown table like the paper's Table 3 (accuracies in %)."""
+    budgets = sorted({acc[4] for acc in map(_accuracies, rows) if acc})
+    label = "/".join(f"{b:g}" for b in budgets) or "1"
+    body = []
+    for row in rows:
+        acc = _accuracies(row)
+        if acc is None:
+            body.append([str(row["name"]), "—", "—"])
+            continue
+        clean, mean, std, n, _ = acc
+        if mean is None:
+            attacked = "—"
+        elif n > 1:
+            attacked = f"{100 * mean:.2f} ± {100 * std:.2f}"
+        else:
+            attacked = f"{100 * mean:.2f}"
+        body.append([str(row["name"]), f"{100 * clean:.2f}", attacked])
+    return _markdown(["Model", "clean acc. (%) ↑", f"λ={label} acc. (%) ↑"], body)
+
+
+def table3_csv(rows: list[dict]) -> str:
+    header = ["model", "clean_accuracy", "attacked_accuracy.mean", "attacked_accuracy.std", "budget",
+              "num_attacked"]
+    body = []
+    for row in rows:
+        acc = _accuracies(row)
+        if acc is None:
+            body.append([row["name"], "", "", "", "", ""])
+            continue
+        clean, mean, std, _, budget = acc
+        body.append([row["name"], repr(clean), "" if mean is None else repr(float(mean)),
+                     "" if std is None else repr(float(std)), repr(budget),
+                     row["classifier"].get("num_attacked", "")])
+    return _csv(header, body)
+
+
+def parse_markdown_table(text: str) -> list[dict]:
+    """Rows of the first Markdown table in `text` as dicts header -> cell (for tests/tools)."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            lines.append(line.strip())
+        elif lines:
+            break
+    if len(lines) < 2:
+        return []
+    split = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    header = split(lines[0])
+    return [dict(zip(header, split(line))) for line in lines[2:]]
+
+
+# ------------------------------------------------------------------ figures
+
+
+def _pyplot():
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    return plt
+
+
+def _save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, format="png", dpi=fig.dpi)
+    os.replace(tmp, path)
+    return path
+
+
+def _series(robustness: dict, attack: str, metric: str):
+    keys = sorted((robustness.get(attack) or {}).keys(), key=float)
+    xs, means, stds = [], [], []
+    for key in keys:
+        stat = (robustness[attack][key] or {}).get(metric)
+        if stat is None:
+            continue
+        xs.append(float(key))
+        means.append(float(stat["mean"]))
+        stds.append(float(stat["std"]))
+    return np.array(xs), np.array(means), np.array(stds)
+
+
+def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
+    """Fig. 2-style figure: (a) latent attack loss, (b) max damage attack loss, (c) MS-SSIM
+    metrics, each vs lambda with std error bars. PNG of CURVES_SIZE_IN * CURVES_DPI pixels."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=CURVES_SIZE_IN, dpi=CURVES_DPI)
+    panels = (
+        (axes[0], [(LATENT, "attack_loss", "||g(x_a) - g(x_t)||_2")], "(a) latent attack loss (eq. 12)"),
+        (axes[1], [(MAX_DAMAGE, "attack_loss", "||f(g(x_a)) - f(g(x))||_2")], "(b) max damage loss (eq. 13)"),
+        (axes[2], [(LATENT, "msssim_target_adv_rec", "latent: MS-SSIM(x_t, x~_a)"),
+                   (LATENT, "msssim_input_adv", "latent: MS-SSIM(x, x_a)"),
+                   (MAX_DAMAGE, "msssim_rec_adv_rec", "max damage: MS-SSIM(x~, x~_a)"),
+                   (MAX_DAMAGE, "msssim_input_adv", "max damage: MS-SSIM(x, x_a)")], "(c) MS-SSIM"),
+    )
+    for ax, lines, panel_title in panels:
+        for attack, metric, label in lines:
+            xs, means, stds = _series(robustness, attack, metric)
+            if len(xs):
+                ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+        budgets = sorted(float(k) for k in (robustness.get(LATENT) or robustness.get(MAX_DAMAGE) or {}))
+        if budgets:
+            ax.set_xticks(budgets)
+        ax.set_xlabel("λ (L2 budget)")
+        ax.set_title(panel_title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[2].set_ylim(-0.02, 1.02)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.13, top=0.85 if title else 0.9, wspace=0.25)
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _grid_rows(entry: dict) -> list[str]:
+    return [r for r in GRID_ROWS if r in entry and entry[r] is not None and len(entry[r])]
+
+
+def grid_figure_size(num_rows: int, num_cols: int) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG written by `plot_image_grid`."""
+    return (num_cols + 1) * GRID_CELL_PX, num_rows * GRID_CELL_PX + GRID_TITLE_PX
+
+
+def _display(image: np.ndarray) -> tuple[np.ndarray, dict]:
+    image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+    if image.shape[-1] == 1:
+        return image[..., 0], {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    return image, {}
+
+
+def plot_image_grid(entry: dict, path: str, title: str = "") -> str:
+    """Fig. 3-style grid: rows x, reconstruction, x_a, reconstruction of x_a (, target);
+    one column per example. `entry` is an "examples" entry of a robustness report."""
+    plt = _pyplot()
+    rows = _grid_rows(entry)
+    if not rows:
+        raise UserError("no example images to plot.")
+    cols = len(entry[rows[0]])
+    width, height = grid_figure_size(len(rows), cols)
+    fig = plt.figure(figsize=(width / GRID_DPI, height / GRID_DPI), dpi=GRID_DPI)
+    label_w = 1.0 / (cols + 1)
+    top = 1.0 - GRID_TITLE_PX / height
+    cell_h = (GRID_CELL_PX / height)
+    for r, key in enumerate(rows):
+        y0 = top - (r + 1) * cell_h
+        fig.text(label_w * 0.95, y0 + cell_h / 2, GRID_ROW_LABELS[key], ha="right", va="center", fontsize=8)
+        for c in range(cols):
+            ax = fig.add_axes([(c + 1) * label_w + 0.02 * label_w, y0 + 0.02 * cell_h, 0.96 * label_w, 0.96 * cell_h])
+            image, kwargs = _display(entry[key][c])
+            ax.imshow(image, interpolation="nearest", **kwargs)
+            ax.set_axis_off()
+    budget = entry.get("budget")
+    full_title = title + (f" (λ={float(budget):g})" if budget is not None else "")
+    fig.text(0.5, 1.0 - GRID_TITLE_PX / height / 2, full_title, ha="center", va="center", fontsize=10)
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def image_grid_array(entry: dict, pad: int = 2) -> np.ndarray:
+    """The grid as one float32 RGB mosaic [rows*(H+pad)+pad, cols*(W+pad)+pad, 3] in [0, 1]."""
+    rows = _grid_rows(entry)
+    if not rows:
+        raise UserError("no example images to tile.")
+    first = np.asarray(entry[rows[0]])
+    cols, h, w = first.shape[0], first.shape[1], first.shape[2]
+    mosaic = np.ones((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), np.float32)
+    for r, key in enumerate(rows):
+        for c in range(cols):
+            image = np.clip(np.asarray(entry[key][c], np.float32), 0.0, 1.0)
+            if image.shape[-1] == 1:
+                image = np.repeat(image, 3, axis=-1)
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            mosaic[y : y + h, x : x + w] = image
+    return mosaic
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+
+def tensorboard_steps(budget_keys) -> dict:
+    """budget key -> integer step: lambda itself when all budgets are integers, else the index."""
+    values = sorted(float(k) for k in budget_keys)
+    if all(v == int(v) for v in values) and len({int(v) for v in values}) == len(values):
+        return {budget_key(v): int(v) for v in values}
+    return {budget_key(v): i for i, v in enumerate(values)}
+
+
+def write_tensorboard(logdir: str, robustness: dict | None = None, figure_paths: dict | None = None,
+                      grids: dict | None = None, classifier: dict | None = None, fid: dict | None = None) -> str:
+    """Scalars (attack metrics vs lambda, mean and std), figure PNGs and image grids."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        if robustness:
+            steps = tensorboard_steps(budgets_of([{"robustness": robustness}]))
+            for attack in (LATENT, MAX_DAMAGE):
+                for key, metrics in (robustness.get(attack) or {}).items():
+                    for metric, stat in metrics.items():
+                        if isinstance(stat, dict) and "mean" in stat:
+                            step = steps[budget_key(key)]
+                            tf.summary.scalar(f"{attack}/{metric}", float(stat["mean"]), step=step)
+                            tf.summary.scalar(f"{attack}/{metric}_std", float(stat["std"]), step=step)
+            mapping = ", ".join(f"step {s} = λ {float(k):g}" for k, s in sorted(steps.items(), key=lambda kv: kv[1]))
+            tf.summary.text("attack_curves/step_to_lambda", mapping, step=0)
+        if classifier and "clean_accuracy" in classifier:
+            tf.summary.scalar("classifier/clean_accuracy", float(classifier["clean_accuracy"]), step=0)
+            tf.summary.scalar("classifier/attacked_accuracy",
+                              float(classifier["attacked_accuracy"]["mean"]), step=0)
+        if fid and "value" in fid:
+            tf.summary.scalar(f"fid/{fid.get('name', 'FD')}", float(fid["value"]), step=0)
+        for name, path in (figure_paths or {}).items():
+            png = tf.io.decode_png(tf.io.read_file(path), channels=3)
+            tf.summary.image(f"figures/{name}", png[None], step=0)
+        for name, mosaic in (grids or {}).items():
+            tf.summary.image(f"grids/{name}", np.asarray(mosaic, np.float32)[None], step=0)
+    writer.flush()
+    writer.close()
+    return logdir
+
+
+# ------------------------------------------------------------------ evaluation dirs
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _complete(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, "artifact.json"))
+
+
+def load_examples_npz(path: str) -> dict:
+    """{"latent": {...arrays, "budget"}, "max_damage": {...}} from examples.npz."""
+    out: dict = {}
+    with np.load(path) as npz:
+        for name in npz.files:
+            attack, _, key = name.partition("/")
+            value = npz[name]
+            out.setdefault(attack, {})[key] = float(value) if key == "budget" else value
+    return out
+
+
+def save_examples_npz(path: str, examples: dict) -> str:
+    arrays = {}
+    for attack, entry in (examples or {}).items():
+        for key, value in entry.items():
+            if value is not None:
+                arrays[f"{attack}/{key}"] = np.asarray(value, np.float32)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_evaluation(eval_dir: str) -> dict:
+    """A row (see `make_row`) from an evaluation directory; only complete artifacts count."""
+    if not os.path.isdir(eval_dir):
+        raise UserError(f"{eval_dir} is not a directory; pass evaluation directories written by bin/evaluate.py.")
+    parts = {}
+    for key, sub, filename in (("robustness", ROBUSTNESS_DIR, ROBUSTNESS_FILE),
+                               ("classifier", CLASSIFIER_DIR, CLASSIFIER_FILE), ("fid", FID_DIR, FID_FILE)):
+        directory = os.path.join(eval_dir, sub)
+        parts[key] = _read_json(os.path.join(directory, filename)) if _complete(directory) else None
+    if not any(parts.values()):
+        raise UserError(
+            f"{eval_dir} holds no complete evaluation report (robustness/, classifier/ or fid/ with "
+            "artifact.json); run bin/evaluate.py for that model first."
+        )
+    metadata = next((p["model"] for p in parts.values() if p and "model" in p), {})
+    fallback = os.path.basename(os.path.normpath(eval_dir))
+    name = metadata.get("name") or row_name(metadata, fallback)
+    return make_row(name, **parts)
+
+
+def write_report(output_dir: str, row: dict, examples: dict | None = None, tensorboard: bool = True,
+                 digits: int = 3) -> dict:
+    """Writes summary.json, Table 1/3 (Markdown + CSV), report.md, figures and TensorBoard
+    summaries of one model into `output_dir`; returns {"markdown": ..., "files": [...]}."""
+    files = [write_json(os.path.join(output_dir, SUMMARY_FILE), row)]
+    t1 = table1_markdown([row], digits)
+    t3 = table3_markdown([row])
+    files.append(write_text(os.path.join(output_dir, "table1.md"), t1))
+    files.append(write_text(os.path.join(output_dir, "table1.csv"), table1_csv([row])))
+    files.append(write_text(os.path.join(output_dir, "table3.md"), t3))
+    files.append(write_text(os.path.join(output_dir, "table3.csv"), table3_csv([row])))
+    figures, grids = {}, {}
+    figures_dir = os.path.join(output_dir, FIGURES_DIR)
+    if row.get("robustness"):
+        figures["attack_curves"] = plot_attack_curves(row["robustness"], os.path.join(figures_dir, "attack_curves.png"),
+                                                      title=str(row["name"]))
+    titles = {LATENT: "latent-space attack", MAX_DAMAGE: "maximum damage attack"}
+    for attack, entry in (examples or {}).items():
+        if entry and _grid_rows(entry):
+            figures[f"grid_{attack}"] = plot_image_grid(entry, os.path.join(figures_dir, f"grid_{attack}.png"),
+                                                        title=f"{row['name']}: {titles.get(attack, attack)}")
+            grids[attack] = image_grid_array(entry)
+    files += list(figures.values())
+    if tensorboard:
+        write_tensorboard(os.path.join(output_dir, TENSORBOARD_DIR), row.get("robustness"), figures, grids,
+                          row.get("classifier"), row.get("fid"))
+    markdown = f"## {row['name']}\n\n### Table 1 (robustness, fidelity)\n\n{t1}\n{TABLE1_LEGEND}\n\n"
+    if row.get("classifier"):
+        markdown += f"### Table 3 (downstream classifier)\n\n{t3}\n"
+    for name in figures:
+        markdown += f"\n![{name}]({FIGURES_DIR}/{os.path.basename(figures[name])})\n"
+    files.append(write_text(os.path.join(output_dir, "report.md"), markdown))
+    return {"markdown": markdown, "files": files}
+
+
+def _disambiguate(rows: list[dict], labels: list[str]) -> None:
+    """Equal row names get " [<dir name>]", and " [<dir name> #k]" if those collide too."""
+    names = [r["name"] for r in rows]
+    for i, row in enumerate(rows):
+        if names.count(names[i]) > 1:
+            row["name"] = f"{names[i]} [{labels[i]}]"
+    named = [r["name"] for r in rows]
+    for i, row in enumerate(rows):
+        if named.count(named[i]) > 1:
+            row["name"] = f"{names[i]} [{labels[i]} #{named[:i + 1].count(named[i])}]"
+
+
+def compare(eval_dirs: list[str], digits: int = 3) -> dict:
+    """One table over several evaluation directories (rows = models).
+
+    Returns {"rows", "markdown" (Table 1 then Table 3), "table1_csv", "table3_csv"}.
+    """
+    if not eval_dirs:
+        raise UserError("pass at least one evaluation directory.")
+    rows = [load_evaluation(d) for d in eval_dirs]
+    _disambiguate(rows, [os.path.basename(os.path.normpath(d)) for d in eval_dirs])
+    markdown = f"### Table 1 (robustness, fidelity)\n\n{table1_markdown(rows, digits)}\n{TABLE1_LEGEND}\n"
+    if any(r.get("classifier") for r in rows):
+        markdown += f"\n### Table 3 (downstream classifier)\n\n{table3_markdown(rows)}"
+    return {"rows": rows, "markdown": markdown, "table1_csv": table1_csv(rows), "table3_csv": table3_csv(rows)}
+
+
+def is_finite_report(payload) -> bool:
+    """True when every number in a (nested) report is finite."""
+    if isinstance(payload, dict):
+        return all(is_finite_report(v) for v in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return all(is_finite_report(v) for v in payload)
+    if isinstance(payload, float):
+        return math.isfinite(payload)
+    return True

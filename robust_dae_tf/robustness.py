@@ -1,0 +1,334 @@
+"""The paper's robustness protocol (section 4, Table 1, Figs. 2-3).
+
+Per trial t (of `trials`): a numpy generator seeded with `trial_seeds[t]` (derived from
+`protocol.seed` and t, recorded in the report) picks `num_images` distinct test images
+and, for each, a target image of a DIFFERENT class drawn uniformly from the whole split
+(datasets without classes, labels < 0, e.g. CelebA: a different random image). For
+each budget both attacks (`robust_dae_tf.attacks`) run on the images of ALL trials
+together (num_images * trials images per call, chunked by `protocol.attack.chunk_size`).
+
+Per image:
+
+* latent attack (eq. 12): attack loss ||g(x_a) - g(x_t)||_2; MS-SSIM(x_t, f(g(x_a)))
+  (paper convention, and standard); L2(x_t, f(g(x_a))); MS-SSIM(x, x_a) (paper); L2(x, x_a).
+* maximum damage (eq. 13): attack loss ||f(g(x_a)) - f(g(x))||_2; MS-SSIM(f(g(x)),
+  f(g(x_a))) (paper, and standard); L2 of the same pair; MS-SSIM(x, x_a); L2(x, x_a).
+
+MS-SSIM(a, b) is `metrics.msssim.ms_ssim_paper(a, b)` with the reference first (its
+dynamic range comes from img1), one value per image pair as the paper's code computed
+it. L2 is the Euclidean norm over all pixels of the pair. Values are averaged over the
+images of a trial; the report gives the mean and the standard deviation (numpy std,
+ddof=0) of these per-trial averages over the trials.
+
+Seeds: trial t uses `trial_seeds[t] = SeedSequence([seed, t])`'s first 32-bit word; the
+attack on budget number b uses seed `SeedSequence([seed, 1_000_000 + 2 b + a])` with a = 0
+for the latent and 1 for the maximum-damage attack. The same protocol therefore gives
+identical results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from robust_dae_tf import attacks
+from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.errors import ConfigError, DataError
+from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
+
+NUM_EXAMPLES = 8
+MSSSIM_CONVENTION = "paper (see metrics.msssim.ms_ssim_paper)"
+LATENT_METRICS = (
+    "attack_loss", "msssim_target_adv_rec", "msssim_target_adv_rec_standard", "l2_target_adv_rec",
+    "msssim_input_adv", "l2_input_adv",
+)
+MAX_DAMAGE_METRICS = (
+    "attack_loss", "msssim_rec_adv_rec", "msssim_rec_adv_rec_standard", "l2_rec_adv_rec",
+    "msssim_input_adv", "l2_input_adv",
+)
+_METRIC_BATCH = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The evaluation protocol: `trials` x `num_images` random test images per budget."""
+
+    num_images: int = 100
+    trials: int = 10
+    budgets: tuple = (1.0, 3.0, 5.0)
+    seed: int = 0
+    attack: AttackConfig = AttackConfig()
+
+
+def budget_key(budget: float) -> str:
+    """The key of a budget in the report: str(float(b)), e.g. "1.0"."""
+    return str(float(budget))
+
+
+def trial_seeds(protocol: Protocol) -> list[int]:
+    return [int(np.random.SeedSequence([int(protocol.seed), t]).generate_state(1)[0]) for t in range(protocol.trials)]
+
+
+def attack_seed(protocol: Protocol, budget_index: int, kind: str) -> int:
+    offset = 0 if kind == attacks.LATENT else 1
+    entropy = [int(protocol.seed), 1_000_000 + 2 * budget_index + offset]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------
+# Validation and image selection
+
+
+def _validate_protocol(protocol: Protocol) -> tuple[float, ...]:
+    if not isinstance(protocol, Protocol):
+        raise ConfigError(f"protocol must be a robustness.Protocol, got {type(protocol).__name__}.")
+    for name, flag in (("num_images", "--num_images"), ("trials", "--trials")):
+        value = getattr(protocol, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}.")
+    budgets = tuple(protocol.budgets) if isinstance(protocol.budgets, (tuple, list)) else (protocol.budgets,)
+    if not budgets:
+        raise ConfigError("--budgets is empty; give at least one L2 budget > 0, e.g. --budgets=1,3,5.")
+    budgets = tuple(attacks.validate_budget(b, "budget (--budgets)") for b in budgets)
+    if len(set(budget_key(b) for b in budgets)) != len(budgets):
+        raise ConfigError(f"--budgets has repeated values {list(budgets)}; give each budget once.")
+    attacks.validate_config(protocol.attack)
+    return budgets
+
+
+def _validate_labels(labels, num_images_total: int) -> tuple[np.ndarray, bool]:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != num_images_total:
+        raise DataError(
+            f"labels must be a vector [M] with one label per image; got shape {labels.shape} for "
+            f"{num_images_total} images."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"labels must be integers (class ids, or -1 for no class); got dtype {labels.dtype}.")
+    labels = labels.astype(np.int64)
+    negative = labels < 0
+    if negative.all():
+        if num_images_total < 2:
+            raise DataError("the test split has a single image; targets must be a different image.")
+        return labels, False
+    if negative.any():
+        raise DataError(
+            f"labels mix class ids and 'no class' values (< 0) ({int(negative.sum())} of {labels.size} are < 0); "
+            "use labels >= 0 for every image, or < 0 for all (datasets without classes)."
+        )
+    if np.unique(labels).size < 2:
+        raise DataError(
+            f"all test labels are {int(labels[0])}: there is no second class for targets of the latent "
+            "attack; use a test split with at least two classes (or labels -1 for datasets without classes)."
+        )
+    return labels, True
+
+
+def select_trials(labels: np.ndarray, protocol: Protocol, has_classes: bool | None = None):
+    """(trial_seeds, sources [T, n], targets [T, n]) indices into the test split.
+
+    sources of a trial are distinct; each target has a different label from its source
+    (or, without classes, is a different image).
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    if has_classes is None:
+        has_classes = bool((labels >= 0).all())
+    m = labels.shape[0]
+    seeds = trial_seeds(protocol)
+    n = protocol.num_images
+    sources = np.empty((protocol.trials, n), np.int64)
+    targets = np.empty((protocol.trials, n), np.int64)
+    others = {}
+    if has_classes:
+        for c in np.unique(labels):
+            others[int(c)] = np.flatnonzero(labels != c)
+    for t, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        src = rng.choice(m, size=n, replace=False)
+        sources[t] = src
+        if has_classes:
+            for i, s in enumerate(src):
+                pool = others[int(labels[s])]
+                targets[t, i] = pool[rng.integers(pool.size)]
+        else:
+            j = rng.integers(m - 1, size=n)
+            targets[t] = np.where(j < src, j, j + 1)
+    return seeds, sources, targets
+
+
+# --------------------------------------------------------------------------
+# Metrics
+
+
+def _batched(fn, *arrays):
+    outs = []
+    for i in range(0, arrays[0].shape[0], _METRIC_BATCH):
+        outs.append(np.asarray(fn(*[tf.constant(a[i:i + _METRIC_BATCH]) for a in arrays])))
+    return np.concatenate(outs)
+
+
+def _reconstruct(model, images: np.ndarray) -> np.ndarray:
+    rec = _batched(lambda x: model.decode(model.encode(x)), images).astype(np.float32)
+    bad = ~np.isfinite(rec.reshape(rec.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"the model produced NaN latents/reconstructions for {int(bad.sum())} of {rec.shape[0]} images; "
+            "check the SavedModel (a diverged or corrupt checkpoint)."
+        )
+    return rec
+
+
+def _l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    diff = (a.astype(np.float64) - b.astype(np.float64)).reshape(a.shape[0], -1)
+    return np.sqrt(np.sum(diff * diff, axis=1))
+
+
+def _msssim(a: np.ndarray, b: np.ndarray, standard: bool = False) -> np.ndarray:
+    fn = ms_ssim_standard if standard else ms_ssim_paper
+    return _batched(fn, a, b).astype(np.float64)
+
+
+def _summary(values: np.ndarray, trials: int) -> dict:
+    per_trial = np.asarray(values, np.float64).reshape(trials, -1).mean(axis=1)
+    return {"mean": float(per_trial.mean()), "std": float(per_trial.std())}
+
+
+# --------------------------------------------------------------------------
+# Protocol
+
+
+def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
+                        progress: bool = True) -> dict:
+    """Runs the protocol; returns the report dict (see the module docstring and README).
+
+    Args:
+      model: object with differentiable `encode(images)` / `decode(latents)`
+        (`robust_dae_tf.export.ExportedAutoencoder`).
+      images: float32 [M, H, W, C] test images in [0, 1].
+      labels: int64 [M]; labels < 0 (all of them) = a dataset without classes.
+      protocol: `Protocol`.
+      progress: show a tqdm progress bar over the attack runs.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    budgets = _validate_protocol(protocol)
+    images = attacks.validate_images(images, "test images")
+    labels, has_classes = _validate_labels(labels, images.shape[0])
+    if protocol.num_images > images.shape[0]:
+        raise DataError(
+            f"--num_images={protocol.num_images} exceeds the test split size {images.shape[0]}; "
+            f"use --num_images <= {images.shape[0]}."
+        )
+    trials = protocol.trials
+    n = protocol.num_images
+    seeds, sources, targets = select_trials(labels, protocol, has_classes)
+    x = images[sources.reshape(-1)]
+    x_t = images[targets.reshape(-1)]
+    rec = _reconstruct(model, x)
+
+    report = {
+        "protocol": {
+            "num_images": int(n),
+            "trials": int(trials),
+            "budgets": [float(b) for b in budgets],
+            "seed": int(protocol.seed),
+            "trial_seeds": seeds,
+            "attack": dataclasses.asdict(protocol.attack),
+            "msssim_convention": MSSSIM_CONVENTION,
+        },
+        attacks.LATENT: {},
+        attacks.MAX_DAMAGE: {},
+    }
+    k = min(NUM_EXAMPLES, n)
+    examples = {}
+    max_budget = max(budgets)
+    runs = [(b_index, budget, kind) for b_index, budget in enumerate(budgets)
+            for kind in (attacks.LATENT, attacks.MAX_DAMAGE)]
+    bar = tqdm(runs, desc="attacks", unit="run", disable=not progress)
+    for b_index, budget, kind in bar:
+        bar.set_postfix_str(f"{kind} lambda={budget:g} ({x.shape[0]} images)")
+        seed = attack_seed(protocol, b_index, kind)
+        if kind == attacks.LATENT:
+            result = attacks.latent_attack(model, x, x_t, budget, protocol.attack, seed=seed)
+        else:
+            result = attacks.max_damage_attack(model, x, budget, protocol.attack, seed=seed)
+        x_a = result.adversarial
+        rec_a = _reconstruct(model, x_a)
+        reference = x_t if kind == attacks.LATENT else rec
+        name = "target_adv_rec" if kind == attacks.LATENT else "rec_adv_rec"
+        per_image = {
+            "attack_loss": result.loss,
+            f"msssim_{name}": _msssim(reference, rec_a),
+            f"msssim_{name}_standard": _msssim(reference, rec_a, standard=True),
+            f"l2_{name}": _l2(reference, rec_a),
+            "msssim_input_adv": _msssim(x, x_a),
+            "l2_input_adv": _l2(x, x_a),
+        }
+        report[kind][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
+        if budget == max_budget:
+            ex = {
+                "budget": float(budget),
+                "x": x[:k].copy(),
+                "reconstruction": rec[:k].copy(),
+                "adversarial": x_a[:k].copy(),
+                "adversarial_reconstruction": rec_a[:k].copy(),
+            }
+            if kind == attacks.LATENT:
+                ex["target"] = x_t[:k].copy()
+            examples[kind] = ex
+    seconds = time.perf_counter() - start
+    report["examples"] = examples
+    report["timing"] = {"seconds": float(seconds), "images_x_trials_per_second": float(n * trials / seconds)}
+    return report
+
+
+# --------------------------------------------------------------------------
+# Batched vs one-image-at-a-time speed
+
+
+def attack_one_at_a_time_speedup(model, images: np.ndarray, budget: float = 1.0,
+                                 config: AttackConfig = AttackConfig(), n: int = 5,
+                                 kind: str = attacks.MAX_DAMAGE, targets: np.ndarray | None = None,
+                                 seed: int = 0) -> dict:
+    """Speed-up of attacking all `images` in one batched call over one image per call.
+
+    Times one batched attack on all N images, then attacks the first `n` images one per
+    call (after one untimed warm-up call, so tracing is excluded from both) and
+    extrapolates the one-at-a-time time to N images.
+    """
+    images = attacks.validate_images(images, "images")
+    if n < 1:
+        raise ConfigError(f"n (images attacked one at a time) must be >= 1, got {n}.")
+    if kind == attacks.LATENT and targets is None:
+        targets = np.roll(images, 1, axis=0)
+
+    def attack(sl):
+        if kind == attacks.LATENT:
+            return attacks.latent_attack(model, images[sl], targets[sl], budget, config, seed=seed)
+        return attacks.max_damage_attack(model, images[sl], budget, config, seed=seed)
+
+    attack(slice(0, min(2, images.shape[0])))  # warm-up: trace
+    t0 = time.perf_counter()
+    attack(slice(None))
+    batched = time.perf_counter() - t0
+    n = min(n, images.shape[0])
+    attack(slice(0, 1))  # warm-up for the single-image shape
+    t0 = time.perf_counter()
+    for i in range(n):
+        attack(slice(i, i + 1))
+    per_image = (time.perf_counter() - t0) / n
+    total = images.shape[0]
+    return {
+        "kind": kind,
+        "budget": float(budget),
+        "images": int(total),
+        "batched_seconds": float(batched),
+        "one_at_a_time_images_measured": int(n),
+        "one_at_a_time_seconds_per_image": float(per_image),
+        "one_at_a_time_seconds_extrapolated": float(per_image * total),
+        "speedup": float(per_image * total / batched),
+    }

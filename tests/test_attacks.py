@@ -1,0 +1,300 @@
+"""Tests for robust_dae_tf.attacks: exact projection, optimality on linear models,
+result invariants, PGD vs L-BFGS-B, and error messages."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import optimize
+
+from robust_dae_tf import attacks
+from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.errors import ConfigError, DataError
+
+SHAPE = (4, 4, 1)  # P = 16 pixels for the linear models
+P = 16
+
+
+class LinearModel:
+    """g(x) = W x, f(z) = V z + b on flattened images."""
+
+    def __init__(self, latent_dim=6, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W = rng.normal(size=(latent_dim, P)).astype(np.float32)
+        self.V = rng.normal(size=(P, latent_dim)).astype(np.float32)
+        self.b = rng.normal(size=P).astype(np.float32)
+
+    def encode(self, images):
+        flat = tf.reshape(tf.convert_to_tensor(images, tf.float32), [-1, P])
+        return tf.matmul(flat, self.W, transpose_b=True)
+
+    def decode(self, latents):
+        out = tf.matmul(latents, self.V, transpose_b=True) + self.b
+        return tf.reshape(out, [-1, *SHAPE])
+
+
+class MLPModel:
+    """A tiny random nonlinear autoencoder on 8x8x1 images."""
+
+    def __init__(self, seed=0):
+        tf.keras.utils.set_random_seed(seed)
+        self.encoder = tf.keras.Sequential([
+            tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(16, activation="tanh"), tf.keras.layers.Dense(4),
+        ])
+        self.decoder = tf.keras.Sequential([
+            tf.keras.Input((4,)), tf.keras.layers.Dense(16, activation="tanh"),
+            tf.keras.layers.Dense(64, activation="sigmoid"), tf.keras.layers.Reshape((8, 8, 1)),
+        ])
+
+    def encode(self, images):
+        return self.encoder(images, training=False)
+
+    def decode(self, latents):
+        return self.decoder(latents, training=False)
+
+
+class NaNModel(MLPModel):
+    def encode(self, images):
+        z = super().encode(images)
+        return tf.where(tf.range(tf.shape(z)[0])[:, None] == 1, np.nan, z)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return MLPModel()
+
+
+@pytest.fixture(scope="module")
+def mlp_images():
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 8, 8, 1)).astype(np.float32)
+    x[:, :, :2] = 0.0  # some pixels on the box boundary, like MNIST background
+    x[:, :, -1] = 1.0
+    return x
+
+
+# ------------------------------------------------------------------ projection
+
+
+def _scipy_projection(v, x, lam):
+    res = optimize.minimize(
+        lambda u: 0.5 * np.sum((u - v) ** 2), np.zeros_like(v), jac=lambda u: u - v, method="SLSQP",
+        bounds=list(zip(-x, 1 - x)),
+        constraints=[{"type": "ineq", "fun": lambda u: lam ** 2 - u @ u, "jac": lambda u: -2 * u}],
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    return res.x
+
+
+def _random_cases(rng, count, p=8):
+    for _ in range(count):
+        x = rng.random(p)
+        x[rng.random(p) < 0.3] = 0.0
+        x[rng.random(p) < 0.2] = 1.0
+        v = rng.normal(size=p) * rng.uniform(0.1, 3.0)
+        yield x, v, rng.uniform(0.1, 2.0)
+
+
+def test_projection_matches_constrained_minimisation():
+    rng = np.random.default_rng(0)
+    for x, v, lam in _random_cases(rng, 25):
+        d = attacks.project_l2_box(v[None].astype(np.float32), -x[None].astype(np.float32),
+                                   (1 - x)[None].astype(np.float32), lam).numpy()[0]
+        np.testing.assert_allclose(d, _scipy_projection(v, x, lam), atol=2e-5)
+
+
+def test_projection_feasible_idempotent_and_fixed_on_feasible_points():
+    rng = np.random.default_rng(1)
+    x = rng.random((50, 64)).astype(np.float32)
+    x[:, :20] = 0.0
+    v = (rng.standard_cauchy((50, 64)) * rng.uniform(0.1, 5, (50, 1))).astype(np.float32)
+    lam = rng.uniform(0.2, 4.0, 50).astype(np.float32)
+    d = attacks.project_l2_box(v, -x, 1 - x, lam).numpy()
+    assert np.all(np.linalg.norm(d, axis=1) <= lam * (1 + 1e-6))
+    assert np.all(d >= -x) and np.all(d <= 1 - x)
+    np.testing.assert_allclose(attacks.project_l2_box(d, -x, 1 - x, lam).numpy(), d, atol=1e-6)
+    # A feasible point stays where it is.
+    inside = d * 0.5
+    np.testing.assert_allclose(attacks.project_l2_box(inside, -x, 1 - x, lam).numpy(), inside, atol=1e-7)
+    # The projection is the closest feasible point: no feasible d' is closer to v.
+    for _ in range(20):
+        other = attacks.project_l2_box(d + rng.normal(size=d.shape).astype(np.float32) * 0.1, -x, 1 - x, lam).numpy()
+        assert np.all(np.linalg.norm(other - v, axis=1) >= np.linalg.norm(d - v, axis=1) - 1e-4)
+
+
+def test_random_starts_are_feasible_and_prefix_consistent():
+    rng = np.random.default_rng(2)
+    x = rng.random((5, *SHAPE)).astype(np.float32)
+    s4 = attacks.random_starts(x, 0.7, 4, seed=3)
+    s2 = attacks.random_starts(x[:3], 0.7, 2, seed=3)
+    np.testing.assert_array_equal(s4[:2, :3], s2)  # fewer restarts / images = a prefix
+    norms = np.linalg.norm(s4.reshape(4, 5, -1), axis=2)
+    assert np.all(norms <= 0.7 * (1 + 1e-6)) and np.all(x + s4 >= 0) and np.all(x + s4 <= 1)
+
+
+# ------------------------------------------------------------------ linear models
+
+
+def test_max_damage_linear_reaches_top_singular_value():
+    model = LinearModel()
+    lam = 0.4  # x = 0.5: |d_i| <= ||d|| <= 0.4 keeps the box inactive
+    x = np.full((3, *SHAPE), 0.5, np.float32)
+    result = attacks.max_damage_attack(model, x, lam, AttackConfig(steps=60, restarts=1))
+    optimum = lam * np.linalg.svd(model.V @ model.W, compute_uv=False)[0]
+    assert np.all(result.loss >= 0.99 * optimum), (result.loss, optimum)
+    assert np.all(result.loss <= optimum * (1 + 1e-4))
+
+
+def _trust_region_optimum(W, r, lam):
+    """min ||W d - r|| s.t. ||d|| <= lam, by bisection on the Lagrange multiplier."""
+    d = np.linalg.lstsq(W, r, rcond=None)[0]
+    if np.linalg.norm(d) <= lam:
+        return np.linalg.norm(W @ d - r)
+    A, b = W.T @ W, W.T @ r
+    lo, hi = 0.0, 1.0
+    while np.linalg.norm(np.linalg.solve(A + hi * np.eye(len(A)), b)) > lam:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if np.linalg.norm(np.linalg.solve(A + mid * np.eye(len(A)), b)) > lam else (lo, mid)
+    d = np.linalg.solve(A + hi * np.eye(len(A)), b)
+    return np.linalg.norm(W @ d - r)
+
+
+def test_latent_linear_matches_closed_form():
+    model = LinearModel(latent_dim=6)
+    rng = np.random.default_rng(4)
+    x = np.full((3, *SHAPE), 0.5, np.float32)
+    targets = rng.random((3, *SHAPE)).astype(np.float32)
+    lam = 0.2
+    result = attacks.latent_attack(model, x, targets, lam, AttackConfig(steps=80, restarts=1))
+    W = model.W.astype(np.float64)
+    for i in range(3):
+        r = W @ (targets[i].ravel() - x[i].ravel())
+        optimum = _trust_region_optimum(W, r, lam)
+        assert optimum > 0.2  # the budget binds
+        assert optimum * (1 - 1e-4) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
+
+
+def test_latent_linear_with_active_box_matches_scipy():
+    """Convex case where the box binds (dark pixels cannot get darker): compare with SLSQP."""
+    model = LinearModel(latent_dim=6, seed=1)
+    W = model.W.astype(np.float64)
+    x, targets = [], []
+    for seed in (2, 3):
+        rng = np.random.default_rng(seed)
+        xi = rng.random(P)
+        xi[:8] = 0.0
+        x.append(xi.reshape(SHAPE))
+        targets.append(rng.random(P).reshape(SHAPE))
+    x, targets = np.float32(x), np.float32(targets)
+    lam = 0.5
+    result = attacks.latent_attack(model, x, targets, lam, AttackConfig(steps=80, restarts=1))
+    for i in range(2):
+        xi = x[i].ravel().astype(np.float64)
+        r = W @ (targets[i].ravel() - xi)
+        res = optimize.minimize(
+            lambda d: np.sum((W @ d - r) ** 2), np.zeros(P), jac=lambda d: 2 * W.T @ (W @ d - r), method="SLSQP",
+            bounds=list(zip(-xi, 1 - xi)),
+            constraints=[{"type": "ineq", "fun": lambda d: lam ** 2 - d @ d, "jac": lambda d: -2 * d}],
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )
+        optimum = np.sqrt(res.fun)
+        # The box matters: the ball-only optimum is lower than the box-and-ball one.
+        assert _trust_region_optimum(W, r, lam) < optimum - 1e-3
+        assert optimum * (1 - 1e-3) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
+
+
+# ------------------------------------------------------------------ invariants
+
+
+def test_result_invariants(mlp, mlp_images):
+    rng = np.random.default_rng(6)
+    targets = rng.random(mlp_images.shape).astype(np.float32)
+    lam = 1.5
+    cfg = AttackConfig(steps=40, restarts=2)
+    for kind, result in (
+        ("latent", attacks.latent_attack(mlp, mlp_images, targets, lam, cfg, record_curve=True)),
+        ("max_damage", attacks.max_damage_attack(mlp, mlp_images, lam, cfg, record_curve=True)),
+    ):
+        adv = result.adversarial
+        assert adv.dtype == np.float32 and adv.shape == mlp_images.shape
+        assert adv.min() >= 0.0 and adv.max() <= 1.0
+        norms = np.linalg.norm((adv - mlp_images).reshape(len(adv), -1), axis=1)
+        assert np.all(norms <= lam * (1 + 1e-5))
+        # The reported loss is the objective at exactly the returned images.
+        z_adv = mlp.encode(adv).numpy()
+        if kind == "latent":
+            expected = np.linalg.norm(z_adv - mlp.encode(targets).numpy(), axis=1)
+        else:
+            rec = mlp.decode(mlp.encode(mlp_images)).numpy()
+            expected = np.linalg.norm((mlp.decode(z_adv).numpy() - rec).reshape(len(adv), -1), axis=1)
+        np.testing.assert_allclose(result.loss, expected, rtol=1e-4, atol=1e-6)
+        curve = result.loss_curve
+        assert curve.shape == (40,)
+        assert np.all(np.diff(curve) <= 1e-6) if kind == "latent" else np.all(np.diff(curve) >= -1e-6)
+        np.testing.assert_allclose(curve[-1], result.loss.mean(), rtol=1e-5)
+    assert attacks.max_damage_attack(mlp, mlp_images, lam, cfg).loss_curve is None
+
+
+def test_more_restarts_never_worse_and_seeds_reproducible(mlp, mlp_images):
+    lam = 2.0
+    one = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=7)
+    three = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=3), seed=7)
+    assert np.all(three.loss >= one.loss - 1e-3 * np.abs(one.loss)), (one.loss, three.loss)
+    again = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=7)
+    np.testing.assert_array_equal(again.adversarial, one.adversarial)
+    np.testing.assert_array_equal(again.loss, one.loss)
+    other = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=8)
+    assert not np.array_equal(other.adversarial, one.adversarial)
+    # Chunking does not change the result beyond float rounding.
+    chunked = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, chunk_size=2), seed=7)
+    np.testing.assert_allclose(chunked.loss, one.loss, rtol=1e-3)
+
+
+def test_pgd_matches_or_beats_lbfgsb(mlp, mlp_images):
+    rng = np.random.default_rng(9)
+    x = mlp_images[:3]
+    targets = rng.random(x.shape).astype(np.float32)
+    pgd = AttackConfig(steps=60, restarts=2)
+    ref = AttackConfig(steps=60, restarts=2, method="lbfgsb")
+    # Absolute slack for a reachable target (loss ~ 0): 1e-3 of the clean latent distance.
+    slack = 1e-3 * np.linalg.norm(mlp.encode(x).numpy() - mlp.encode(targets).numpy(), axis=1).mean()
+    for lam in (0.3, 1.0):
+        ours = attacks.latent_attack(mlp, x, targets, lam, pgd).loss
+        theirs = attacks.latent_attack(mlp, x, targets, lam, ref).loss
+        assert ours.mean() <= theirs.mean() * 1.02 + slack, (lam, ours, theirs)
+        ours = attacks.max_damage_attack(mlp, x, lam, pgd).loss
+        lbfgsb = attacks.max_damage_attack(mlp, x, lam, ref, record_curve=True)
+        assert ours.mean() >= lbfgsb.loss.mean() * 0.98, (lam, ours, lbfgsb.loss)
+        assert lbfgsb.loss_curve.shape == (60,)
+    # L-BFGS-B results obey the same constraints.
+    adv = lbfgsb.adversarial
+    assert np.all(np.linalg.norm((adv - x).reshape(3, -1), axis=1) <= 1.0 * (1 + 1e-5))
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_bad_inputs(mlp, mlp_images):
+    with pytest.raises(ConfigError, match="budget"):
+        attacks.max_damage_attack(mlp, mlp_images, 0.0)
+    with pytest.raises(ConfigError, match="budget"):
+        attacks.latent_attack(mlp, mlp_images, mlp_images, float("nan"))
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        attacks.max_damage_attack(mlp, mlp_images * 255, 1.0)
+    bad = mlp_images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        attacks.max_damage_attack(mlp, bad, 1.0)
+    with pytest.raises(DataError, match="same shape"):
+        attacks.latent_attack(mlp, mlp_images, mlp_images[:2], 1.0)
+    with pytest.raises(DataError, match=r"\[N, H, W, C\]"):
+        attacks.max_damage_attack(mlp, mlp_images[0], 1.0)
+    with pytest.raises(ConfigError, match="method"):
+        attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(method="fgsm"))
+    with pytest.raises(ConfigError, match="steps"):
+        attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(steps=0))
+    with pytest.raises(DataError, match="NaN latents.* 1 of 6 images"):
+        attacks.max_damage_attack(NaNModel(), mlp_images, 1.0, AttackConfig(steps=2, restarts=1))

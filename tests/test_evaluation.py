@@ -1,0 +1,199 @@
+"""Tests of the evaluation components and bin/evaluate.py / bin/compare.py."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from robust_dae_tf import classifier, components, evaluation, export, fid, priors, reporting
+from robust_dae_tf.errors import ConfigError, DataError, ExportError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LATENT_DIM = 3
+
+
+def _export_tiny(path, shape=(32, 32, 1), nan=False, run_dir=None, seed=0):
+    """An untrained dense autoencoder exported like bin/train.py does (digits metadata)."""
+    keras.utils.set_random_seed(seed)
+    enc_in = keras.Input(shape)
+    encoder = keras.Model(enc_in, keras.layers.Dense(LATENT_DIM)(keras.layers.Flatten()(enc_in)))
+    dec_in = keras.Input((LATENT_DIM,))
+    decoder = keras.Model(dec_in, keras.layers.Reshape(shape)(
+        keras.layers.Dense(int(np.prod(shape)), activation="sigmoid")(dec_in)))
+    if nan:
+        kernel = encoder.layers[-1].kernel
+        kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    metadata = {"dataset": "digits", "variant": "tiny",
+                "prior": priors.GMMPrior(priors.one_hot_centers(3, LATENT_DIM, 1.0)).to_dict()}
+    if run_dir:
+        metadata["run_dir"] = run_dir
+    export.export_saved_model(types.SimpleNamespace(encoder=encoder, decoder=decoder), path, metadata)
+    return path
+
+
+class EncodeOnly(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32)])
+    def encode(self, images):
+        return {"latents": tf.reshape(images, [-1, 1024])[:, :LATENT_DIM]}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    examples = components.ExampleGen("digits")({"examples": str(root / "run" / "examples")})["examples"]
+    paths = {
+        "good": _export_tiny(str(root / "good"), run_dir=str(root / "run" / "trainer")),
+        "wrong_shape": _export_tiny(str(root / "wrong_shape"), shape=(28, 28, 1)),
+        "nan": _export_tiny(str(root / "nan"), nan=True),
+        "missing": str(root / "missing"),
+    }
+    tf.saved_model.save(EncodeOnly(), paths["missing"])
+    return types.SimpleNamespace(root=root, examples=examples, paths=paths)
+
+
+def protocol(budgets=(1.0,), num_images=2, trials=1):
+    return types.SimpleNamespace(num_images=num_images, trials=trials, budgets=budgets, seed=0, attack=None)
+
+
+class MeanPixels(fid.FeatureExtractor):
+    name = "mean-pixels"
+
+    def _features(self, images):
+        return tf.stack([tf.reduce_mean(images, [1, 2, 3]), tf.math.reduce_std(images, [1, 2, 3])], 1)
+
+
+def _stub_attack(model, x, targets, budget, config, seed=0):
+    return types.SimpleNamespace(adversarial=np.array(x), loss=np.zeros(len(x)))
+
+
+COMPONENTS = {
+    "robustness": lambda: (evaluation.RobustnessEvaluator(protocol(), progress=False), ["report"]),
+    "robustness_budget0": lambda: (evaluation.RobustnessEvaluator(protocol((1.0, 0.0)), progress=False), ["report"]),
+    "classifier": lambda: (evaluation.ClassifierEvaluator(
+        classifier.ClassifierConfig(hidden_units=(8,), epochs=1, attack_images=10), progress=False,
+        attack_fn=_stub_attack), ["report", "classifier"]),
+    "fid": lambda: (evaluation.FidEvaluator(MeanPixels(), num_samples=20, progress=False), ["report"]),
+}
+
+
+@pytest.mark.parametrize("component, model, error, words", [
+    ("robustness_budget0", "good", ConfigError, "budget"),
+    ("robustness", "missing", ExportError, "no decode endpoint"),
+    ("robustness", "wrong_shape", DataError, r"takes \(28, 28, 1\) images but digits images are \(32, 32, 1\)"),
+    ("robustness", "nan", DataError, "NaN"),
+    ("classifier", "nan", DataError, "NaN"),
+    ("classifier", "wrong_shape", DataError, "takes"),
+    ("fid", "missing", ExportError, "no decode endpoint"),
+    ("fid", "nan", DataError, "NaN"),
+])
+def test_bad_inputs_raise_one_clear_error_and_leave_no_marker(setup, tmp_path, component, model, error, words):
+    comp, outputs = COMPONENTS[component]()
+    uris = {key: str(tmp_path / key) for key in outputs}
+    saved = evaluation.saved_model_artifact(setup.paths[model])
+    with pytest.raises(error, match=words):
+        comp(uris, saved_model=saved, examples=setup.examples)
+    assert os.listdir(tmp_path) == []  # no output, no marker, no temp directory
+
+
+def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypatch):
+    def nan_report(model, images, labels, protocol, progress=True):
+        return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
+
+    monkeypatch.setitem(sys.modules, "robust_dae_tf.robustness",
+                        types.SimpleNamespace(evaluate_robustness=nan_report))
+    comp = evaluation.RobustnessEvaluator(protocol(), progress=False)
+    saved = evaluation.saved_model_artifact(setup.paths["good"])
+    with pytest.raises(DataError, match="NaN"):
+        comp({"report": str(tmp_path / "report")}, saved_model=saved, examples=setup.examples)
+    assert os.listdir(tmp_path) == []
+
+
+def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_report(model, images, labels, protocol, progress=True):
+        seen.update(n=len(images), labels=labels, lo=float(images.min()), hi=float(images.max()))
+        x = images[:2]
+        rec = np.asarray(model.reconstruct(x))
+        return {"protocol": {}, "latent": {"1.0": {"attack_loss": {"mean": 1.0, "std": 0.1}}},
+                "max_damage": {"1.0": {"attack_loss": {"mean": 2.0, "std": 0.2}}},
+                "examples": {"max_damage": {"budget": 1.0, "x": x, "reconstruction": rec, "adversarial": x,
+                                            "adversarial_reconstruction": rec}}}
+
+    monkeypatch.setitem(sys.modules, "robust_dae_tf.robustness",
+                        types.SimpleNamespace(evaluate_robustness=fake_report))
+    saved = evaluation.saved_model_artifact(setup.paths["good"])
+    out = evaluation.RobustnessEvaluator(protocol(), pool_size=50, progress=False)(
+        {"report": str(tmp_path / "robustness")}, saved_model=saved, examples=setup.examples)["report"]
+    assert components.read_artifact(out.uri, "EvaluationReport").properties["budgets"] == [1.0]
+    payload, arrays = evaluation.read_robustness(out)
+    assert seen["n"] == 50 and 0.0 <= seen["lo"] and seen["hi"] <= 1.0 and len(set(seen["labels"])) > 2
+    assert payload["model"]["name"] == "tiny (digits)" and payload["pool_size"] == 50
+    assert arrays["max_damage"]["x"].shape == (2, 32, 32, 1) and arrays["max_damage"]["budget"] == 1.0
+
+    cls = evaluation.ClassifierEvaluator(
+        classifier.ClassifierConfig(hidden_units=(8,), epochs=1, attack_images=10), progress=False,
+        attack_fn=_stub_attack)({"report": str(tmp_path / "cls"), "classifier": str(tmp_path / "cls_model")},
+                                saved_model=saved, examples=setup.examples)
+    report = json.loads(open(os.path.join(cls["report"].uri, reporting.CLASSIFIER_FILE)).read())
+    assert 0.0 <= report["clean_accuracy"] <= 1.0 and report["num_attacked"] == 10
+    loaded = classifier.load_classifier(cls["classifier"].uri)
+    components.read_artifact(cls["classifier"].uri, "ClassifierSavedModel")
+    assert loaded.classify(np.zeros((2, 32, 32, 1), np.float32))["probabilities"].shape == (2, 10)
+
+    fid_out = evaluation.FidEvaluator(MeanPixels(), num_samples=20, progress=False)(
+        {"report": str(tmp_path / "fid")}, saved_model=saved, examples=setup.examples)["report"]
+    fid_report = json.loads(open(os.path.join(fid_out.uri, reporting.FID_FILE)).read())
+    assert fid_report["name"] == "mean-pixels" and fid_report["value"] >= 0 and fid_report["num_generated"] == 20
+    assert sorted(os.listdir(tmp_path)) == ["cls", "cls_model", "fid", "robustness"]
+    row = reporting.load_evaluation(str(tmp_path))
+    assert row["name"] == "tiny (digits)" and row["fid"]["value"] == fid_report["value"]
+
+
+def _run(script, *args, timeout=400):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_bin_evaluate_end_to_end(setup, tmp_path):
+    out = tmp_path / "eval"
+    proc = _run("evaluate.py", f"--model={setup.paths['good']}", f"--output={out}", "--num_images=4", "--trials=2",
+                "--budgets=1", "--attack_steps=5", "--attack_restarts=1", "--pool_size=100",
+                "--fd_classifier_epochs=1", "--fid_samples=64", f"--feature_cache={tmp_path / 'features'}",
+                "--classifier_epochs=1", "--classifier_hidden=16", "--classifier_attack_images=16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("robustness/artifact.json", "robustness/robustness.json", "robustness/examples.npz",
+                 "classifier/artifact.json", "classifier_model/saved_model.pb", "classifier_model/artifact.json",
+                 "fid/artifact.json", "fid/fid.json", "summary.json", "table1.md", "table1.csv", "table3.md",
+                 "report.md", "figures/attack_curves.png", "figures/grid_latent.png",
+                 "figures/grid_max_damage.png"):
+        assert (out / name).exists(), name
+    assert os.listdir(out / "tensorboard")
+    assert "| tiny (digits) |" in proc.stdout and "FD-digits-classifier" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["robustness"]["latent"]) == {"1.0"}
+    assert summary["robustness"]["protocol"]["trials"] == 2
+    # The training run's examples (run_dir in the metadata) were reused, not reloaded.
+    assert not (out / "examples").exists()
+
+    table = tmp_path / "cmp.md"
+    proc = _run("compare.py", str(out), str(out), f"--output={table}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert table.exists() and (tmp_path / "cmp_table1.csv").exists()
+    # The same directory twice: both rows, told apart, in Table 1 and Table 3.
+    assert proc.stdout.count("| tiny (digits) [eval #1] |") == 2
+    assert proc.stdout.count("| tiny (digits) [eval #2] |") == 2
+
+
+def test_bin_evaluate_bad_model_is_one_line_error(tmp_path):
+    proc = _run("evaluate.py", f"--model={tmp_path / 'nope'}", timeout=120)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], proc.stderr

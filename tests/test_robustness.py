@@ -1,0 +1,168 @@
+"""Tests for robust_dae_tf.robustness: the paper's protocol, report format, seeds, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from robust_dae_tf import robustness
+from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.errors import ConfigError, DataError
+from robust_dae_tf.metrics.msssim import ms_ssim_paper
+from robust_dae_tf.robustness import Protocol
+from tests.helpers import digits_arrays
+
+FAST = AttackConfig(steps=6, restarts=1)
+
+
+class TinyAutoencoder:
+    """A random MLP autoencoder on 32x32x1 images (sigmoid output)."""
+
+    def __init__(self, seed=0, nan=False):
+        tf.keras.utils.set_random_seed(seed)
+        self.encoder = tf.keras.Sequential([
+            tf.keras.Input((32, 32, 1)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(8),
+        ])
+        self.decoder = tf.keras.Sequential([
+            tf.keras.Input((8,)), tf.keras.layers.Dense(1024, activation="sigmoid"),
+            tf.keras.layers.Reshape((32, 32, 1)),
+        ])
+        self.nan = nan
+
+    def encode(self, images):
+        z = self.encoder(images, training=False)
+        return z * np.nan if self.nan else z
+
+    def decode(self, latents):
+        return self.decoder(latents, training=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TinyAutoencoder()
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    _, _, x, y = digits_arrays()
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def report(model, test_split):
+    x, y = test_split
+    return robustness.evaluate_robustness(
+        model, x, y, Protocol(num_images=6, trials=2, budgets=(1.0, 2.0), seed=3, attack=FAST), progress=False)
+
+
+def test_report_format(report):
+    assert set(report) == {"protocol", "latent", "max_damage", "examples", "timing"}
+    proto = report["protocol"]
+    assert proto["num_images"] == 6 and proto["trials"] == 2 and proto["budgets"] == [1.0, 2.0]
+    assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
+    assert proto["attack"] == {"steps": 6, "restarts": 1, "initial_step_fraction": FAST.initial_step_fraction,
+                               "chunk_size": 1000, "method": "pgd"}
+    assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
+    for kind, metrics in (("latent", robustness.LATENT_METRICS), ("max_damage", robustness.MAX_DAMAGE_METRICS)):
+        assert set(report[kind]) == {"1.0", "2.0"}
+        for key, budget in (("1.0", 1.0), ("2.0", 2.0)):
+            entry = report[kind][key]
+            assert set(entry) == set(metrics)
+            for stat in entry.values():
+                assert set(stat) == {"mean", "std"} and all(isinstance(v, float) for v in stat.values())
+            assert entry["l2_input_adv"]["mean"] <= budget * (1 + 1e-5)
+            assert 0 <= entry["msssim_input_adv"]["mean"] <= 1
+    # The maximum-damage loss is the L2 distance of the two reconstructions, computed
+    # independently (in the attack graph and in numpy on the returned images).
+    for key in ("1.0", "2.0"):
+        md = report["max_damage"][key]
+        assert md["attack_loss"]["mean"] == pytest.approx(md["l2_rec_adv_rec"]["mean"], rel=1e-4)
+    ex = report["examples"]
+    assert set(ex["latent"]) == {"budget", "x", "reconstruction", "adversarial", "adversarial_reconstruction", "target"}
+    assert set(ex["max_damage"]) == {"budget", "x", "reconstruction", "adversarial", "adversarial_reconstruction"}
+    assert ex["latent"]["budget"] == 2.0
+    for arr in (v for kind in ex.values() for v in kind.values() if isinstance(v, np.ndarray)):
+        assert arr.shape == (6, 32, 32, 1) and arr.dtype == np.float32
+    assert report["timing"]["seconds"] > 0 and report["timing"]["images_x_trials_per_second"] > 0
+    json.dumps({k: v for k, v in report.items() if k != "examples"})  # JSON-serialisable
+
+
+def test_summary_statistics_over_trials(model, test_split):
+    """Per-image metrics averaged within a trial, then mean/std over trials."""
+    stat = robustness._summary(np.array([1.0, 3.0, 10.0, 20.0]), trials=2)  # trial means 2 and 15
+    assert stat == {"mean": 8.5, "std": 6.5}
+    # End to end with one trial: the report equals the metrics recomputed from the examples.
+    x, y = test_split
+    protocol = Protocol(num_images=4, trials=1, budgets=(0.5,), attack=FAST)
+    rep = robustness.evaluate_robustness(model, x, y, protocol, progress=False)
+    _, sources, targets = robustness.select_trials(y, protocol)
+    ex = rep["examples"]["latent"]
+    np.testing.assert_array_equal(ex["x"], x[sources[0]])
+    np.testing.assert_array_equal(ex["target"], x[targets[0]])
+    rec_adv = model.decode(model.encode(ex["adversarial"])).numpy()
+    entry = rep["latent"]["0.5"]
+    l2 = np.linalg.norm((ex["target"] - rec_adv).reshape(4, -1), axis=1).mean()
+    assert entry["l2_target_adv_rec"] == {"mean": pytest.approx(l2, rel=1e-5), "std": 0.0}
+    msssim = ms_ssim_paper(ex["target"], rec_adv).numpy().mean()
+    assert entry["msssim_target_adv_rec"]["mean"] == pytest.approx(msssim, rel=1e-5)
+    l2_in = np.linalg.norm((ex["x"] - ex["adversarial"]).reshape(4, -1), axis=1).mean()
+    assert entry["l2_input_adv"]["mean"] == pytest.approx(l2_in, rel=1e-5)
+
+
+def test_targets_have_other_classes_and_seeds_are_reproducible(test_split):
+    _, y = test_split
+    protocol = Protocol(num_images=50, trials=4, seed=11)
+    seeds, sources, targets = robustness.select_trials(y, protocol)
+    assert sources.shape == targets.shape == (4, 50)
+    assert all(len(set(row)) == 50 for row in sources)  # without replacement
+    assert np.all(y[sources] != y[targets])
+    again = robustness.select_trials(y, protocol)
+    assert again[0] == seeds
+    np.testing.assert_array_equal(again[1], sources)
+    np.testing.assert_array_equal(again[2], targets)
+    other = robustness.select_trials(y, Protocol(num_images=50, trials=4, seed=12))
+    assert not np.array_equal(other[1], sources)
+    assert len(set(seeds)) == 4
+    # Without classes (labels < 0): the target is another image.
+    no_class = np.full(30, -1)
+    _, src, tgt = robustness.select_trials(no_class, Protocol(num_images=30, trials=3))
+    assert np.all(src != tgt)
+
+
+def test_same_protocol_gives_identical_results(model, test_split, report):
+    x, y = test_split
+    again = robustness.evaluate_robustness(
+        model, x, y, Protocol(num_images=6, trials=2, budgets=(1.0, 2.0), seed=3, attack=FAST), progress=False)
+    for kind in ("latent", "max_damage"):
+        assert again[kind] == report[kind]
+        np.testing.assert_array_equal(again["examples"][kind]["adversarial"], report["examples"][kind]["adversarial"])
+    assert again["protocol"] == report["protocol"]
+
+
+def test_bad_inputs(model, test_split):
+    x, y = test_split
+    with pytest.raises(DataError, match=r"--num_images=400 .*297"):
+        robustness.evaluate_robustness(model, x, y, Protocol(num_images=400, trials=1, attack=FAST), progress=False)
+    with pytest.raises(DataError, match="no second class"):
+        robustness.evaluate_robustness(model, x, np.zeros_like(y), Protocol(num_images=3, trials=1, attack=FAST),
+                                       progress=False)
+    with pytest.raises(ConfigError, match="--budgets"):
+        robustness.evaluate_robustness(model, x, y, Protocol(num_images=3, trials=1, budgets=(1.0, 0.0), attack=FAST),
+                                       progress=False)
+    with pytest.raises(DataError, match="NaN latents/reconstructions for 3 of 3 images"):
+        robustness.evaluate_robustness(TinyAutoencoder(nan=True), x, y,
+                                       Protocol(num_images=3, trials=1, attack=FAST), progress=False)
+    with pytest.raises(DataError, match="labels"):
+        robustness.evaluate_robustness(model, x, y[:10], Protocol(num_images=3, trials=1, attack=FAST), progress=False)
+    with pytest.raises(ConfigError, match="--trials"):
+        robustness.evaluate_robustness(model, x, y, Protocol(num_images=3, trials=0, attack=FAST), progress=False)
+
+
+def test_speedup_helper(model, test_split):
+    x, _ = test_split
+    out = robustness.attack_one_at_a_time_speedup(model, x[:12], budget=1.0, config=AttackConfig(steps=4, restarts=1),
+                                                 n=2)
+    assert out["images"] == 12 and out["one_at_a_time_images_measured"] == 2
+    assert out["batched_seconds"] > 0 and out["speedup"] > 0
+    assert out["one_at_a_time_seconds_extrapolated"] == pytest.approx(out["one_at_a_time_seconds_per_image"] * 12)
