@@ -11,9 +11,10 @@ With --output=<file>.md the Markdown is written there and the CSVs next to it
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Write the Markdown table to this file (and CSVs beside it).")
@@ -33,15 +34,5 @@ def main(argv):
         print(f"Written: {FLAGS.output}, {stem}_table1.csv, {stem}_table3.csv")
 
 
-def _guarded(argv):
-    from robust_dae_tf.errors import UserError
-
-    try:
-        main(argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(_guarded)
+    cli.run_main(main, select_config=False)

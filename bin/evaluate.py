@@ -22,11 +22,12 @@ dataset, else the dataset is loaded (--dataset, default: the model's) into
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
@@ -176,16 +177,5 @@ def main(argv):
     print(f"Reports: {os.path.abspath(output)}")
 
 
-def _guarded(argv):
-    from robust_dae_tf.errors import UserError
-
-    try:
-        main(argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    # Like robust_dae_tf.cli.run_main, without its --config injection (this script has no config file).
-    app.run(_guarded)
+    cli.run_main(main, select_config=False)

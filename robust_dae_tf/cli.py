@@ -80,7 +80,9 @@ def show_progress_messages() -> None:
     library.propagate = False
 
 
-def run_main(main) -> None:
+def run_main(main, select_config: bool = True) -> None:
+    """absl `app.run(main)` with UserError -> one line on stderr + exit 1. With
+    `select_config`, `--dataset` picks the config file (scripts with a --config flag)."""
     quiet_tensorflow()
 
     def guarded(argv):
@@ -91,5 +93,6 @@ def run_main(main) -> None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
 
-    sys.argv = select_config_file(sys.argv)
+    if select_config:
+        sys.argv = select_config_file(sys.argv)
     app.run(guarded)
