@@ -23,7 +23,7 @@ dataset, else the dataset is loaded (--dataset, default: the model's) into
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags, logging  # noqa: E402
 
