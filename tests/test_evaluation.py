@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, components, evaluation, export, fid, priors, reporting
+from robust_dae_tf import classifier, components, evaluation, export, fid, priors, reporting, robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,8 +105,7 @@ def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypa
     def nan_report(model, images, labels, protocol, progress=True):
         return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
 
-    monkeypatch.setitem(sys.modules, "robust_dae_tf.robustness",
-                        types.SimpleNamespace(evaluate_robustness=nan_report))
+    monkeypatch.setattr(robustness, "evaluate_robustness", nan_report)
     comp = evaluation.RobustnessEvaluator(protocol(), progress=False)
     saved = evaluation.saved_model_artifact(setup.paths["good"])
     with pytest.raises(DataError, match="NaN"):
@@ -126,8 +125,7 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
                 "examples": {"max_damage": {"budget": 1.0, "x": x, "reconstruction": rec, "adversarial": x,
                                             "adversarial_reconstruction": rec}}}
 
-    monkeypatch.setitem(sys.modules, "robust_dae_tf.robustness",
-                        types.SimpleNamespace(evaluate_robustness=fake_report))
+    monkeypatch.setattr(robustness, "evaluate_robustness", fake_report)
     saved = evaluation.saved_model_artifact(setup.paths["good"])
     out = evaluation.RobustnessEvaluator(protocol(), pool_size=50, progress=False)(
         {"report": str(tmp_path / "robustness")}, saved_model=saved, examples=setup.examples)["report"]
