@@ -17,10 +17,11 @@ Target (docs/attacks.md): the full MNIST protocol with the FC model under 10 min
 
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags
+
+from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel directory (bin/train.py --export_dir).")
@@ -96,19 +97,5 @@ def main(argv):
     print(json.dumps(out, indent=1))
 
 
-def run():
-    from robust_dae_tf.errors import UserError
-
-    def guarded(argv):
-        try:
-            main(argv)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-
-    logging.set_verbosity(logging.WARNING)
-    app.run(guarded)
-
-
 if __name__ == "__main__":
-    run()
+    cli.run_main(main, select_config=False)

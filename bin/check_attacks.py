@@ -26,7 +26,9 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags
+
+from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel directory (bin/train.py --export_dir).")
@@ -196,19 +198,5 @@ def main(argv):
     print(summary)
 
 
-def run():
-    from robust_dae_tf.errors import UserError
-
-    def guarded(argv):
-        try:
-            main(argv)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-
-    logging.set_verbosity(logging.WARNING)
-    app.run(guarded)
-
-
 if __name__ == "__main__":
-    run()
+    cli.run_main(main, select_config=False)
