@@ -31,10 +31,7 @@ from absl import flags
 from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "SavedModel directory (bin/train.py --export_dir).")
-flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the model's metadata).")
-flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+cli.define_model_data_flags()
 flags.DEFINE_integer("num_images", 20, "Test images to attack.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_integer("steps", 200, "PGD steps (AttackConfig.steps) of the attacker under test.")

@@ -30,10 +30,7 @@ from absl import flags, logging  # noqa: E402
 from robust_dae_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
-flags.DEFINE_string("dataset", None, "Dataset (default: the one in the model's metadata).")
-flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
-flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
+cli.define_model_data_flags()
 flags.DEFINE_string("examples", None, "An Examples artifact directory to evaluate on (e.g. <workdir>/examples).")
 flags.DEFINE_string("output", None, "Output directory (default: evaluations/<model dir name>).")
 flags.DEFINE_integer("num_images", 100, "Test images attacked per trial.")

@@ -32,6 +32,17 @@ def _flag_value(argv, name):
     return None
 
 
+def define_model_data_flags() -> None:
+    """--model, --dataset, --data_dir, --tfds_data_dir: the flags of every script that
+    reads an exported model and its test data (evaluate, check_attacks, benchmark_attacks)."""
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
+    flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the one in the model's metadata).")
+    flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
+    flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
+
+
 def available_configs(config_dir: str = CONFIG_DIR) -> list[str]:
     if not os.path.isdir(config_dir):
         return []
