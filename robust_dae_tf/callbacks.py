@@ -3,6 +3,11 @@
 All three key their output on the optimizer's step counter (`optimizer.iterations`),
 which is checkpointed, so logs and checkpoints of a resumed run continue where the
 killed one stopped instead of restarting at step 0.
+
+With `compile(steps_per_execution=k)` Keras calls the batch hooks once per k steps,
+so "every N steps" means "whenever the step counter has crossed a multiple of N since
+the last call" (`crossed_multiple`): with k dividing N that is exactly every N steps,
+otherwise the first execution boundary after each multiple.
 """
 
 from __future__ import annotations
@@ -21,9 +26,19 @@ def _as_floats(logs) -> dict:
     return {name: float(value) for name, value in (logs or {}).items()}
 
 
+def crossed_multiple(previous_step: int, step: int, every: int) -> bool:
+    """True when a multiple of `every` lies in (previous_step, step]."""
+    return step // every > previous_step // every
+
+
+def _step(model) -> int:
+    return int(model.optimizer.iterations.numpy())
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Stops training at the first NaN / Inf metric with a message naming the step
-    and the last finite metrics. It runs before the checkpoint callback, so the
+    (the end of the first execution whose metrics are not finite) and the last finite
+    metrics. It runs before the checkpoint callback, so the
     diverged weights are never saved and the last good checkpoint stays."""
 
     def __init__(self, checkpoint_dir: str):
@@ -36,7 +51,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
         if all(math.isfinite(v) for v in values.values()):
             self.last_finite = values
             return
-        step = int(self.model.optimizer.iterations.numpy())
+        step = _step(self.model)
         bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
         last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"
         latest = tf.train.latest_checkpoint(self.checkpoint_dir) or "none yet"
@@ -54,16 +69,22 @@ class CheckpointEvery(keras.callbacks.Callback):
         super().__init__()
         self.manager = manager
         self.every_steps = every_steps
+        self._last_step = None
 
     def _save(self):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = _step(self.model)
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
             return
         self.manager.save(checkpoint_number=step)
 
+    def on_train_begin(self, logs=None):
+        self._last_step = _step(self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
+        step = _step(self.model)
+        if crossed_multiple(self._last_step, step, self.every_steps):
             self._save()
+        self._last_step = step
 
     def on_epoch_end(self, epoch, logs=None):
         self._save()
@@ -97,22 +118,29 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.images_every_epochs = images_every_epochs
         self.batch_size = batch_size
         self.samples_per_mode = samples_per_mode
+        self._tick = None  # (time, step) of the last scalar write
+        self._last_step = None
+
+    def on_train_begin(self, logs=None):
+        self._last_step = _step(self.model)
         self._tick = None
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every_steps:
+        step = _step(self.model)
+        previous, self._last_step = self._last_step, step
+        if not crossed_multiple(previous, step, self.every_steps):
             return
         now = time.perf_counter()
         with self.train_writer.as_default(step=step):
             for name, value in _as_floats(logs).items():
                 tf.summary.scalar(name, value)
             if self._tick is not None:
-                tf.summary.scalar("images_per_second", self.every_steps * self.batch_size / (now - self._tick))
-        self._tick = now
+                then, then_step = self._tick
+                tf.summary.scalar("images_per_second", (step - then_step) * self.batch_size / (now - then))
+        self._tick = (now, step)
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = _step(self.model)
         values = _as_floats(logs)
         with self.val_writer.as_default(step=step):
             for name, value in values.items():
@@ -130,7 +158,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         rows = [self.preview, model.decode(z).numpy()]
         with self.train_writer.as_default(step=step):
             tf.summary.image("reconstructions (top: x, bottom: f(g(x)))", image_grid(rows))
-            if model.is_adversarial:
+            if getattr(model, "is_adversarial", False):
                 x_adv = model.adversarial_examples(x, z, tf.constant([0, 0], tf.int64))
                 adv_rows = [self.preview, x_adv.numpy(), model.decode(model.encode(x_adv)).numpy()]
                 tf.summary.image("adversarial (x, x_adv, f(g(x_adv)))", image_grid(adv_rows))

@@ -220,6 +220,8 @@ class Exporter(Component):
             },
             "run_dir": os.path.abspath(model.uri),
         }
+        if hasattr(keras_model, "export_metadata"):  # e.g. the Lipschitz VAE's certificate
+            metadata["model_details"] = keras_model.export_metadata()
         export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)

@@ -242,9 +242,15 @@ class RegularizedAutoencoder(keras.Model):
         return self._update_metrics(values)
 
 
-def build_model(config, image_shape) -> RegularizedAutoencoder:
-    """Builds prior, networks and loss weights from a run config (uncompiled model)."""
+def build_model(config, image_shape) -> keras.Model:
+    """Builds the (uncompiled) model a run config names: a `RegularizedAutoencoder`
+    (prior, networks, prior-estimated loss weights) or a baseline of
+    `robust_dae_tf.baselines`."""
     config_lib.validate(config)
+    if config.model.variant in config_lib.BASELINES:
+        from robust_dae_tf.baselines import registry
+
+        return registry.build_baseline(config, image_shape)
     prior = GMMPrior.from_config(config.prior, config.model.latent_dim)
     encoder, decoder = networks.build_networks(config.model, image_shape)
     weights = losses.estimate_loss_weights(

@@ -1,6 +1,7 @@
 """Training: distribution strategy, resumable checkpoints and the Keras fit loop.
 
-`train()` trains a `RegularizedAutoencoder` into a work directory:
+`train()` trains the model a config names (a `RegularizedAutoencoder` or a baseline)
+into a work directory:
 
     <workdir>/config.json        the resolved run config (written before training)
     <workdir>/checkpoints/       tf.train.CheckpointManager files (model + optimizer)
@@ -13,13 +14,19 @@ counter restores the epoch and the position inside it, the data order of each ep
 depends only on (seed, epoch), and every random draw on (seed, step), so a killed and
 resumed run ends with the same weights as an uninterrupted one and loses at most
 the steps since the last checkpoint.
+
+Keras runs `train.steps_per_execution` steps per call into the compiled graph. The
+value actually used divides the epoch length (and the rest of an interrupted epoch),
+`effective_steps_per_execution`, so epochs, checkpoints and resumes stay aligned.
+Under MirroredStrategy with more than one replica it is 1 (see `train`).
 """
 
 from __future__ import annotations
 
-import logging
 import functools
 import json
+import logging
+import math
 import os
 import time
 
@@ -109,15 +116,29 @@ def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
     return latest
 
 
-def compile_model(config, image_shape, strategy):
+def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     """Builds and compiles the model; weights are initialised from `train.seed`, so two
     runs of the same config start from the same weights."""
     keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
         model = models.build_model(config, image_shape)
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), jit_compile=config.train.jit_compile)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.train.learning_rate),
+            jit_compile=config.train.jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
         model.optimizer.build(model.trainable_variables)
     return model
+
+
+def effective_steps_per_execution(requested: int, steps_per_epoch: int, skip_batches: int = 0) -> int:
+    """The largest k <= `requested` dividing both the epoch length and the steps left
+    in an interrupted epoch: Keras always runs whole executions of k steps, so a k
+    that does not divide them would run past the epoch's end."""
+    k = math.gcd(int(requested), int(steps_per_epoch))
+    if skip_batches:
+        k = math.gcd(k, int(steps_per_epoch) - int(skip_batches))
+    return max(k, 1)
 
 
 def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_callbacks=()) -> dict:
@@ -152,6 +173,21 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     epochs = config.train.epochs
     if restored:
         logger.info("Resuming from %s (step %d, epoch %d + %d steps).", restored, step, start_epoch, skip)
+    if getattr(model, "dataset_size", None) == 0:  # estimators that need N (beta-TCVAE)
+        model.dataset_size = num_train
+    per_execution = effective_steps_per_execution(config.train.steps_per_execution, steps, skip)
+    if per_execution > 1 and strategy.num_replicas_in_sync > 1:
+        # Keras' multi-step loop (a while_loop of tf.conds) fails to run the models'
+        # cross-replica all_gather under MirroredStrategy ("You must feed a value for
+        # placeholder tensor ... while/cond/Placeholder"), so replicas run one step per call.
+        logger.info("steps_per_execution=%d is not supported with %d replicas; using 1.",
+                    per_execution, strategy.num_replicas_in_sync)
+        per_execution = 1
+    if per_execution != 1:
+        with strategy.scope():  # same optimizer object: its restored state is kept
+            model.compile(
+                optimizer=model.optimizer, jit_compile=config.train.jit_compile, steps_per_execution=per_execution
+            )
     history_path = os.path.join(workdir, "history.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else {}
 

@@ -43,6 +43,25 @@ def test_marginal_cdf_matches_scipy():
     np.testing.assert_allclose(prior.marginal_cdf(tf.constant(z, tf.float32)), _scipy_marginal_cdf(z, centers, 0.7), atol=1e-6)
 
 
+def test_marginal_cdf_gradient_is_the_mixture_density_and_tails_saturate():
+    centers = np.array([[-3.0, 0.0], [2.0, 5.0]])
+    prior = GMMPrior(centers, std=1.5)
+    z = tf.constant([[-1.0, 2.0], [0.5, -40.0], [60.0, 7.0]], tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        cdf = prior.marginal_cdf(z)
+        total = tf.reduce_sum(cdf)
+    density = np.mean([scipy.stats.norm.pdf((z.numpy() - c) / 1.5) / 1.5 for c in centers], axis=0)
+    np.testing.assert_allclose(tape.gradient(total, z), density, atol=1e-6)
+    assert cdf[1, 1] == 0.0 and cdf[2, 0] == 1.0  # far tails are exact, not NaN
+
+
+def test_marginal_cdf_propagates_nan_per_entry():
+    prior = GMMPrior(np.eye(2) * 3.0, std=1.0)
+    cdf = prior.marginal_cdf(tf.constant([[np.nan, 0.0]], tf.float32)).numpy()
+    assert np.isnan(cdf[0, 0]) and np.isfinite(cdf[0, 1])
+
+
 def test_covariance_law_of_total_variance_closed_form_and_monte_carlo():
     k, s = 10, 10.0
     prior = GMMPrior(one_hot_centers(k, k, s), std=1.0)

@@ -24,30 +24,40 @@ def _weights(result):
 
 
 class KillAt(keras.callbacks.Callback):
-    """Simulates the process being killed right after step `step`."""
+    """Simulates the process being killed right after the execution reaching `step`."""
 
     def __init__(self, step):
         super().__init__()
         self.step = step
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) == self.step:
+        if int(self.model.optimizer.iterations) >= self.step:
             raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    # Default steps_per_execution (10) -> 2, the largest divisor of the 6-step epoch.
     workdir = str(tmp_path_factory.mktemp("full"))
     return workdir, training.train(_config(), workdir, digits_splits(), (32, 32, 1))
 
 
-def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupted, tmp_path):
+@pytest.mark.parametrize(
+    "per_execution,kill_at,newest",
+    [
+        (1, 10, 8),  # killed at step 10; checkpoints every 4 steps -> step 8, mid-epoch 1
+        (3, 9, 9),  # executions end at 3, 6, 9: step 9 is the first boundary past 8
+    ],
+)
+def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupted, tmp_path, per_execution, kill_at, newest):
     _, full = uninterrupted
     workdir = str(tmp_path)
+    config = _config(steps_per_execution=per_execution)
     with pytest.raises(KeyboardInterrupt):
-        training.train(_config(), workdir, digits_splits(), (32, 32, 1), extra_callbacks=[KillAt(10)])
-    # Killed at step 10; the newest checkpoint is step 8 (every 4 steps), mid-epoch 1.
-    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-8")
+        training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[KillAt(kill_at)])
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith(f"ckpt-{newest}")
+    # Resuming with another steps_per_execution is fine: the effective value divides
+    # the rest of the interrupted epoch (gcd(10, 6, 6 - 3) = 1 for the second case).
     resumed = training.train(_config(), workdir, digits_splits(), (32, 32, 1))
     assert resumed["steps"] == full["steps"] == 18
     for a, b in zip(_weights(resumed), _weights(full)):
@@ -80,16 +90,27 @@ def test_run_directory_holds_config_history_and_tensorboard_logs(uninterrupted):
     assert max(steps) == 18  # logs are keyed on the optimizer step
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(uninterrupted, tmp_path):
+@pytest.mark.parametrize("per_execution,reported_step", [(1, 7), (2, 8)])
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, per_execution, reported_step):
     workdir = str(tmp_path)
-    training.train(small_config("robust", epochs=1), workdir, digits_splits(), (32, 32, 1))
+    training.train(small_config("robust", epochs=1, steps_per_execution=per_execution), workdir, digits_splits(), (32, 32, 1))
     ckpt_dir = os.path.join(workdir, "checkpoints")
     good = tf.train.latest_checkpoint(ckpt_dir)
-    diverging = small_config("robust", epochs=2)
+    diverging = small_config("robust", epochs=2, steps_per_execution=per_execution)
     diverging.loss.reconstruction_weight = float("inf")
-    with pytest.raises(TrainingDivergedError, match=r"step 7: .*loss=(inf|nan).*Last finite metrics: .*ckpt-6"):
+    # The guard sees the metrics at the end of each execution of `per_execution` steps.
+    match = rf"step {reported_step}: .*loss=(inf|nan).*Last finite metrics: .*ckpt-6"
+    with pytest.raises(TrainingDivergedError, match=match):
         training.train(diverging, workdir, digits_splits(), (32, 32, 1))
     assert tf.train.latest_checkpoint(ckpt_dir) == good
+
+
+@pytest.mark.parametrize(
+    "requested,epoch,skip,expected", [(10, 600, 0, 10), (10, 15, 0, 5), (10, 6, 3, 1), (4, 600, 300, 4), (7, 6, 0, 1)]
+)
+def test_effective_steps_per_execution_divides_the_epoch_and_its_rest(requested, epoch, skip, expected):
+    k = training.effective_steps_per_execution(requested, epoch, skip)
+    assert k == expected and epoch % k == 0 and (epoch - skip) % k == 0
 
 
 def test_corrupt_checkpoint_is_reported(uninterrupted, tmp_path):
