@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Training throughput of gmm_dae / augmented / robust, with and without XLA, vs eager PyTorch.
+"""Training throughput of our models and the baselines, with and without XLA, vs eager PyTorch.
 
     python bin/benchmark.py                        # ~2 min on an idle 2-core machine (more when busy)
     python bin/benchmark.py --steps=20 --repeats=3 --xla=off --torch=skip   # quick look
     python bin/benchmark.py --output=benchmarks/results.md                 # or .json
+    python bin/benchmark.py --variants=gmm_dae,augmented,robust            # our three models only
     python bin/benchmark.py --breakdown            # + parts of the robust step and what-ifs (~5 min)
 
 Workload: `config_lib.base_config()` with the MNIST defaults (fully connected nets
@@ -11,8 +12,11 @@ Workload: `config_lib.base_config()` with the MNIST defaults (fully connected ne
 uniform uint8 images 32x32x1, 10,000 of them), fed through the real input pipeline
 (`data.training_batches`: cache, per-epoch shuffle, batch, uint8 -> float, prefetch)
 into `model.fit(..., steps_per_epoch=...)`, i.e. exactly the way `training.train`
-drives the model. Each model is compiled like `training.compile_model` with
-`jit_compile` False ("XLA off") or True ("XLA on").
+drives the model. Each model is compiled like `training.train` compiles it, with
+`jit_compile` False ("XLA off") or True ("XLA on") and the config's
+`train.steps_per_execution` (--steps_per_execution). Every model of `--model`
+(gmm_dae, augmented, robust and the six baselines) can be timed; ratios are given to
+gmm_dae (the paper's target for robust) and to robust (the baselines' cost).
 
 Methodology (see benchmarks/README.md):
 * warm-up: one `fit` of --warmup_steps per model (tracing, XLA compilation) is not timed;
@@ -54,14 +58,14 @@ if REPO not in sys.path:  # run from a checkout without installing the package
 TORCH_REFERENCE = os.path.join(REPO, "benchmarks", "torch_reference.py")
 TORCH_INSTALL_HINT = "pip install torch==2.13.0"
 
-ALL_VARIANTS = ("gmm_dae", "augmented", "robust")
+from robust_dae_tf import config_lib  # noqa: E402 - after the sys.path fix above
+
+ALL_VARIANTS = config_lib.MODELS
 TORCH_VARIANTS = ("gmm_dae", "robust")
 TARGET_ROBUST_RATIO = 1.8  # robust step time / gmm_dae step time, at most
 TARGET_TORCH_SPEEDUP = 1.3  # torch robust step time / our robust step time, at least
 IMAGE_SHAPE = (32, 32, 1)
-WHATIF = "tensorflow+erfc"  # --breakdown what-if rows (prior CDF in erfc form)
-WHATIF_SPE = "tensorflow+erfc+spe"  # ... and compile(steps_per_execution=WHATIF_STEPS_PER_EXECUTION)
-WHATIF_STEPS_PER_EXECUTION = 10
+WHATIF = "tensorflow, 1 step/call"  # --breakdown what-if rows: steps_per_execution = 1
 NUM_EXAMPLES = 10000
 
 FLAGS = flags.FLAGS
@@ -69,7 +73,11 @@ flags.DEFINE_integer("steps", 80, "Timed training steps per repeat (per variant 
 flags.DEFINE_integer("repeats", 10, "Interleaved repeats per variant and setting.", lower_bound=1)
 flags.DEFINE_integer("warmup_steps", 10, "Untimed steps per model before the first repeat.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 100, "Training batch size.", lower_bound=2)
-flags.DEFINE_list("variants", list(ALL_VARIANTS), "Variants to time (comma-separated).")
+flags.DEFINE_list("variants", list(ALL_VARIANTS), "Models to time (comma-separated): " + ", ".join(ALL_VARIANTS) + ".")
+flags.DEFINE_integer(
+    "steps_per_execution", config_lib.base_config().train.steps_per_execution,
+    "Training steps per call into the compiled graph (the config default).", lower_bound=1,
+)
 flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "jit_compile settings to time.")
 flags.DEFINE_enum("torch", "auto", ["auto", "skip"], "auto: time the PyTorch reference if torch is installed.")
 flags.DEFINE_integer("threads", os.cpu_count() or 1, "Threads for both frameworks (TF intra = inter op; torch).", lower_bound=1)
@@ -77,9 +85,9 @@ flags.DEFINE_bool(
     "breakdown",
     False,
     "Also time the parts of the robust step (encoder pass, FGSM crafting, regularizers with the prior's "
-    "CDF and with an erfc form, decoder + reconstruction, Adam, raw train_function loop) in both "
-    "frameworks, and the whole robust/gmm_dae steps with the prior's CDF swapped for the erfc form "
-    "(a what-if: the swap is applied to the benchmark's own model objects only).",
+    "closed-form CDF and with TFP's MixtureSameFamily.cdf, decoder + reconstruction, Adam, raw "
+    "train_function loop) in both frameworks, and the whole robust/gmm_dae steps with one step per "
+    "call (steps_per_execution = 1), to show what each speed-up is worth.",
 )
 flags.DEFINE_string("output", None, "Also write the results to this path: .json for JSON, anything else Markdown.")
 
@@ -214,10 +222,10 @@ def synthetic_batches(batch_size):
     return data.training_batches(ds, batch_size, seed=0, start_epoch=0, num_epochs=10**6)
 
 
-def build_tf_model(variant, xla, batch_size, steps_per_execution=1):
+def build_tf_model(variant, xla, batch_size, steps_per_execution):
     import tensorflow as tf
 
-    from robust_dae_tf import config_lib, training
+    from robust_dae_tf import training
 
     config = config_lib.base_config()
     config.dataset = "mnist"
@@ -227,9 +235,9 @@ def build_tf_model(variant, xla, batch_size, steps_per_execution=1):
     # The loss weights are scalars that do not change the cost of a step; 10 prior batches
     # instead of 100 keep the set-up of the ~6-10 models short.
     config.loss.weight_estimation_batches = 10
-    model = training.compile_model(config, IMAGE_SHAPE, tf.distribute.get_strategy())
-    if steps_per_execution != 1:  # --breakdown what-if only; training.compile_model uses 1
-        model.compile(optimizer=model.optimizer, jit_compile=xla, steps_per_execution=steps_per_execution)
+    model = training.compile_model(config, IMAGE_SHAPE, tf.distribute.get_strategy(), steps_per_execution)
+    if getattr(model, "dataset_size", None) == 0:  # beta-TCVAE's estimator; training.train sets it too
+        model.dataset_size = NUM_EXAMPLES
     return model
 
 
@@ -260,7 +268,7 @@ class TfRunner:
     def run(self, steps):
         """(seconds, own CPU seconds) for `steps` steps, timed after one untimed call.
 
-        With steps_per_execution k > 1 (what-if only) Keras always runs whole calls of k
+        With steps_per_execution k > 1 Keras always runs whole calls of k
         steps, so about `steps` steps (a multiple of k) are timed and scaled to `steps`."""
         per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
         timed = max(per_call, round(steps / per_call) * per_call)
@@ -279,8 +287,8 @@ PART_LABELS = {
     "enc_fwd": "encoder forward, N = batch",
     "enc_fwd_2n": "encoder forward, 2N in one pass (batching z and z_adv)",
     "fgsm": "FGSM crafting (random start, encoder fwd + input gradient, clip)",
-    "reg_prior_cdf": "regularizers fwd+bwd (KS x2, two-sample KS, coupled cov), prior CDF as shipped (tfp)",
-    "reg_closed_form_cdf": "regularizers fwd+bwd, CDF in closed form (TF: mean_k 0.5 erfc(-(z - mu_k) / (sqrt2 s)); torch: erf)",
+    "reg_prior_cdf": "regularizers fwd+bwd (KS x2, two-sample KS, coupled cov), prior CDF as shipped (closed form)",
+    "reg_mixture_cdf": "regularizers fwd+bwd, CDF by tfp MixtureSameFamily.cdf (before the closed form)",
     "dec_rec": "decoder + reconstruction loss fwd+bwd",
     "fwd_bwd": "whole robust objective fwd+bwd (no optimizer)",
     "adam": "Adam update of all weights",
@@ -289,19 +297,18 @@ PART_LABELS = {
 }
 
 
-def erfc_marginal_cdf(prior):
-    """The GMM marginal CDF of `prior` written as one erfc per mode (what-if for the prior's CDF)."""
-    import math
-
+def mixture_marginal_cdf(prior):
+    """The GMM marginal CDF of `prior` through tfp's MixtureSameFamily.cdf (log space and a
+    logsumexp), as the package computed it before the closed form (for the breakdown)."""
     import tensorflow as tf
+    import tensorflow_probability as tfp
 
-    centers_t = tf.transpose(prior.centers)  # [D, K]
-    scale = prior.std * math.sqrt(2.0)
-
-    def marginal_cdf(z):
-        return tf.reduce_mean(0.5 * tf.math.erfc(-(z[..., None] - centers_t) / scale), axis=-1)
-
-    return marginal_cdf
+    tfd = tfp.distributions
+    marginals = tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=tf.zeros([prior.latent_dim, prior.num_modes])),
+        components_distribution=tfd.Normal(loc=tf.transpose(prior.centers), scale=prior.std),
+    )
+    return marginals.cdf
 
 
 def tf_parts(model, batches, xla):
@@ -317,10 +324,10 @@ def tf_parts(model, batches, xla):
     uniform = tf.random.uniform(tf.shape(x), -1.0, 1.0, seed=1)
     weights = model.loss_weights
     variables = model.trainable_variables
-    erfc_cdf = erfc_marginal_cdf(prior)
+    mixture_cdf = mixture_marginal_cdf(prior)
 
-    class ErfcPrior:
-        marginal_cdf = staticmethod(erfc_cdf)
+    class MixturePrior:
+        marginal_cdf = staticmethod(mixture_cdf)
         covariance = staticmethod(prior.covariance)
 
     def function(fn):
@@ -389,7 +396,7 @@ def tf_parts(model, batches, xla):
         "enc_fwd_2n": lambda: enc_fwd_2n(x),
         "fgsm": lambda: fgsm(x, z0),
         "reg_prior_cdf": reg_grad(prior),
-        "reg_closed_form_cdf": reg_grad(ErfcPrior),
+        "reg_mixture_cdf": reg_grad(MixturePrior),
         "dec_rec": lambda: dec_rec(x, z0),
         "fwd_bwd": lambda: fwd_bwd(x),
         "adam": adam,
@@ -431,7 +438,7 @@ def run_breakdown(xla_settings, batches, batch_size, worker, steps, repeats, for
 
     runners = {}
     for xla in xla_settings:
-        model = build_tf_model("robust", xla, batch_size)
+        model = build_tf_model("robust", xla, batch_size, steps_per_execution=1)  # per-step parts
         for name, call in tf_parts(model, batches, xla).items():
             def run(n, call=call):
                 start = time.perf_counter()
@@ -499,14 +506,13 @@ def breakdown_markdown(parts, whatif_rows, xla_settings, load) -> str:
         lines += [
             "",
             (
-                "What-if, whole steps through model.fit with the prior's CDF replaced by the erfc form "
-                f"(and, where steps/call is {WHATIF_STEPS_PER_EXECUTION}, compile(steps_per_execution="
-                f"{WHATIF_STEPS_PER_EXECUTION})):"
+                "What-if, whole steps through model.fit with one step per call (compile(steps_per_execution=1)) "
+                "instead of the shipped value:"
             ),
             "",
             (
                 "| variant | XLA | steps/call | images/s (median) | ms/step | step time vs. as shipped "
-                "| step time / gmm_dae (erfc) | speed-up vs eager PyTorch |"
+                "| step time / gmm_dae (1 step/call) | speed-up vs eager PyTorch |"
             ),
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -556,19 +562,22 @@ def markdown(results) -> str:
         (
             f"Date {meta['date']}, {meta['cpu']} x {meta['cpu_count']} cores, threads {meta['threads']} per "
             f"framework; TF {meta['tensorflow']}, Keras {meta['keras']}, torch {meta['torch'] or 'not used'}; "
-            f"batch {meta['batch_size']}, {meta['steps']} timed steps x {meta['repeats']} interleaved repeats."
+            f"batch {meta['batch_size']}, {meta['steps']} timed steps x {meta['repeats']} interleaved repeats, "
+            f"{meta['steps_per_execution']} steps per call (TensorFlow)."
         ),
         "",
-        "| implementation | variant | XLA | images/s (median) | spread (min-max) | ms/step | step time / gmm_dae |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| implementation | model | XLA | images/s (median) | spread (min-max) | ms/step | step time / gmm_dae | step time / robust |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["rows"]:
         ratio = row.get("ratio_to_gmm_dae")
         ratio_text = "-" if ratio is None else f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})"
+        robust = row.get("ratio_to_robust")
+        robust_text = "-" if robust is None else f"{robust['median']:.2f}x ({robust['min']:.2f}-{robust['max']:.2f})"
         lines.append(
             f"| {row['implementation']} | {row['variant']} | {fmt_xla(row['implementation'], row['xla'])} | "
             f"{row['images_per_s_median']:.0f} | {row['images_per_s_min']:.0f}-{row['images_per_s_max']:.0f} | "
-            f"{row['ms_per_step_median']:.2f} | {ratio_text} |"
+            f"{row['ms_per_step_median']:.2f} | {ratio_text} | {robust_text} |"
         )
     lines.append("")
     lines += results["target_lines"]
@@ -619,18 +628,15 @@ def main(argv):
     loss_weights = None
     for xla in xla_settings:
         for variant in variants:
-            model = build_tf_model(variant, xla, batch_size)
+            model = build_tf_model(variant, xla, batch_size, FLAGS.steps_per_execution)
             loss_weights = loss_weights or dict(model.loss_weights)
             runners[("tensorflow", variant, xla)] = TfRunner(model, batches).run
-    if FLAGS.breakdown:  # what-if: same models with the prior's CDF in erfc form
+    if FLAGS.breakdown and FLAGS.steps_per_execution != 1:  # what-if: one step per call
         for xla in xla_settings:
             for variant in ("gmm_dae", "robust"):
-                model = build_tf_model(variant, xla, batch_size)
-                model.prior.marginal_cdf = erfc_marginal_cdf(model.prior)
-                runners[(WHATIF, variant, xla)] = TfRunner(model, batches).run
-            model = build_tf_model("robust", xla, batch_size, steps_per_execution=WHATIF_STEPS_PER_EXECUTION)
-            model.prior.marginal_cdf = erfc_marginal_cdf(model.prior)
-            runners[(WHATIF_SPE, "robust", xla)] = TfRunner(model, batches).run
+                if variant in variants:
+                    model = build_tf_model(variant, xla, batch_size, steps_per_execution=1)
+                    runners[(WHATIF, variant, xla)] = TfRunner(model, batches).run
 
     worker = None
     torch_version = None
@@ -675,8 +681,10 @@ def main(argv):
         row = {"implementation": impl, "variant": variant, "xla": xla, **summarize(secs, steps, batch_size)}
         base = seconds.get((impl, "gmm_dae", xla))
         row["ratio_to_gmm_dae"] = paired_ratio(secs, base) if base is not None else None
-        if impl in (WHATIF, WHATIF_SPE):
-            row["steps_per_execution"] = WHATIF_STEPS_PER_EXECUTION if impl == WHATIF_SPE else 1
+        robust = seconds.get((impl, "robust", xla))
+        row["ratio_to_robust"] = paired_ratio(secs, robust) if robust is not None and variant != "robust" else None
+        if impl == WHATIF:
+            row["steps_per_execution"] = 1
             row["vs_shipped"] = paired_ratio(secs, seconds[("tensorflow", variant, xla)])
             torch_secs = seconds.get(("pytorch", variant, None))
             row["speedup_vs_torch"] = paired_ratio(torch_secs, secs) if torch_secs is not None else None
@@ -725,6 +733,7 @@ def main(argv):
             "steps": steps,
             "repeats": repeats,
             "warmup_steps": FLAGS.warmup_steps,
+            "steps_per_execution": FLAGS.steps_per_execution,
         },
         "rows": rows,
         "target_lines": target_lines,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a GMM-regularized deterministic autoencoder and export it as a SavedModel.
+"""Train a GMM-regularized deterministic autoencoder (or a baseline) and export it as a SavedModel.
 
 Runs the pipeline ExampleGen -> Trainer -> Exporter:
 
@@ -7,6 +7,7 @@ Runs the pipeline ExampleGen -> Trainer -> Exporter:
     python bin/train.py --dataset=mnist --data_dir=/path/with/mnist/gz/files
     python bin/train.py --dataset=celeb_a --model=gmm_dae --config.train.epochs=5
     python bin/train.py --config=configs/mnist.py --config.loss.coupling=0.9
+    python bin/train.py --dataset=mnist --model=beta_tcvae --config.beta_tcvae.beta=6
 
 Artifacts: <workdir>/examples (preprocessed data), <workdir>/trainer (config.json,
 checkpoints/, logs/ for TensorBoard, history.json) and the SavedModel in
@@ -24,7 +25,11 @@ from robust_dae_tf import cli
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (default: configs/<dataset>.py).", lock_config=True)
 flags.DEFINE_string("dataset", cli.DEFAULT_DATASET, "mnist | fashion_mnist | svhn_cropped | celeb_a | digits (embedded).")
-flags.DEFINE_string("model", None, "Model variant: gmm_dae | augmented | robust (default: the config's).")
+flags.DEFINE_string(
+    "model", None,
+    "Model: gmm_dae | augmented | robust (ours) or a baseline: vae | beta_vae | beta_tcvae | lipschitz_vae | se | avae "
+    "(default: the config's model.variant).",
+)
 flags.DEFINE_string("data_dir", None, "Local data: a directory of MNIST-format IDX .gz files, an .npz file or an image folder.")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir (default: ~/tensorflow_datasets).")
 flags.DEFINE_string("run_name", None, "Run name (default: <dataset>_<model>).")

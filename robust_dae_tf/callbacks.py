@@ -35,6 +35,11 @@ def _step(model) -> int:
     return int(model.optimizer.iterations.numpy())
 
 
+def _previous(last_step, step) -> int:
+    """The step of the previous call (`step - 1` when no train_begin/earlier call was seen)."""
+    return step - 1 if last_step is None else last_step
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Stops training at the first NaN / Inf metric with a message naming the step
     (the end of the first execution whose metrics are not finite) and the last finite
@@ -82,7 +87,7 @@ class CheckpointEvery(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
-        if crossed_multiple(self._last_step, step, self.every_steps):
+        if crossed_multiple(_previous(self._last_step, step), step, self.every_steps):
             self._save()
         self._last_step = step
 
@@ -127,7 +132,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
-        previous, self._last_step = self._last_step, step
+        previous, self._last_step = _previous(self._last_step, step), step
         if not crossed_multiple(previous, step, self.every_steps):
             return
         now = time.perf_counter()

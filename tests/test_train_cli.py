@@ -44,6 +44,17 @@ def test_train_cli_trains_exports_and_resumes(tmp_path):
     assert json.load(open(os.path.join(export_dir, "robust_dae_tf.json")))["training"]["steps"] == 9
 
 
+def test_train_cli_trains_and_exports_a_baseline_with_its_prior(tmp_path):
+    export_dir = str(tmp_path / "sm")
+    done = run_train(f"--workdir={tmp_path / 'run'}", f"--export_dir={export_dir}", "--model=beta_vae", "--epochs=1",
+                     "--config.data.max_train_examples=200", "--config.model.hidden_units=(32,)",
+                     "--config.vae.beta=2.0", "--config.train.verbose=0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = json.load(open(os.path.join(export_dir, "robust_dae_tf.json")))
+    assert meta["variant"] == "beta_vae" and meta["prior"] == {"type": "normal", "latent_dim": 10}
+    assert meta["loss_weights"] == {"beta": 2.0} and meta["training"]["steps"] == 2
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
