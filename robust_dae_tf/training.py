@@ -116,6 +116,16 @@ def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
     return latest
 
 
+def use_xla(config, strategy) -> bool:
+    """`train.jit_compile`, except with several replicas: Keras' XLA-compiled step under
+    MirroredStrategy fails on logical CPU devices (the optimizer's step counter is read
+    across devices inside the cluster), so multi-replica runs use plain graphs."""
+    if config.train.jit_compile and strategy.num_replicas_in_sync > 1:
+        logger.info("jit_compile is not used with %d replicas.", strategy.num_replicas_in_sync)
+        return False
+    return bool(config.train.jit_compile)
+
+
 def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     """Builds and compiles the model; weights are initialised from `train.seed`, so two
     runs of the same config start from the same weights."""
@@ -124,7 +134,7 @@ def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
         model = models.build_model(config, image_shape)
         model.compile(
             optimizer=keras.optimizers.Adam(config.train.learning_rate),
-            jit_compile=config.train.jit_compile,
+            jit_compile=use_xla(config, strategy),
             steps_per_execution=steps_per_execution,
         )
         model.optimizer.build(model.trainable_variables)
@@ -186,7 +196,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     if per_execution != 1:
         with strategy.scope():  # same optimizer object: its restored state is kept
             model.compile(
-                optimizer=model.optimizer, jit_compile=config.train.jit_compile, steps_per_execution=per_execution
+                optimizer=model.optimizer, jit_compile=use_xla(config, strategy), steps_per_execution=per_execution
             )
     history_path = os.path.join(workdir, "history.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else {}

@@ -17,6 +17,7 @@ def small_config(variant="robust", **train):
     config.train.learning_rate = 1e-3
     config.train.validation_examples = 100
     config.train.verbose = 0
+    config.train.jit_compile = False  # XLA compilation would dominate these tiny runs
     config.data.max_train_examples = 600
     for key, value in train.items():
         config.train[key] = value

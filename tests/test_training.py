@@ -132,7 +132,19 @@ def test_resuming_with_a_different_architecture_is_refused(uninterrupted):
 
 
 def test_training_on_two_logical_cpus_runs_under_mirrored_strategy(tmp_path):
-    config = small_config("robust", epochs=1, num_cpu_devices=2)
+    # XLA and steps_per_execution > 1 are requested but not used with two replicas.
+    config = small_config("robust", epochs=1, num_cpu_devices=2, jit_compile=True, steps_per_execution=3)
     result = training.train(config, str(tmp_path), digits_splits(), (32, 32, 1))
     assert isinstance(training.make_strategy(2), tf.distribute.MirroredStrategy)
     assert result["steps"] == 6 and np.isfinite(result["final_metrics"]["loss"])
+    assert result["model"].jit_compile is False and result["model"].steps_per_execution == 1
+
+
+@pytest.mark.parametrize("name", ["robust", "lipschitz_vae", "se"])
+def test_models_with_loops_train_under_xla(name, tmp_path):
+    # The FGSM / PGD / Bjorck loops must compile with XLA (the default, train.jit_compile).
+    config = small_config(name, epochs=1, jit_compile=True, steps_per_execution=3)
+    config.data.max_train_examples = 300
+    result = training.train(config, str(tmp_path), digits_splits(), (32, 32, 1))
+    assert result["model"].jit_compile is True and result["model"].steps_per_execution == 3
+    assert result["steps"] == 3 and all(np.isfinite(v) for v in result["final_metrics"].values())

@@ -125,8 +125,9 @@ def bjorck_orthonormalize(w, iters: int = 20, beta: float = 0.5, order: int = 1,
         return w
     # A graph loop (not Python unrolling) keeps traced graphs small: the unrolled
     # forward + backward graph of several 20-step layers takes seconds to build.
+    # `maximum_iterations` makes the loop's gradient XLA-compilable (jit_compile=True).
     _, w = tf.while_loop(
-        lambda i, w: i < iters, lambda i, w: (i + 1, step(w)), (tf.constant(0), w)
+        lambda i, w: i < iters, lambda i, w: (i + 1, step(w)), (tf.constant(0), w), maximum_iterations=iters
     )
     return w
 
