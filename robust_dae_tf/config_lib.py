@@ -86,7 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.lipschitz_vae.encoder_std_lipschitz = 8.0
     c.lipschitz_vae.decoder_lipschitz = 8.0
     c.lipschitz_vae.group_size = 2  # GroupSort group size (authors' config: 2 = MaxMin); widths = model.hidden_units
-    c.lipschitz_vae.bjorck_iters = 20  # Bjorck iterations, training and inference (Anil et al.; authors' config)
+    c.lipschitz_vae.bjorck_iters = 3  # Bjorck iterations in training (authors' training scripts)
+    c.lipschitz_vae.bjorck_inference_iters = 20  # ... in evaluation / export (Anil et al.; authors' config)
     # r_s of the ||sigma||_2 clip that makes the certificate at r_s positive; 0 = sigmoid bound
     # only (authors' default config; their constrained-std config uses 5.0).
     c.lipschitz_vae.std_norm_r = 0.0

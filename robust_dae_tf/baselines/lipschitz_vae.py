@@ -59,11 +59,14 @@ read, not copied):
    projection onto a ball is 1-Lipschitz, so M_sigma is unchanged. Default 0 = off.
 7. Likelihood: the Bernoulli likelihood shared by every VAE baseline
    (`config.vae.reconstruction`) instead of the authors' continuous Bernoulli.
-8. Bjorck iterations: `config.lipschitz_vae.bjorck_iters` = 20 in training and
-   inference (Anil et al.'s default and the authors' config file). The authors' scripts
-   train with 3 iterations and then fine-tune with 50 at lr 1e-5; a two-phase schedule
-   does not fit the shared trainer. With `lipschitz.bjorck_prescale` the spectral norm
-   is <= 1 after any number of iterations, so the certificate never depends on
+8. Bjorck iterations: `config.lipschitz_vae.bjorck_iters` = 3 in training (the
+   authors' training scripts) and `bjorck_inference_iters` = 20 in inference, i.e. in
+   evaluation, export and attacks (Anil et al.'s default and the authors' config file).
+   The authors then fine-tune with 50 iterations at lr 1e-5; a two-phase schedule does
+   not fit the shared trainer. 20 iterations in training made a step ~50x the cost of
+   the robust model's (bin/benchmark.py: 375 ms on the MNIST nets, 2 CPU cores), 3
+   brings it to a few times. With `lipschitz.bjorck_prescale` the spectral norm is
+   <= 1 after any number of iterations, so the certificate never depends on
    convergence (fewer iterations only make layers more contractive).
 9. Optimiser, batch size, epochs: the shared `config.train` values (the authors use
    Adam with lr 1e-4, batch 128, training to convergence).
@@ -152,6 +155,7 @@ def lipschitz_mlp(
     *,
     group_size: int = 2,
     bjorck_iters: int = 20,
+    bjorck_inference_iters: int | None = None,
     head=(),
     name: str = "lipschitz_mlp",
 ) -> keras.Model:
@@ -167,9 +171,15 @@ def lipschitz_mlp(
     inputs = keras.Input(tuple(input_shape), name="inputs")
     h = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     for i, units in enumerate(hidden_units):
-        h = BjorckDense(int(units), iters=bjorck_iters, lipschitz_scale=scale, name=f"bjorck_{i}")(h)
+        h = BjorckDense(
+            int(units), iters=bjorck_iters, inference_iters=bjorck_inference_iters, lipschitz_scale=scale,
+            name=f"bjorck_{i}",
+        )(h)
         h = GroupSort(group_size, name=f"groupsort_{i}")(h)
-    h = BjorckDense(int(out_units), iters=bjorck_iters, lipschitz_scale=scale, name="bjorck_out")(h)
+    h = BjorckDense(
+        int(out_units), iters=bjorck_iters, inference_iters=bjorck_inference_iters, lipschitz_scale=scale,
+        name="bjorck_out",
+    )(h)
     for layer in head:
         h = layer(h)
     return keras.Model(inputs, h, name=name)
@@ -191,6 +201,7 @@ def build_lipschitz_networks(
     decoder_lipschitz: float,
     group_size: int = 2,
     bjorck_iters: int = 20,
+    bjorck_inference_iters: int | None = None,
     std_max_norm: float = 0.0,
 ):
     """(mean network, std network, decoder) of a Lipschitz-VAE.
@@ -201,7 +212,7 @@ def build_lipschitz_networks(
     """
     image_shape = tuple(int(d) for d in image_shape)
     num_pixels = math.prod(image_shape)
-    common = {"group_size": group_size, "bjorck_iters": bjorck_iters}
+    common = {"group_size": group_size, "bjorck_iters": bjorck_iters, "bjorck_inference_iters": bjorck_inference_iters}
     mean_network = lipschitz_mlp(
         image_shape, hidden_units, latent_dim, encoder_mean_lipschitz, name="encoder_mean", **common
     )
@@ -404,6 +415,11 @@ def build(config, image_shape) -> LipschitzVAE:
     iters = section.bjorck_iters
     if isinstance(iters, bool) or not isinstance(iters, Integral) or iters < 1:
         raise ConfigError(f"config.lipschitz_vae.bjorck_iters must be an integer >= 1, got {iters!r}.")
+    inference_iters = section.get("bjorck_inference_iters", iters)
+    if isinstance(inference_iters, bool) or not isinstance(inference_iters, Integral) or inference_iters < 1:
+        raise ConfigError(
+            f"config.lipschitz_vae.bjorck_inference_iters must be an integer >= 1, got {inference_iters!r}."
+        )
     certificate_r = _positive(section, "certificate_r")
     certificate_p = section.certificate_p
     if isinstance(certificate_p, bool) or not isinstance(certificate_p, Real) or not 0.0 < certificate_p < 1.0:
@@ -429,6 +445,7 @@ def build(config, image_shape) -> LipschitzVAE:
         decoder_lipschitz=constants["decoder"],
         group_size=int(group_size),
         bjorck_iters=int(iters),
+        bjorck_inference_iters=int(inference_iters),
         std_max_norm=std_max_norm,
     )
     return LipschitzVAE(

@@ -213,12 +213,23 @@ def test_build_model_makes_fc_lipschitz_nets_for_every_architecture():
     assert len({id(v) for v in variables}) == len(variables) == 3 * 3 * 2
 
 
+def test_training_and_inference_use_their_own_bjorck_iterations():
+    model = models.build_model(_config(bjorck_iters=2, bjorck_inference_iters=9), (32, 32, 1))
+    layer = model.decoder.get_layer("bjorck_out")
+    assert (layer.iters, layer.inference_iters) == (2, 9)
+    w = layer.orthonormal_kernel(training=False).numpy()
+    w_train = layer.orthonormal_kernel(training=True).numpy()
+    # Both spectral norms are <= 1 (the certificate holds in either mode).
+    assert np.linalg.norm(w, 2) <= 1 + 1e-5 and np.linalg.norm(w_train, 2) <= 1 + 1e-5
+
+
 @pytest.mark.parametrize(
     "field, value, match",
     [
         ("decoder_lipschitz", 0.0, "lipschitz_vae.decoder_lipschitz"),
         ("group_size", 3, "group_size"),
         ("bjorck_iters", 0, "lipschitz_vae.bjorck_iters"),
+        ("bjorck_inference_iters", 0, "lipschitz_vae.bjorck_inference_iters"),
         ("std_norm_r", -1.0, "lipschitz_vae.std_norm_r"),
         ("certificate_p", 1.0, "lipschitz_vae.certificate_p"),
     ],
