@@ -19,4 +19,6 @@ def get_config():
     config.train.checkpoint_every_steps = 200
     config.adversarial.epsilon = 8 / 255
     config.adversarial.step_size = 1.25 * 8 / 255
+    # Baselines: the smooth encoder's selection ball uses the same L-inf budget (our choice).
+    config.se.epsilon = 8 / 255
     return config

@@ -101,6 +101,31 @@ def test_every_dataset_config_builds_its_model():
         assert GMMPrior.from_config(config.prior, config.model.latent_dim).num_modes == config.prior.num_modes
 
 
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "svhn_cropped", "celeb_a"])
+def test_every_baseline_builds_from_every_dataset_config_and_encodes_its_images(dataset):
+    import importlib.util
+
+    import numpy as np
+
+    from robust_dae_tf import config_lib, data, models
+
+    spec = importlib.util.spec_from_file_location(dataset, os.path.join(cli.CONFIG_DIR, f"{dataset}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shape = data.get_spec(dataset).image_shape
+    images = np.random.default_rng(0).random((2, *shape), np.float32)
+    for name in config_lib.BASELINES:
+        config = module.get_config()
+        config.model.variant = name
+        if name == "beta_tcvae":
+            config.beta_tcvae.dataset_size = 1000
+        model = models.build_model(config, shape)
+        latents = model.encode(images)
+        assert latents.shape == (2, config.model.latent_dim), name
+        assert model.decode(latents).shape == (2, *shape), name
+        assert model.prior.to_dict() == {"type": "normal", "latent_dim": config.model.latent_dim}
+
+
 def test_incomplete_artifact_is_never_consumed(tmp_path):
     (tmp_path / "examples").mkdir()
     with pytest.raises(UserError, match="not a complete Examples artifact"):
