@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
     # (tr = 100 for the MNIST prior): alpha = 0.5 would ask for shifts as large as the
     # mode spacing, so we default to 0.9 (expected shift ~4.5 vs spacing ~14).
     c.loss.coupling = 0.9
+    # Cross-covariance block of eqs. 8 / 10: "target" compares it with alpha * Sigma_GMM
+    # (0 for augmented, eq. 8 as written); "ignore" leaves it unconstrained (only
+    # cov(z) and cov(z_adv) are matched to Sigma_GMM), the other reading of eq. 8.
+    c.loss.cross_covariance = "target"
     c.loss.weight_estimation_batches = 100  # prior batches for lambda_KS / lambda_CV
 
     c.adversarial = ml_collections.ConfigDict()
@@ -166,6 +170,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("prior.num_modes", "must be >= 1.")
     if not abs(config.loss.coupling) <= 1:
         fail("loss.coupling", f"|alpha| must be <= 1 (eq. 10), got {config.loss.coupling}.")
+    if config.loss.cross_covariance not in ("target", "ignore"):
+        fail("loss.cross_covariance", f"must be 'target' or 'ignore', got {config.loss.cross_covariance!r}.")
     if config.loss.latent_noise_std < 0:
         fail("loss.latent_noise_std", "must be >= 0.")
     if config.adversarial.epsilon < 0 or config.adversarial.step_size < 0:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from robust_dae_tf.errors import ConfigError
+
 
 def _empirical_cdf_levels(n: tf.Tensor, dtype) -> tf.Tensor:
     """[N, 1] column of i / N, i = 1..N (eq. 2 evaluated at the sorted samples)."""
@@ -94,8 +96,11 @@ def adversarial_ks_loss(
     ) * two_sample_weight * two_sample_ks_loss(z, z_adv, prior)
 
 
+CROSS_COVARIANCE_MODES = ("target", "ignore")
+
+
 def coupled_covariance_loss(
-    z: tf.Tensor, z_adv: tf.Tensor, prior, coupling: float | tf.Tensor = 0.0
+    z: tf.Tensor, z_adv: tf.Tensor, prior, coupling: float | tf.Tensor = 0.0, cross_covariance: str = "target"
 ) -> tf.Tensor:
     """Coupled covariance loss, eq. 10 (coupling alpha); alpha = 0 gives eq. 8.
 
@@ -104,10 +109,23 @@ def coupled_covariance_loss(
     [[S, alpha S], [alpha S, S]], S = Sigma_GMM, by the mean squared difference over
     the (2D)^2 entries, i.e. the 1 / (4 D^2) normalisation of eqs. 8 and 10.
     |alpha| <= 1; alpha = 1 is the border case z_adv = z.
+
+    `cross_covariance="ignore"` is the other reading of eq. 8: only the two diagonal
+    blocks are compared with S (each of z and z_adv matches the prior's covariance, no
+    constraint between them), the mean squared difference over their 2 D^2 entries;
+    `coupling` is then unused.
     """
+    if cross_covariance not in CROSS_COVARIANCE_MODES:
+        raise ConfigError(
+            f"cross_covariance must be one of {CROSS_COVARIANCE_MODES}, got {cross_covariance!r} "
+            "(config.loss.cross_covariance)."
+        )
     z = tf.convert_to_tensor(z)
     z_adv = tf.convert_to_tensor(z_adv)
     s = tf.cast(prior.covariance(), z.dtype)
+    if cross_covariance == "ignore":
+        own = tf.square(_covariance(z) - s) + tf.square(_covariance(z_adv) - s)
+        return tf.reduce_mean(own) / 2.0
     a = tf.cast(coupling, z.dtype)
     target = tf.concat(
         [tf.concat([s, a * s], axis=1), tf.concat([a * s, s], axis=1)], axis=0

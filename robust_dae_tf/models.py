@@ -68,6 +68,8 @@ class RegularizedAutoencoder(keras.Model):
       reconstruction_weight: lambda_REC.
       latent_noise_std: std of the latent noise added before decoding in training.
       coupling: alpha of eq. 10 (robust only; augmented uses 0 by definition).
+      cross_covariance: "target" (eqs. 8 / 10 as written) or "ignore" (the cross block
+        of the joint covariance is not regularized), see `losses.coupled_covariance_loss`.
       epsilon, step_size, random_start: FGSM settings (eq. 6).
       seed: base seed of the per-step stateless random streams.
     """
@@ -83,6 +85,7 @@ class RegularizedAutoencoder(keras.Model):
         reconstruction_weight: float = 500.0,
         latent_noise_std: float = 0.1,
         coupling: float = 0.9,
+        cross_covariance: str = "target",
         epsilon: float = 0.3,
         step_size: float = 0.375,
         random_start: bool = True,
@@ -100,6 +103,7 @@ class RegularizedAutoencoder(keras.Model):
         self.reconstruction_weight = float(reconstruction_weight)
         self.latent_noise_std = float(latent_noise_std)
         self.coupling = float(coupling) if variant == "robust" else 0.0
+        self.cross_covariance = cross_covariance
         self.epsilon = float(epsilon)
         self.step_size = float(step_size)
         self.random_start = bool(random_start)
@@ -181,7 +185,7 @@ class RegularizedAutoencoder(keras.Model):
         else:
             ratio = self.loss_weights["two_sample_ks"] / self.loss_weights["ks"]
             ks = (2.0 / 3.0) * losses.augmented_ks_loss(z, z_adv, prior) + (1.0 / 3.0) * ratio * two_sample
-        covariance = losses.coupled_covariance_loss(z, z_adv, prior, self.coupling)
+        covariance = losses.coupled_covariance_loss(z, z_adv, prior, self.coupling, self.cross_covariance)
         return ks, covariance, extra
 
     def _forward(self, x, *, training: bool, step, stream: int):
@@ -265,6 +269,7 @@ def build_model(config, image_shape) -> keras.Model:
         reconstruction_weight=config.loss.reconstruction_weight,
         latent_noise_std=config.loss.latent_noise_std,
         coupling=config.loss.coupling,
+        cross_covariance=config.loss.cross_covariance,
         epsilon=config.adversarial.epsilon,
         step_size=config.adversarial.step_size,
         random_start=config.adversarial.random_start,

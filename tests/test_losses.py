@@ -6,6 +6,7 @@ import scipy.stats
 import tensorflow as tf
 
 from robust_dae_tf import losses
+from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.priors import GMMPrior, one_hot_centers
 
 
@@ -117,6 +118,27 @@ def test_coupled_covariance_matches_numpy_block_formula(prior, alpha):
     joint = np.concatenate([z, za], axis=1)
     expected = np.sum((np_cov(joint) - target) ** 2) / (4 * 3**2)  # the 1/(4 D^2) of eqs. 8 and 10
     np.testing.assert_allclose(losses.coupled_covariance_loss(t(z), t(za), prior, alpha), expected, rtol=1e-4)
+
+
+def test_ignoring_the_cross_block_matches_numpy_and_is_blind_to_cross_covariance(prior):
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(80, 3)) * 2
+    s = np_sigma(prior)
+    expected = lambda a, b: (np.sum((np_cov(a) - s) ** 2) + np.sum((np_cov(b) - s) ** 2)) / (2 * 3**2)  # noqa: E731
+    za = rng.normal(size=(80, 3)) * 2  # independent of z
+    got = losses.coupled_covariance_loss(t(z), t(za), prior, 0.7, cross_covariance="ignore")
+    np.testing.assert_allclose(got, expected(z, za), rtol=1e-4)
+    # Same marginal covariances, full correlation (z_adv = z): the same loss, whereas
+    # the eq. 8 target (cross block 0) penalises the correlation.
+    np.testing.assert_allclose(
+        losses.coupled_covariance_loss(t(z), t(z), prior, 0.0, cross_covariance="ignore"), expected(z, z), rtol=1e-4
+    )
+    np.testing.assert_allclose(expected(z, z), float(losses.covariance_loss(t(z), prior)), rtol=1e-4)
+    zp = prior.sample(300, seed=tf.constant([5, 6])).numpy()  # prior-like: diagonal blocks ~ right
+    ignore = float(losses.coupled_covariance_loss(t(zp), t(zp), prior, 0.0, cross_covariance="ignore"))
+    assert float(losses.coupled_covariance_loss(t(zp), t(zp), prior, 0.0)) > 5 * ignore
+    with pytest.raises(ConfigError, match="loss.cross_covariance"):
+        losses.coupled_covariance_loss(t(z), t(z), prior, 0.0, cross_covariance="zero")
 
 
 def test_full_coupling_with_identical_latents_has_no_coupling_error(prior):

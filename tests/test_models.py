@@ -17,9 +17,11 @@ def _build(variant, **overrides):
     return models.build_model(config, (32, 32, 1))
 
 
-@pytest.mark.parametrize("variant", ["gmm_dae", "augmented", "robust"])
-def test_test_step_reports_the_variant_objective(variant):
-    model = _build(variant, adversarial__random_start=False, loss__coupling=0.7)
+@pytest.mark.parametrize(
+    "variant,cross", [("gmm_dae", "target"), ("augmented", "target"), ("robust", "target"), ("augmented", "ignore")]
+)
+def test_test_step_reports_the_variant_objective(variant, cross):
+    model = _build(variant, adversarial__random_start=False, loss__coupling=0.7, loss__cross_covariance=cross)
     model.compile(optimizer=keras.optimizers.Adam())
     x = tf.constant(digits_arrays()[2][:64])
     logs = model.test_step(x)
@@ -32,7 +34,7 @@ def test_test_step_reports_the_variant_objective(variant):
         x_adv = adversarial.fgsm_latent_adversarial(model.encoder, x, z, 0.3, 0.375, None, training=False)
         za = model.encoder(x_adv)
         alpha = 0.7 if variant == "robust" else 0.0
-        cv = losses.coupled_covariance_loss(z, za, prior, alpha)
+        cv = losses.coupled_covariance_loss(z, za, prior, alpha, cross)
         if variant == "augmented":
             ks = losses.augmented_ks_loss(z, za, prior)
         else:
