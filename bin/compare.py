@@ -3,11 +3,16 @@
 
     python bin/compare.py evaluations/mnist_gmm_dae evaluations/mnist_robust
     python bin/compare.py evaluations/* --output=comparison.md
+    python bin/compare.py evaluations/mnist_* --paper=mnist
 
 Prints the Markdown (Table 1 layout, then Table 3 when classifier reports exist).
 With --output=<file>.md the Markdown is written there and the CSVs next to it
 (<file>_table1.csv, <file>_table3.csv). Row names come from the models' metadata
 ("<variant> (<dataset>)"), else the directory name.
+
+--paper=<dataset> (mnist, fashion_mnist, svhn_cropped or celeb_a) appends tables in
+which each evaluated model is preceded by the numbers published for it in the paper
+(Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.paper_results`).
 """
 
 import os
@@ -19,12 +24,17 @@ from robust_dae_tf import cli  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Write the Markdown table to this file (and CSVs beside it).")
 flags.DEFINE_integer("digits", 3, "Decimals of the MS-SSIM cells.")
+flags.DEFINE_string("paper", None, "Also print each model next to the paper's published numbers for this "
+                    "dataset: mnist, fashion_mnist, svhn_cropped or celeb_a.")
 
 
 def main(argv):
-    from robust_dae_tf import reporting
+    from robust_dae_tf import paper_results, reporting
+    from robust_dae_tf.errors import ConfigError
 
-    result = reporting.compare(argv[1:], digits=FLAGS.digits)
+    if FLAGS.paper is not None and FLAGS.paper not in paper_results.DATASETS:
+        raise ConfigError(f"--paper must be one of {', '.join(paper_results.DATASETS)}, got {FLAGS.paper!r}.")
+    result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper)
     print(result["markdown"])
     if FLAGS.output:
         stem = os.path.splitext(FLAGS.output)[0]

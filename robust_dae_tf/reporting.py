@@ -29,6 +29,9 @@ see `robust_dae_tf.fid`). Cells are "mean ± std" over trials. MS-SSIM values ar
 paper convention (`metrics.msssim.ms_ssim_paper`); the CSV also holds the standard
 convention, L2 distances and attack losses.
 
+`paper_comparison_markdown` (bin/compare.py --paper=<dataset>) puts each evaluated model
+under the numbers the paper published for it (`robust_dae_tf.paper_results`).
+
 TensorBoard steps: `tf.summary` steps are integers, so the attack curves use
 step = lambda when every budget is an integer (the paper's 1, 3, 5: the x axis then
 reads lambda directly) and otherwise step = index of the budget in increasing order;
@@ -45,7 +48,8 @@ import os
 
 import numpy as np
 
-from robust_dae_tf.errors import UserError
+from robust_dae_tf import paper_results
+from robust_dae_tf.errors import ConfigError, UserError
 
 ROBUSTNESS_DIR, CLASSIFIER_DIR, CLASSIFIER_MODEL_DIR, FID_DIR = "robustness", "classifier", "classifier_model", "fid"
 ROBUSTNESS_FILE, EXAMPLES_FILE, CLASSIFIER_FILE, FID_FILE = (
@@ -243,6 +247,14 @@ def _accuracies(row: dict):
             len(attacked.get("values") or []), float(cls.get("budget", 1.0)))
 
 
+def _attacked_cell(mean, std, n: int) -> str:
+    if mean is None:
+        return "—"
+    if n > 1:
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return f"{100 * mean:.2f}"
+
+
 def table3_markdown(rows: list[dict]) -> str:
     """Markdown table like the paper's Table 3 (accuracies in %)."""
     budgets = sorted({acc[4] for acc in map(_accuracies, rows) if acc})
@@ -254,13 +266,7 @@ def table3_markdown(rows: list[dict]) -> str:
             body.append([str(row["name"]), "—", "—"])
             continue
         clean, mean, std, n, _ = acc
-        if mean is None:
-            attacked = "—"
-        elif n > 1:
-            attacked = f"{100 * mean:.2f} ± {100 * std:.2f}"
-        else:
-            attacked = f"{100 * mean:.2f}"
-        body.append([str(row["name"]), f"{100 * clean:.2f}", attacked])
+        body.append([str(row["name"]), f"{100 * clean:.2f}", _attacked_cell(mean, std, n)])
     return _markdown(["Model", "clean acc. (%) ↑", f"λ={label} acc. (%) ↑"], body)
 
 
@@ -293,6 +299,133 @@ def parse_markdown_table(text: str) -> list[dict]:
     split = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
     header = split(lines[0])
     return [dict(zip(header, split(line))) for line in lines[2:]]
+
+
+# ------------------------------------------------------------------ comparison with the paper
+
+PAPER_TABLE1_COLUMNS = (
+    # (paper_results column, header without λ)
+    ("latent_target_vs_adv_rec", "Latent: MS-SSIM(x_r, x~_a) ↓"),
+    ("max_damage_rec_vs_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a) ↑"),
+    ("latent_input_vs_adv", "Latent: MS-SSIM(x, x_a)"),
+    ("max_damage_input_vs_adv", "Max damage: MS-SSIM(x, x_a)"),
+)
+PAPER_LEGEND = (
+    "Rows \"<model>, paper\": the numbers published by Saseendran et al. (NeurIPS 2022), Table 1 "
+    "(and Table 2 for GMM-DAE and Augmented, which reports no MS-SSIM(x, x_a) columns; Table 3 for the "
+    "accuracies), as printed: two decimals, no std; the paper's \"MS-SSIM(x_r, x_a)\" columns compare "
+    "the clean input x with x_a, so they are headed MS-SSIM(x, x_a) here. The rows below each paper row are "
+    "our evaluations of the same model (mean ± std over trials, MS-SSIM in the paper's convention). "
+    "The paper's FID (Inception features, its own samples and preprocessing) and our FD (named feature "
+    "extractor) are on different scales: compare the ordering of models, not the values."
+)
+
+
+def check_paper_dataset(dataset) -> str:
+    """`dataset` if the paper reports it (`paper_results.DATASETS`), else ConfigError."""
+    if dataset not in paper_results.DATASETS:
+        raise ConfigError(f"the paper has no results for dataset {dataset!r}; choose one of "
+                          f"{', '.join(paper_results.DATASETS)}.")
+    return dataset
+
+
+def model_metadata(row: dict) -> dict:
+    """The "model" section (path, dataset, variant, name) of a row's first report that has one."""
+    for key in ("robustness", "classifier", "fid"):
+        part = row.get(key)
+        if isinstance(part, dict) and isinstance(part.get("model"), dict):
+            return part["model"]
+    return {}
+
+
+def _paper_groups(rows: list[dict], dataset: str):
+    """([(variant, [rows])] in the paper's model order (unknown variants last, input order
+    kept within a variant), rows evaluated on another dataset)."""
+    order = {model: i for i, model in enumerate(paper_results.MODEL_ORDER)}
+    groups: dict = {}
+    other = []
+    for row in rows:
+        meta = model_metadata(row)
+        if meta.get("dataset") and meta["dataset"] != dataset:
+            label = str(row["name"])
+            other.append(label if meta["dataset"] in label else f"{label} ({meta['dataset']})")
+            continue
+        groups.setdefault(meta.get("variant"), []).append(row)
+    ranked = sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order)))  # stable
+    return ranked, other
+
+
+def _paper_label(variant) -> str:
+    return f"{paper_results.PAPER_NAMES[variant]}, paper"
+
+
+def paper_comparison_markdown(rows: list[dict], dataset: str, digits: int = 3) -> str:
+    """Our evaluations side by side with the paper's published numbers for `dataset`
+    (mnist, fashion_mnist, svhn_cropped, celeb_a): a Table 1/2-like table and, when
+    classifier reports exist, a Table 3-like one. Each of our models is preceded by one
+    "<paper name>, paper" row (one per variant, when the paper reports that model);
+    rows follow the paper's model order (`paper_results.MODEL_ORDER`), unknown models last.
+    Rows whose metadata names another dataset are left out (and listed)."""
+    check_paper_dataset(dataset)
+    title = paper_results.DATASET_TITLES[dataset]
+    groups, other = _paper_groups(rows, dataset)
+    budgets = [budget_key(b) for b in paper_results.BUDGETS]
+    published = paper_results.robustness_rows(dataset)
+
+    header = ["Model"]
+    for _, label in PAPER_TABLE1_COLUMNS:
+        header += [f"{label} λ={_budget_label(b)}" for b in budgets]
+    header.append("FD/FID ↓")
+    body, unpublished = [], []
+    for variant, members in groups:
+        paper = published.get(variant)
+        if paper is not None:
+            cells = [_paper_label(variant)]
+            for column, _ in PAPER_TABLE1_COLUMNS:
+                values = paper.get(column)  # None: not in the paper's table (Table 2 models)
+                cells += [f"{v:.2f}" for v in values] if values else ["—"] * len(budgets)
+            body.append(cells + [f"{paper['fid']:.2f} (FID)"])
+        elif variant in paper_results.PAPER_NAMES:
+            unpublished.append(paper_results.PAPER_NAMES[variant])
+        for row in members:
+            cells = [str(row["name"])]
+            for column, _ in PAPER_TABLE1_COLUMNS:
+                attack, metric = paper_results.COLUMNS[column]
+                cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
+            value, name = _fd(row)
+            body.append(cells + ["—" if value is None else f"{value:.2f} ({name})"])
+    out = f"### Comparison with the paper ({title}): robustness and fidelity (Tables 1, 2)\n\n"
+    out += _markdown(header, body) + "\n" + PAPER_LEGEND + "\n"
+    if unpublished:
+        out += f"\nThe paper's Tables 1 and 2 have no {title} row for: {', '.join(unpublished)}.\n"
+    if other:
+        out += f"\nLeft out (evaluated on another dataset than {title}): {', '.join(other)}.\n"
+
+    if any(row.get("classifier") for _, members in groups for row in members):
+        table3 = paper_results.TABLE3.get(dataset, {})
+        body, unpublished = [], []
+        for variant, members in groups:
+            members = [row for row in members if _accuracies(row)]
+            if not members:
+                continue
+            if variant in table3:
+                paper = table3[variant]
+                body.append([_paper_label(variant), f"{paper['clean']:.2f}", f"{paper['lambda_1']:.2f}"])
+            elif variant in paper_results.PAPER_NAMES:
+                unpublished.append(paper_results.PAPER_NAMES[variant])
+            for row in members:
+                clean, mean, std, n, budget = _accuracies(row)
+                attacked = _attacked_cell(mean, std, n)
+                if budget != 1.0 and attacked != "—":
+                    attacked += f" (λ={budget:g})"
+                body.append([str(row["name"]), f"{100 * clean:.2f}", attacked])
+        out += f"\n### Comparison with the paper ({title}): downstream classifier (Table 3)\n\n"
+        out += _markdown(["Model", "clean acc. (%) ↑", "λ=1 acc. (%) ↑"], body)
+        if not table3:
+            out += f"\nThe paper's Table 3 has no {title} column.\n"
+        elif unpublished:
+            out += f"\nThe paper's Table 3 has no row for: {', '.join(unpublished)}.\n"
+    return out
 
 
 # ------------------------------------------------------------------ figures
@@ -575,11 +708,15 @@ def _disambiguate(rows: list[dict], labels: list[str]) -> None:
             row["name"] = f"{names[i]} [{labels[i]} #{named[:i + 1].count(named[i])}]"
 
 
-def compare(eval_dirs: list[str], digits: int = 3) -> dict:
+def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None) -> dict:
     """One table over several evaluation directories (rows = models).
 
-    Returns {"rows", "markdown" (Table 1 then Table 3), "table1_csv", "table3_csv"}.
+    Returns {"rows", "markdown" (Table 1 then Table 3, then with `paper` = a dataset name
+    the side-by-side comparison with the paper, `paper_comparison_markdown`),
+    "table1_csv", "table3_csv"}.
     """
+    if paper is not None:
+        check_paper_dataset(paper)
     if not eval_dirs:
         raise UserError("pass at least one evaluation directory.")
     rows = [load_evaluation(d) for d in eval_dirs]
@@ -587,6 +724,8 @@ def compare(eval_dirs: list[str], digits: int = 3) -> dict:
     markdown = f"### Table 1 (robustness, fidelity)\n\n{table1_markdown(rows, digits)}\n{TABLE1_LEGEND}\n"
     if any(r.get("classifier") for r in rows):
         markdown += f"\n### Table 3 (downstream classifier)\n\n{table3_markdown(rows)}"
+    if paper is not None:
+        markdown += f"\n{paper_comparison_markdown(rows, paper, digits)}"
     return {"rows": rows, "markdown": markdown, "table1_csv": table1_csv(rows), "table3_csv": table3_csv(rows)}
 
 
