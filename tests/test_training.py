@@ -64,6 +64,23 @@ def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupt
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["se", "beta_tcvae"])
+def test_a_killed_and_resumed_baseline_ends_with_the_same_weights(tmp_path, name):
+    # Baselines draw their randomness (posterior samples, PGD starts) from (seed, step)
+    # too, and beta-TCVAE gets its dataset size from the trainer on every (re)start.
+    config = small_config(name, epochs=2, checkpoint_every_steps=4, steps_per_execution=1)
+    full = training.train(config, str(tmp_path / "full"), digits_splits(), (32, 32, 1))
+    workdir = str(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[KillAt(10)])
+    resumed = training.train(config, workdir, digits_splits(), (32, 32, 1))
+    assert resumed["steps"] == full["steps"] == 12
+    if name == "beta_tcvae":
+        assert resumed["model"].dataset_size == 600
+    for a, b in zip(_weights(resumed), _weights(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_finished_run_is_not_trained_again(uninterrupted):
     workdir, full = uninterrupted
     again = training.train(_config(), workdir, digits_splits(), (32, 32, 1))
