@@ -35,25 +35,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from robust_dae_tf import adversarial, config_lib, losses, networks
+from robust_dae_tf import adversarial, config_lib, losses, networks, replicas
 from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.priors import GMMPrior
 
 ADVERSARIAL_VARIANTS = ("augmented", "robust")
-
-
-def _images(data):
-    """Accepts `x`, `(x,)`, `(x, y)` or `{"image": x, ...}` batches."""
-    if isinstance(data, dict):
-        return data["image"]
-    if isinstance(data, (tuple, list)):
-        return data[0]
-    return data
-
-
-def _replica_context():
-    """The current replica context (the default one outside any strategy)."""
-    return tf.distribute.get_replica_context()
 
 
 class RegularizedAutoencoder(keras.Model):
@@ -137,18 +123,7 @@ class RegularizedAutoencoder(keras.Model):
         base = tf.stack([tf.constant(self.seed + 7919 * stream, tf.int64), tf.cast(step, tf.int64)])
         return tf.unstack(tf.random.experimental.stateless_split(base, num=2))
 
-    @staticmethod
-    def _global_random(sampler, local_shape, seed):
-        """Draws `sampler(global_shape, seed)` for the global batch and returns this
-        replica's slice, so any replica layout sees the same numbers per example."""
-        ctx = _replica_context()
-        replicas = ctx.num_replicas_in_sync
-        if replicas == 1:
-            return sampler(local_shape, seed)
-        local = local_shape[0]
-        global_shape = tf.concat([[local * replicas], local_shape[1:]], axis=0)
-        start = local * tf.cast(ctx.replica_id_in_sync_group, tf.int32)
-        return sampler(global_shape, seed)[start : start + local]
+    _global_random = staticmethod(replicas.global_random)
 
     def adversarial_examples(self, x, z, seed, training=False):
         """FGSM latent adversarial examples of eq. 6 for images `x` with latents `z`,
@@ -164,13 +139,6 @@ class RegularizedAutoencoder(keras.Model):
         )
 
     # -- objective ----------------------------------------------------------------
-
-    @staticmethod
-    def _gather(tensor):
-        ctx = _replica_context()
-        if ctx.num_replicas_in_sync == 1:
-            return tensor
-        return ctx.all_gather(tensor, axis=0)
 
     def _regularizers(self, z, z_adv):
         """(ks, covariance, extra terms) on global batches, per variant."""
@@ -190,7 +158,7 @@ class RegularizedAutoencoder(keras.Model):
 
     def _forward(self, x, *, training: bool, step, stream: int):
         """Returns (objective for this replica's gradient, dict of global metric values)."""
-        ctx = _replica_context()
+        ctx = tf.distribute.get_replica_context()
         start_seed, noise_seed = self._step_seeds(step, stream)
         z = self.encoder(x, training=training)
         z_adv = None
@@ -205,15 +173,15 @@ class RegularizedAutoencoder(keras.Model):
         x_rec = self.decoder(z_dec, training=training)
 
         reconstruction = losses.reconstruction_loss(x, x_rec)
-        z_global = self._gather(z)
-        z_adv_global = self._gather(z_adv) if z_adv is not None else None
+        z_global = replicas.gather(z)
+        z_adv_global = replicas.gather(z_adv) if z_adv is not None else None
         ks, covariance, extra = self._regularizers(z_global, z_adv_global)
         regularizer = self.loss_weights["ks"] * ks + self.loss_weights["covariance"] * covariance
         objective = self.reconstruction_weight * reconstruction + regularizer
 
-        replicas = ctx.num_replicas_in_sync
+        num_replicas = ctx.num_replicas_in_sync
         global_reconstruction = tf.stop_gradient(reconstruction)
-        if replicas > 1:
+        if num_replicas > 1:
             global_reconstruction = ctx.all_reduce("mean", global_reconstruction)
         values = {
             "loss": self.reconstruction_weight * global_reconstruction + tf.stop_gradient(regularizer),
@@ -222,7 +190,7 @@ class RegularizedAutoencoder(keras.Model):
             "covariance": covariance,
             **extra,
         }
-        return objective / replicas, values
+        return objective / num_replicas, values
 
     def _update_metrics(self, values):
         for name, value in values.items():
@@ -232,7 +200,7 @@ class RegularizedAutoencoder(keras.Model):
     # -- Keras hooks --------------------------------------------------------------
 
     def train_step(self, data):
-        x = tf.convert_to_tensor(_images(data), tf.float32)
+        x = replicas.images_of(data)
         with tf.GradientTape() as tape:
             objective, values = self._forward(x, training=True, step=self.optimizer.iterations, stream=0)
         variables = self.trainable_variables
@@ -241,7 +209,7 @@ class RegularizedAutoencoder(keras.Model):
         return self._update_metrics(values)
 
     def test_step(self, data):
-        x = tf.convert_to_tensor(_images(data), tf.float32)
+        x = replicas.images_of(data)
         _, values = self._forward(x, training=False, step=0, stream=1)
         return self._update_metrics(values)
 

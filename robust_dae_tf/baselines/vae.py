@@ -37,18 +37,9 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from robust_dae_tf import networks
+from robust_dae_tf import networks, replicas
 from robust_dae_tf.baselines import vae_losses
 from robust_dae_tf.errors import ConfigError
-
-
-def images_of(data):
-    """Accepts `x`, `(x,)`, `(x, y)` or `{"image": x, ...}` batches."""
-    if isinstance(data, dict):
-        data = data["image"]
-    elif isinstance(data, (tuple, list)):
-        data = data[0]
-    return tf.convert_to_tensor(data, tf.float32)
 
 
 class StandardNormalPrior:
@@ -185,18 +176,8 @@ class VariationalAutoencoder(keras.Model):
         base = tf.stack([tf.constant(self.seed + 7919 * stream, tf.int64), tf.cast(step, tf.int64)])
         return tf.unstack(tf.random.experimental.stateless_split(base, num=num))
 
-    @staticmethod
-    def global_random(sampler, local_shape, seed):
-        """`sampler(global_shape, seed)` drawn for the global batch, sliced to this
-        replica's rows (any replica layout sees the same numbers per example)."""
-        ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync
-        if replicas == 1:
-            return sampler(local_shape, seed)
-        local = local_shape[0]
-        global_shape = tf.concat([[local * replicas], local_shape[1:]], axis=0)
-        start = local * tf.cast(ctx.replica_id_in_sync_group, tf.int32)
-        return sampler(global_shape, seed)[start : start + local]
+    #: `replicas.global_random`: draws for the global batch, returns this replica's rows.
+    global_random = staticmethod(replicas.global_random)
 
     def sample_posterior(self, mean, log_var, seed):
         """z = mean + exp(log_var / 2) eps (reparameterisation), eps from `seed`."""
@@ -235,18 +216,18 @@ class VariationalAutoencoder(keras.Model):
     # -- Keras hooks ------------------------------------------------------------------
 
     def train_step(self, data):
-        x = images_of(data)
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        x = replicas.images_of(data)
+        num_replicas = replicas.num_replicas()
         with tf.GradientTape() as tape:
             objective, values = self.compute_terms(x, training=True, step=self.optimizer.iterations, stream=0)
-            objective = objective / replicas
+            objective = objective / num_replicas
         variables = self.trainable_variables
         grads = tape.gradient(objective, variables)
         self.optimizer.apply(grads, variables)
         return self._update_metrics(values)
 
     def test_step(self, data):
-        x = images_of(data)
+        x = replicas.images_of(data)
         _, values = self.compute_terms(x, training=False, step=0, stream=1)
         return self._update_metrics(values)
 

@@ -96,7 +96,9 @@ def test_training_lowers_the_loss_and_test_step_is_deterministic():
     assert history.history["loss"][-1] < 0.9 * history.history["loss"][0]
     first = model.evaluate(x[:200], batch_size=100, verbose=0, return_dict=True)
     second = model.evaluate(x[:200], batch_size=100, verbose=0, return_dict=True)
-    assert first == second
+    # Same seed stream (stream 1, step 0) for evaluation: equal up to float summation order.
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=1e-6, err_msg=name)
 
 
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
