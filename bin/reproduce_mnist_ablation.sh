@@ -9,7 +9,10 @@
 #   MODELS="vae beta_vae beta_tcvae lipschitz_vae se avae" bin/reproduce_mnist_ablation.sh ...
 #   MODELS=all ...                                   # our three models and the six baselines
 #
-# Training resumes if interrupted (rerun the same command). Outputs go to $OUT (default runs/).
+# Training state lives in $OUT/mnist_<model> (no epoch suffix), so the same command with a
+# larger EPOCHS continues a finished run (EPOCHS=50, then EPOCHS=500 trains 450 more epochs)
+# and an interrupted one resumes. Exports and evaluations are named mnist_<model>_e<EPOCHS>.
+# Outputs go to $OUT (default runs/).
 set -euo pipefail
 MNIST_DIR=${1:?usage: $0 <directory with the MNIST .gz files>}
 OUT=${OUT:-runs}
@@ -24,7 +27,7 @@ for variant in $MODELS; do
   run="mnist_${variant}${SUFFIX}"
   if [ ! -f "$OUT/saved_models/$run/saved_model.pb" ]; then
     $PY bin/train.py --dataset=mnist --data_dir="$MNIST_DIR" --model="$variant" "${EPOCH_FLAG[@]}" \
-      --workdir="$OUT/$run" --export_dir="$OUT/saved_models/$run" --config.train.verbose=2
+      --workdir="$OUT/mnist_${variant}" --export_dir="$OUT/saved_models/$run" --config.train.verbose=2
   fi
   if [ ! -f "$OUT/evaluations/$run/summary.json" ]; then
     $PY bin/evaluate.py --model="$OUT/saved_models/$run" --data_dir="$MNIST_DIR" --output="$OUT/evaluations/$run"
