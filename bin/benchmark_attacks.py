@@ -30,6 +30,8 @@ flags.DEFINE_integer("trials", 10, "Trials.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_integer("steps", 200, "AttackConfig.steps.")
 flags.DEFINE_integer("restarts", 2, "AttackConfig.restarts.")
+flags.DEFINE_integer("exploration_starts", 32, "AttackConfig.exploration_starts.")
+flags.DEFINE_bool("xla", True, "AttackConfig.jit_compile.")
 flags.DEFINE_integer("chunk_size", 1000, "AttackConfig.chunk_size (images per compiled call).")
 flags.DEFINE_integer("sequential_n", 3, "Images attacked one per call to extrapolate the unbatched time (0: skip).")
 flags.DEFINE_integer("seed", 0, "Protocol seed.")
@@ -61,7 +63,8 @@ def main(argv):
     splits = data.load_splits(dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir)
     images, labels = data.take_arrays(splits["test"])
     images = images.astype(np.float32) / 255.0
-    config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size)
+    config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size,
+                                  exploration_starts=FLAGS.exploration_starts, jit_compile=FLAGS.xla)
     protocol = robustness.Protocol(num_images=FLAGS.num_images, trials=FLAGS.trials, budgets=budgets,
                                    seed=FLAGS.seed, attack=config)
     threads = (tf.config.threading.get_intra_op_parallelism_threads(), os.cpu_count())

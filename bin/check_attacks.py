@@ -36,6 +36,7 @@ flags.DEFINE_integer("num_images", 20, "Test images to attack.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_integer("steps", 200, "PGD steps (AttackConfig.steps) of the attacker under test.")
 flags.DEFINE_integer("restarts", 2, "PGD restarts (AttackConfig.restarts) of the attacker under test.")
+flags.DEFINE_integer("exploration_starts", 32, "AttackConfig.exploration_starts of both PGD attackers.")
 flags.DEFINE_integer("strong_factor", 4, "pgd_4x uses this many times the steps and the restarts.")
 flags.DEFINE_integer("lbfgsb_steps", 200, "L-BFGS-B iterations per start.")
 flags.DEFINE_integer("lbfgsb_restarts", 2, "L-BFGS-B random starts per image.")
@@ -88,7 +89,8 @@ def _markdown(results, budgets, meta):
         "# Attack check",
         "",
         f"Model `{meta['model']}`, dataset `{meta['dataset']}`, {meta['num_images']} test images, seed {meta['seed']}.",
-        f"pgd: steps={meta['steps']}, restarts={meta['restarts']}; pgd_4x: steps={meta['steps'] * meta['strong_factor']}, "
+        f"pgd: steps={meta['steps']}, restarts={meta['restarts']}, exploration starts per restart "
+        f"{meta['exploration_starts']}; pgd_4x: steps={meta['steps'] * meta['strong_factor']}, "
         f"restarts={meta['restarts'] * meta['strong_factor']}; lbfgsb: maxiter={meta['lbfgsb_steps']}, "
         f"restarts={meta['lbfgsb_restarts']}, memory 25.",
         "",
@@ -149,9 +151,11 @@ def main(argv):
     x, x_t = images[sources[0]], images[targets[0]]
 
     configs = {
-        "pgd": attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts),
+        "pgd": attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
+                                    exploration_starts=FLAGS.exploration_starts),
         "pgd_4x": attacks.AttackConfig(steps=FLAGS.steps * FLAGS.strong_factor,
-                                       restarts=FLAGS.restarts * FLAGS.strong_factor),
+                                       restarts=FLAGS.restarts * FLAGS.strong_factor,
+                                       exploration_starts=FLAGS.exploration_starts),
         "lbfgsb": attacks.AttackConfig(steps=FLAGS.lbfgsb_steps, restarts=FLAGS.lbfgsb_restarts, method="lbfgsb"),
     }
     results = {"latent": {}, "max_damage": {}}
@@ -183,6 +187,7 @@ def main(argv):
     os.makedirs(FLAGS.output, exist_ok=True)
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
             "seed": FLAGS.seed, "steps": FLAGS.steps, "restarts": FLAGS.restarts,
+            "exploration_starts": FLAGS.exploration_starts,
             "strong_factor": FLAGS.strong_factor, "lbfgsb_steps": FLAGS.lbfgsb_steps,
             "lbfgsb_restarts": FLAGS.lbfgsb_restarts,
             "command": "python " + " ".join(sys.argv)}

@@ -37,7 +37,10 @@ flags.DEFINE_integer("num_images", 100, "Test images attacked per trial.")
 flags.DEFINE_integer("trials", 10, "Attack trials (new images, targets and starts each).")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda, comma separated.")
 flags.DEFINE_integer("attack_steps", 200, "PGD steps per restart.")
-flags.DEFINE_integer("attack_restarts", 2, "Random restarts per image.")
+flags.DEFINE_integer("attack_restarts", 2, "PGD runs per image refined to the end (L-BFGS-B: random starts).")
+flags.DEFINE_integer("attack_exploration_starts", 32, "PGD: random starts per restart in the exploration phase "
+                     "(1 = plain PGD); see docs/attacks.md.")
+flags.DEFINE_bool("attack_xla", True, "XLA-compile the PGD loop (falls back without it if XLA fails).")
 flags.DEFINE_enum("attack_method", "pgd", ["pgd", "lbfgsb"], "Attack optimiser.")
 flags.DEFINE_integer("attack_chunk_size", 1000, "Images per compiled attack call (lower it if memory is short).")
 flags.DEFINE_integer("pool_size", 5000, "Test images the attacked images and targets are drawn from.")
@@ -132,7 +135,9 @@ def main(argv):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
     output = FLAGS.output or os.path.join("evaluations", os.path.basename(os.path.normpath(FLAGS.model)))
     attack = attacks.AttackConfig(steps=FLAGS.attack_steps, restarts=FLAGS.attack_restarts,
-                                  chunk_size=FLAGS.attack_chunk_size, method=FLAGS.attack_method)
+                                  exploration_starts=FLAGS.attack_exploration_starts,
+                                  chunk_size=FLAGS.attack_chunk_size, method=FLAGS.attack_method,
+                                  jit_compile=FLAGS.attack_xla)
     attacks.validate_config(attack)
     examples = _examples(metadata, dataset, output)
 

@@ -205,6 +205,66 @@ def test_latent_linear_with_active_box_matches_scipy():
         assert optimum * (1 - 1e-3) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
 
 
+# ------------------------------------------------------------------ update rule
+
+
+def test_one_pgd_step_is_projected_feasible_direction():
+    """One latent step from d = 0 equals P(-eta * u) with u the gradient restricted to the
+    directions the box allows, normalised (numpy/scipy, written separately)."""
+    model = LinearModel(seed=4)
+    rng = np.random.default_rng(11)
+    x = rng.random(P).astype(np.float32)
+    x[:6] = 0.0  # on the lower bound: a negative step there is blocked
+    x[6:10] = 1.0  # on the upper bound: a positive step there is blocked
+    z_t = rng.normal(size=(1, 6)).astype(np.float32) * 3
+    lam, frac = 0.8, 0.5
+    run = attacks._pgd_function(model, "latent", SHAPE, 6, jit_compile=False)
+    d, _, _ = run(tf.constant(x.reshape(1, *SHAPE)), tf.constant(z_t), tf.zeros((1, *SHAPE)),
+                  tf.constant(lam), tf.constant(1), tf.constant(1), tf.constant(frac))
+    W = model.W.astype(np.float64)
+    grad = 2 * W.T @ (W @ x - z_t[0])  # gradient of ||W(x + d) - z_t||^2 at d = 0
+    step = -grad  # descent
+    blocked = ((x <= 0) & (step < 0)) | ((x >= 1) & (step > 0))
+    assert blocked.any() and not blocked.all()
+    grad[blocked] = 0.0
+    expected = _scipy_projection(-frac * lam * grad / np.linalg.norm(grad), x.astype(np.float64), lam)
+    np.testing.assert_allclose(d.numpy().reshape(-1), expected, atol=2e-5)
+    # The blocked pixels did not move; the step used its whole length on the others.
+    np.testing.assert_allclose(d.numpy().reshape(-1)[blocked], 0.0, atol=1e-7)
+
+
+def test_exploration_schedule_and_plain_pgd(mlp, mlp_images):
+    assert attacks.pgd_phases(AttackConfig(steps=200, restarts=2, exploration_starts=32)) == [
+        (64, 25, 1.0), (2, 200, 0.25)]
+    assert attacks.exploration_schedule(AttackConfig(steps=30, restarts=3, exploration_starts=4)) == (12, 4)
+    plain = AttackConfig(steps=30, restarts=2, exploration_starts=1)
+    assert attacks.pgd_phases(plain) == [(2, 30, 1.0)] and attacks.exploration_schedule(plain) == (0, 0)
+    result = attacks.max_damage_attack(mlp, mlp_images, 1.0, plain, record_curve=True)
+    assert result.exploration_curve is None and result.loss_curve.shape == (30,)
+    with pytest.raises(ConfigError, match="exploration_starts"):
+        attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(exploration_starts=0))
+
+
+class PyFunctionModel(MLPModel):
+    """Encodes through tf.py_function, which XLA cannot compile (graph mode can)."""
+
+    def encode(self, images):
+        z = tf.py_function(lambda t: super(PyFunctionModel, self).encode(t), [images], tf.float32)
+        return tf.ensure_shape(z, [None, 4])
+
+
+def test_xla_and_fallback_give_the_graph_mode_result(mlp, mlp_images, caplog):
+    cfg = dict(steps=20, restarts=2, exploration_starts=4)
+    graph = attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(**cfg, jit_compile=False), seed=3)
+    xla = attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(**cfg, jit_compile=True), seed=3)
+    np.testing.assert_allclose(xla.loss, graph.loss, rtol=1e-3)
+    fallback_model = PyFunctionModel()  # same seed, same weights as `mlp`
+    with caplog.at_level("WARNING", logger="robust_dae_tf.attacks"):
+        fallback = attacks.max_damage_attack(fallback_model, mlp_images, 1.0, AttackConfig(**cfg), seed=3)
+    assert "without XLA" in caplog.text
+    np.testing.assert_allclose(fallback.loss, graph.loss, rtol=1e-4)
+
+
 # ------------------------------------------------------------------ invariants
 
 
@@ -212,7 +272,7 @@ def test_result_invariants(mlp, mlp_images):
     rng = np.random.default_rng(6)
     targets = rng.random(mlp_images.shape).astype(np.float32)
     lam = 1.5
-    cfg = AttackConfig(steps=40, restarts=2)
+    cfg = AttackConfig(steps=40, restarts=2, exploration_starts=8)
     for kind, result in (
         ("latent", attacks.latent_attack(mlp, mlp_images, targets, lam, cfg, record_curve=True)),
         ("max_damage", attacks.max_damage_attack(mlp, mlp_images, lam, cfg, record_curve=True)),
@@ -239,16 +299,16 @@ def test_result_invariants(mlp, mlp_images):
 
 def test_more_restarts_never_worse_and_seeds_reproducible(mlp, mlp_images):
     lam = 2.0
-    one = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=7)
-    three = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=3), seed=7)
+    one = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, exploration_starts=8), seed=7)
+    three = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=3, exploration_starts=8), seed=7)
     assert np.all(three.loss >= one.loss - 1e-3 * np.abs(one.loss)), (one.loss, three.loss)
-    again = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=7)
+    again = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, exploration_starts=8), seed=7)
     np.testing.assert_array_equal(again.adversarial, one.adversarial)
     np.testing.assert_array_equal(again.loss, one.loss)
-    other = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1), seed=8)
+    other = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, exploration_starts=8), seed=8)
     assert not np.array_equal(other.adversarial, one.adversarial)
     # Chunking does not change the result beyond float rounding.
-    chunked = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, chunk_size=2), seed=7)
+    chunked = attacks.max_damage_attack(mlp, mlp_images, lam, AttackConfig(steps=30, restarts=1, chunk_size=2, exploration_starts=8), seed=7)
     np.testing.assert_allclose(chunked.loss, one.loss, rtol=1e-3)
 
 
@@ -256,7 +316,7 @@ def test_pgd_matches_or_beats_lbfgsb(mlp, mlp_images):
     rng = np.random.default_rng(9)
     x = mlp_images[:3]
     targets = rng.random(x.shape).astype(np.float32)
-    pgd = AttackConfig(steps=60, restarts=2)
+    pgd = AttackConfig(steps=60, restarts=2, exploration_starts=8)
     ref = AttackConfig(steps=60, restarts=2, method="lbfgsb")
     # Absolute slack for a reachable target (loss ~ 0): 1e-3 of the clean latent distance.
     slack = 1e-3 * np.linalg.norm(mlp.encode(x).numpy() - mlp.encode(targets).numpy(), axis=1).mean()

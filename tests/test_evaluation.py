@@ -163,7 +163,7 @@ def _run(script, *args, timeout=400):
 def test_bin_evaluate_end_to_end(setup, tmp_path):
     out = tmp_path / "eval"
     proc = _run("evaluate.py", f"--model={setup.paths['good']}", f"--output={out}", "--num_images=4", "--trials=2",
-                "--budgets=1", "--attack_steps=5", "--attack_restarts=1", "--pool_size=100",
+                "--budgets=1", "--attack_steps=5", "--attack_restarts=1", "--attack_exploration_starts=2", "--pool_size=100",
                 "--fd_classifier_epochs=1", "--fid_samples=64", f"--feature_cache={tmp_path / 'features'}",
                 "--classifier_epochs=1", "--classifier_hidden=16", "--classifier_attack_images=16")
     assert proc.returncode == 0, proc.stderr[-3000:]

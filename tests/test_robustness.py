@@ -13,7 +13,7 @@ from robust_dae_tf.metrics.msssim import ms_ssim_paper
 from robust_dae_tf.robustness import Protocol
 from tests.helpers import digits_arrays
 
-FAST = AttackConfig(steps=6, restarts=1)
+FAST = AttackConfig(steps=6, restarts=1, exploration_starts=4)
 
 
 class TinyAutoencoder:
@@ -61,8 +61,9 @@ def test_report_format(report):
     proto = report["protocol"]
     assert proto["num_images"] == 6 and proto["trials"] == 2 and proto["budgets"] == [1.0, 2.0]
     assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
-    assert proto["attack"] == {"steps": 6, "restarts": 1, "initial_step_fraction": FAST.initial_step_fraction,
-                               "chunk_size": 1000, "method": "pgd"}
+    assert proto["attack"] == {"steps": 6, "restarts": 1, "exploration_starts": 4,
+                               "initial_step_fraction": FAST.initial_step_fraction,
+                               "chunk_size": 1000, "method": "pgd", "jit_compile": True}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
     for kind, metrics in (("latent", robustness.LATENT_METRICS), ("max_damage", robustness.MAX_DAMAGE_METRICS)):
         assert set(report[kind]) == {"1.0", "2.0"}
