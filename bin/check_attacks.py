@@ -21,6 +21,7 @@ Gap = how much worse "pgd" is than the other attacker, relative to the other's m
     python bin/check_attacks.py --model=sm --dataset=mnist --data_dir=/path/to/mnist --num_images=20
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -34,9 +35,10 @@ FLAGS = flags.FLAGS
 cli.define_model_data_flags()
 flags.DEFINE_integer("num_images", 20, "Test images to attack.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
-flags.DEFINE_integer("steps", 200, "PGD steps (AttackConfig.steps) of the attacker under test.")
+flags.DEFINE_integer("steps", None, "PGD steps (AttackConfig.steps) of the attacker under test (default: per attack).")
 flags.DEFINE_integer("restarts", 2, "PGD restarts (AttackConfig.restarts) of the attacker under test.")
-flags.DEFINE_integer("exploration_starts", 32, "AttackConfig.exploration_starts of both PGD attackers.")
+flags.DEFINE_integer("exploration_starts", None, "AttackConfig.exploration_starts of both PGD attackers "
+                     "(default: per attack).")
 flags.DEFINE_integer("strong_factor", 4, "pgd_4x uses this many times the steps and the restarts.")
 flags.DEFINE_integer("lbfgsb_steps", 200, "L-BFGS-B iterations per start.")
 flags.DEFINE_integer("lbfgsb_restarts", 2, "L-BFGS-B random starts per image.")
@@ -89,9 +91,9 @@ def _markdown(results, budgets, meta):
         "# Attack check",
         "",
         f"Model `{meta['model']}`, dataset `{meta['dataset']}`, {meta['num_images']} test images, seed {meta['seed']}.",
-        f"pgd: steps={meta['steps']}, restarts={meta['restarts']}, exploration starts per restart "
-        f"{meta['exploration_starts']}; pgd_4x: steps={meta['steps'] * meta['strong_factor']}, "
-        f"restarts={meta['restarts'] * meta['strong_factor']}; lbfgsb: maxiter={meta['lbfgsb_steps']}, "
+        f"pgd: latent {meta['pgd']['latent']}, max damage {meta['pgd']['max_damage']} (steps, restarts, "
+        f"exploration starts per restart); pgd_4x: {meta['strong_factor']}x the steps and the restarts; "
+        f"lbfgsb: maxiter={meta['lbfgsb_steps']}, "
         f"restarts={meta['lbfgsb_restarts']}, memory 25.",
         "",
         "Gap = how much weaker pgd is than the other attacker, relative to its mean loss (negative: pgd stronger).",
@@ -150,20 +152,22 @@ def main(argv):
     _, sources, targets = robustness.select_trials(labels, protocol)
     x, x_t = images[sources[0]], images[targets[0]]
 
-    configs = {
-        "pgd": attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
-                                    exploration_starts=FLAGS.exploration_starts),
-        "pgd_4x": attacks.AttackConfig(steps=FLAGS.steps * FLAGS.strong_factor,
-                                       restarts=FLAGS.restarts * FLAGS.strong_factor,
-                                       exploration_starts=FLAGS.exploration_starts),
-        "lbfgsb": attacks.AttackConfig(steps=FLAGS.lbfgsb_steps, restarts=FLAGS.lbfgsb_restarts, method="lbfgsb"),
-    }
+    def configs_for(kind):
+        pgd = attacks.resolve(attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
+                                                   exploration_starts=FLAGS.exploration_starts), kind)
+        return {
+            "pgd": pgd,
+            "pgd_4x": dataclasses.replace(pgd, steps=pgd.steps * FLAGS.strong_factor,
+                                          restarts=pgd.restarts * FLAGS.strong_factor),
+            "lbfgsb": attacks.AttackConfig(steps=FLAGS.lbfgsb_steps, restarts=FLAGS.lbfgsb_restarts, method="lbfgsb"),
+        }
+
     results = {"latent": {}, "max_damage": {}}
     for b_index, budget in enumerate(budgets):
         for kind in ("latent", "max_damage"):
             entry = {}
             losses = {}
-            for name, config in configs.items():
+            for name, config in configs_for(kind).items():
                 seed = FLAGS.seed + 1000 * b_index + (0 if name == "pgd" else 17 if name == "pgd_4x" else 29)
                 t0 = time.perf_counter()
                 if kind == "latent":
@@ -188,6 +192,8 @@ def main(argv):
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
             "seed": FLAGS.seed, "steps": FLAGS.steps, "restarts": FLAGS.restarts,
             "exploration_starts": FLAGS.exploration_starts,
+            "pgd": {k: [getattr(configs_for(k)["pgd"], f) for f in ("steps", "restarts", "exploration_starts")]
+                    for k in ("latent", "max_damage")},
             "strong_factor": FLAGS.strong_factor, "lbfgsb_steps": FLAGS.lbfgsb_steps,
             "lbfgsb_restarts": FLAGS.lbfgsb_restarts,
             "command": "python " + " ".join(sys.argv)}

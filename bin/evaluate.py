@@ -36,10 +36,11 @@ flags.DEFINE_string("output", None, "Output directory (default: evaluations/<mod
 flags.DEFINE_integer("num_images", 100, "Test images attacked per trial.")
 flags.DEFINE_integer("trials", 10, "Attack trials (new images, targets and starts each).")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda, comma separated.")
-flags.DEFINE_integer("attack_steps", 200, "PGD steps per restart.")
+flags.DEFINE_integer("attack_steps", None, "PGD refinement steps per restart (default: 400 for the latent attack, "
+                     "200 for maximum damage; L-BFGS-B: iterations).")
 flags.DEFINE_integer("attack_restarts", 2, "PGD runs per image refined to the end (L-BFGS-B: random starts).")
-flags.DEFINE_integer("attack_exploration_starts", 32, "PGD: random starts per restart in the exploration phase "
-                     "(1 = plain PGD); see docs/attacks.md.")
+flags.DEFINE_integer("attack_exploration_starts", None, "PGD: random starts per restart in the exploration phase "
+                     "(default: 24 latent, 32 maximum damage; 1 = plain PGD); see docs/attacks.md.")
 flags.DEFINE_bool("attack_xla", True, "XLA-compile the PGD loop (falls back without it if XLA fails).")
 flags.DEFINE_enum("attack_method", "pgd", ["pgd", "lbfgsb"], "Attack optimiser.")
 flags.DEFINE_integer("attack_chunk_size", 1000, "Images per compiled attack call (lower it if memory is short).")

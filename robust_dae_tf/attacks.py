@@ -30,14 +30,17 @@ Two phases (explore, then refine), both batched:
 1. Exploration: `exploration_starts * restarts` random starts per image (uniform in
    the L2 ball: Gaussian direction, radius lambda * u^(1/P), then projected onto the
    box), each run for K = ceil(steps / 8) steps with eta_0 = initial_step_fraction *
-   lambda.
+   lambda. For the latent attack the first start is not random but the projection of
+   x_t - x (towards the target image, as far as the budget allows).
 2. Refinement: the best `restarts` exploration points of each image (their best
    iterates) are run for K = `steps` steps with eta_0 = 0.25 * initial_step_fraction *
    lambda (they start at a good point, so the first jump is smaller).
 
 The objective is evaluated at every iterate (and the last one) and the best iterate of
 each image is kept. Cost: (exploration_starts / 8 + 1) * restarts * steps gradient
-evaluations per image (defaults: 5 * 2 * 200 = 2000). Why this split: both objectives
+evaluations per image; defaults (`DEFAULTS`): maximum damage 200 steps, 32 starts per
+restart, 5 * 2 * 200 = 2000; latent 400 steps, 24 starts, 4 * 2 * 400 = 3200 (of the
+encoder only). Why this split: both objectives
 have many local optima, and which basin a run ends in matters more than how long it
 runs. On the 50-epoch MNIST robust model (100 images), at 2.5x the cost of 8
 exploration starts per restart, 32 starts closed most of the gap to an attacker with
@@ -116,12 +119,14 @@ class AttackConfig:
 
     Attributes:
       steps: PGD refinement iterations per restart (the exploration phase adds
-        ceil(steps / 8) iterations on exploration_starts * restarts starts); for "lbfgsb" the maximum
+        ceil(steps / 8) iterations on exploration_starts * restarts starts); None = the
+        attack's default (`DEFAULTS`: 400 latent, 200 maximum damage); for "lbfgsb" the maximum
         number of L-BFGS-B iterations per restart.
       restarts: runs per image that are refined to the end (PGD) or random starts
         (L-BFGS-B); the best result per image is kept.
       exploration_starts: PGD: random starts per restart in the exploration phase
-        (1 = no exploration phase: plain PGD with `restarts` random starts).
+        (1 = no exploration phase: plain PGD with `restarts` random starts); None = the
+        attack's default (24 latent, 32 maximum damage).
       initial_step_fraction: first PGD step length of the exploration phase as a
         fraction of the budget lambda (the refinement starts at a quarter of it); the
         step decays to 0 with a cosine schedule.
@@ -132,9 +137,9 @@ class AttackConfig:
         with a warning when XLA fails on the model).
     """
 
-    steps: int = 200
+    steps: int | None = None
     restarts: int = 2
-    exploration_starts: int = 32
+    exploration_starts: int | None = None
     initial_step_fraction: float = 1.0
     chunk_size: int = 1000
     method: str = "pgd"  # "pgd" | "lbfgsb"
@@ -162,6 +167,22 @@ class AttackResult:
     exploration_curve: np.ndarray | None = None
 
 
+# Defaults of the fields left None, per attack: (steps, exploration_starts). The latent
+# attack gains from long refinements, the maximum-damage attack from many starts
+# (docs/attacks.md has the tuning runs); L-BFGS-B uses `steps` as its iteration limit.
+DEFAULTS = {LATENT: (400, 24), MAX_DAMAGE: (200, 32)}
+
+
+def resolve(config: AttackConfig, kind: str) -> AttackConfig:
+    """The config with `steps` / `exploration_starts` left None set to `kind`'s defaults."""
+    steps, starts = DEFAULTS[kind]
+    return dataclasses.replace(
+        config,
+        steps=steps if config.steps is None else config.steps,
+        exploration_starts=starts if config.exploration_starts is None else config.exploration_starts,
+    )
+
+
 # --------------------------------------------------------------------------
 # Validation
 
@@ -174,6 +195,8 @@ def validate_config(config: AttackConfig) -> None:
         raise ConfigError(f"attack method {config.method!r} is unknown; choose one of {', '.join(METHODS)}.")
     for name in ("steps", "restarts", "exploration_starts", "chunk_size"):
         value = getattr(config, name)
+        if value is None and name in ("steps", "exploration_starts"):
+            continue  # the attack's default, see `resolve`
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"attack {name} must be an integer >= 1, got {value!r}.")
     frac = config.initial_step_fraction
@@ -344,8 +367,13 @@ class _StartStream:
         self.gens = [(np.random.default_rng([int(seed), r, 0]), np.random.default_rng([int(seed), r, 1]))
                      for r in range(count)]
 
-    def next(self, images: np.ndarray) -> np.ndarray:
-        """Starts for the next `len(images)` images: [count, m, H, W, C]."""
+    def next(self, images: np.ndarray, directions: np.ndarray | None = None) -> np.ndarray:
+        """Starts for the next `len(images)` images: [count, m, H, W, C].
+
+        With `directions` ([m, H, W, C], the latent attack's x_t - x), start 0 of each
+        image is the projection of its direction (the point of the segment towards the
+        target image at the budget) instead of a random point.
+        """
         m = images.shape[0]
         p = int(np.prod(images.shape[1:]))
         flat_x = images.reshape(m, p)
@@ -355,6 +383,8 @@ class _StartStream:
             direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
             radius = self.budget * rad_rng.random(m) ** (1.0 / p)
             out[r] = (direction * radius[:, None]).astype(np.float32)
+        if directions is not None:
+            out[0] = directions.reshape(m, p)
         lower = np.broadcast_to(-flat_x, out.shape).reshape(-1, p)
         upper = np.broadcast_to(1.0 - flat_x, out.shape).reshape(-1, p)
         projected = project_l2_box(out.reshape(-1, p), lower, upper, self.budget).numpy()
@@ -460,7 +490,7 @@ def _pgd_function(model, kind: str, image_shape: tuple, reference_dim: int, jit_
     return run
 
 
-def _pgd_phase(model, kind, images, reference, starts, budget, steps, frac, chunk_rows, keep, jit):
+def _pgd_phase(model, kind, images, reference, starts, budget, steps, frac, chunk_rows, keep, jit, directions=None):
     """Runs PGD for `steps` steps on every (start, image) row; keeps the `keep` best per image.
 
     Args:
@@ -481,7 +511,8 @@ def _pgd_phase(model, kind, images, reference, starts, budget, steps, frac, chun
     for i in range(0, n, per_call):
         j = min(n, i + per_call)
         m = j - i
-        chunk_starts = starts.next(images[i:j]) if isinstance(starts, _StartStream) else starts[:, i:j]
+        chunk_starts = (starts.next(images[i:j], None if directions is None else directions[i:j])
+                        if isinstance(starts, _StartStream) else starts[:, i:j])
         x = np.concatenate([images[i:j]] * count)
         ref = np.concatenate([reference[i:j]] * count)
         d0 = chunk_starts.reshape(count * m, *images.shape[1:])
@@ -505,8 +536,9 @@ def _pgd_phase(model, kind, images, reference, starts, budget, steps, frac, chun
     return best_d, best, curve / n
 
 
-def pgd_phases(config: AttackConfig) -> list[tuple[int, int, float]]:
+def pgd_phases(config: AttackConfig, kind: str = MAX_DAMAGE) -> list[tuple[int, int, float]]:
     """[(starts per image, steps, first step as a fraction of lambda)] of each PGD phase."""
+    config = resolve(config, kind)
     a, s, r = config.initial_step_fraction, config.steps, config.restarts
     if config.exploration_starts <= 1:
         return [(r, s, a)]
@@ -514,24 +546,25 @@ def pgd_phases(config: AttackConfig) -> list[tuple[int, int, float]]:
             (r, s, a * REFINE_STEP_FACTOR)]
 
 
-def exploration_schedule(config: AttackConfig) -> tuple[int, int]:
+def exploration_schedule(config: AttackConfig, kind: str = MAX_DAMAGE) -> tuple[int, int]:
     """(starts, steps) of the exploration phase for a config (0 starts = no exploration)."""
-    phases = pgd_phases(config)
+    phases = pgd_phases(config, kind)
     if len(phases) == 1:
         return 0, 0
     return phases[0][0], phases[0][1]
 
 
-def _pgd(model, kind, images, reference, budget, config: AttackConfig, seed: int, record_curve: bool) -> AttackResult:
+def _pgd(model, kind, images, reference, budget, config: AttackConfig, seed: int, record_curve: bool,
+         directions=None) -> AttackResult:
     chunk_rows = config.chunk_size * config.restarts
-    phases = pgd_phases(config)
+    phases = pgd_phases(config, kind)
     starts = _StartStream(budget, phases[0][0], seed)
     curves = []
     jit = [bool(config.jit_compile)]  # switched off for good if XLA fails on this model
     for i, (_, steps, frac) in enumerate(phases):
         keep = phases[i + 1][0] if i + 1 < len(phases) else 1
         starts, best, curve = _pgd_phase(model, kind, images, reference, starts, budget, steps, frac, chunk_rows,
-                                         keep, jit)
+                                         keep, jit, directions if i == 0 else None)
         curves.append(curve)
     best_d = starts
     # Same float32 arithmetic as the objective evaluation inside the loop.
@@ -619,6 +652,7 @@ def _lbfgsb(model, kind, images, reference, budget, config: AttackConfig, seed: 
 
 def _attack(kind, model, images, targets, budget, config, seed, record_curve) -> AttackResult:
     validate_config(config)
+    config = resolve(config, kind)
     budget = validate_budget(budget)
     images = validate_images(images, "images")
     if kind == LATENT:
@@ -635,8 +669,11 @@ def _attack(kind, model, images, targets, budget, config, seed, record_curve) ->
                 "or an object with encode(images) and decode(latents)."
             )
     reference = _reference(model, kind, images, targets)
-    impl = _pgd if config.method == "pgd" else _lbfgsb
-    result = impl(model, kind, images, reference, budget, config, int(seed), record_curve)
+    if config.method == "pgd":
+        result = _pgd(model, kind, images, reference, budget, config, int(seed), record_curve,
+                      directions=targets - images if kind == LATENT else None)
+    else:
+        result = _lbfgsb(model, kind, images, reference, budget, config, int(seed), record_curve)
     bad = ~np.isfinite(result.loss)
     if bad.any():
         what = "latents" if kind == LATENT else "latents/reconstructions"

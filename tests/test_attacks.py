@@ -236,6 +236,10 @@ def test_one_pgd_step_is_projected_feasible_direction():
 def test_exploration_schedule_and_plain_pgd(mlp, mlp_images):
     assert attacks.pgd_phases(AttackConfig(steps=200, restarts=2, exploration_starts=32)) == [
         (64, 25, 1.0), (2, 200, 0.25)]
+    # Per-attack defaults for the fields left None; explicit values win.
+    assert attacks.pgd_phases(AttackConfig(), "latent") == [(48, 50, 1.0), (2, 400, 0.25)]
+    assert attacks.pgd_phases(AttackConfig(), "max_damage") == [(64, 25, 1.0), (2, 200, 0.25)]
+    assert attacks.resolve(AttackConfig(steps=7), "latent").steps == 7
     assert attacks.exploration_schedule(AttackConfig(steps=30, restarts=3, exploration_starts=4)) == (12, 4)
     plain = AttackConfig(steps=30, restarts=2, exploration_starts=1)
     assert attacks.pgd_phases(plain) == [(2, 30, 1.0)] and attacks.exploration_schedule(plain) == (0, 0)
@@ -243,6 +247,27 @@ def test_exploration_schedule_and_plain_pgd(mlp, mlp_images):
     assert result.exploration_curve is None and result.loss_curve.shape == (30,)
     with pytest.raises(ConfigError, match="exploration_starts"):
         attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(exploration_starts=0))
+
+
+def test_latent_attack_first_start_points_at_the_target():
+    """Start 0 is the projection of x_t - x (not random); the others stay random and
+    the same as without a target direction."""
+    rng = np.random.default_rng(5)
+    x = rng.random((3, *SHAPE)).astype(np.float32)
+    x[:, :2] = 0.0
+    x_t = rng.random((3, *SHAPE)).astype(np.float32)
+    lam = 0.7
+    guided = attacks._StartStream(lam, 3, seed=1).next(x, x_t - x)
+    plain = attacks._StartStream(lam, 3, seed=1).next(x)
+    np.testing.assert_array_equal(guided[1:], plain[1:])
+    for i in range(3):
+        expected = _scipy_projection((x_t[i] - x[i]).reshape(-1).astype(np.float64), x[i].reshape(-1), lam)
+        np.testing.assert_allclose(guided[0, i].reshape(-1), expected, atol=2e-5)
+    # A reachable target inside the budget is found exactly by the first start.
+    model = LinearModel(seed=2)
+    near = np.clip(x + 0.02, 0, 1).astype(np.float32)
+    result = attacks.latent_attack(model, x, near, 1.0, AttackConfig(steps=3, restarts=1, exploration_starts=2))
+    np.testing.assert_allclose(result.loss, 0.0, atol=1e-4)
 
 
 class PyFunctionModel(MLPModel):
