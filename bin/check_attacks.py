@@ -121,8 +121,9 @@ def main(argv):
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
     if not FLAGS.model:
         raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
-    for name in ("num_images", "steps", "restarts", "strong_factor", "lbfgsb_steps", "lbfgsb_restarts"):
-        if FLAGS[name].value < 1:
+    for name in ("num_images", "steps", "restarts", "exploration_starts", "strong_factor", "lbfgsb_steps",
+                 "lbfgsb_restarts"):
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
     try:
         budgets = [float(b) for b in FLAGS.budgets]
