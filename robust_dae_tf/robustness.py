@@ -238,6 +238,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             "seed": int(protocol.seed),
             "trial_seeds": seeds,
             "attack": dataclasses.asdict(protocol.attack),
+            # The settings each attack ran with (fields left None take per-attack defaults).
+            "attack_by_kind": {kind: dataclasses.asdict(attacks.resolve(protocol.attack, kind))
+                               for kind in (attacks.LATENT, attacks.MAX_DAMAGE)},
             "msssim_convention": MSSSIM_CONVENTION,
         },
         attacks.LATENT: {},

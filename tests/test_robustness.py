@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import robustness
+from robust_dae_tf import attacks, robustness
 from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
@@ -65,6 +65,9 @@ def test_report_format(report):
                                "initial_step_fraction": FAST.initial_step_fraction,
                                "chunk_size": 1000, "method": "pgd", "jit_compile": True}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
+    assert proto["attack_by_kind"]["latent"]["steps"] == 6
+    defaults = robustness.Protocol().attack
+    assert attacks.resolve(defaults, "latent").steps == 400 and attacks.resolve(defaults, "max_damage").steps == 200
     for kind, metrics in (("latent", robustness.LATENT_METRICS), ("max_damage", robustness.MAX_DAMAGE_METRICS)):
         assert set(report[kind]) == {"1.0", "2.0"}
         for key, budget in (("1.0", 1.0), ("2.0", 2.0)):
