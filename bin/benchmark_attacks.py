@@ -53,16 +53,9 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from robust_dae_tf import attacks, data, robustness
-    from robust_dae_tf.export import ExportedAutoencoder
+    from robust_dae_tf import attacks, robustness
 
-    model = ExportedAutoencoder(FLAGS.model)
-    dataset = FLAGS.dataset or model.metadata.get("dataset")
-    if not dataset:
-        raise ConfigError(f"{FLAGS.model} has no dataset in its metadata; pass --dataset.")
-    splits = data.load_splits(dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir)
-    images, labels = data.take_arrays(splits["test"])
-    images = images.astype(np.float32) / 255.0
+    model, dataset, images, labels = cli.load_model_and_test_images()
     config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size,
                                   exploration_starts=FLAGS.exploration_starts, jit_compile=FLAGS.xla)
     protocol = robustness.Protocol(num_images=FLAGS.num_images, trials=FLAGS.trials, budgets=budgets,

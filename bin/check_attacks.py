@@ -134,19 +134,9 @@ def main(argv):
 
     from robust_dae_tf import attacks, data, robustness
     from robust_dae_tf.errors import DataError
-    from robust_dae_tf.export import ExportedAutoencoder
 
     budgets = [attacks.validate_budget(b, "budget (--budgets)") for b in budgets]
-    model = ExportedAutoencoder(FLAGS.model)
-    dataset = FLAGS.dataset or model.metadata.get("dataset")
-    if not dataset:
-        raise ConfigError(f"{FLAGS.model} has no dataset in its metadata; pass --dataset.")
-    splits = data.load_splits(dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir)
-    images, labels = data.take_arrays(splits["test"])
-    images = images.astype(np.float32) / 255.0
-    shape = model.metadata.get("image_shape")
-    if shape and tuple(shape) != images.shape[1:]:
-        raise DataError(f"the model expects images of shape {tuple(shape)}, --dataset={dataset} has {images.shape[1:]}.")
+    model, dataset, images, labels = cli.load_model_and_test_images()
     protocol = robustness.Protocol(num_images=FLAGS.num_images, trials=1, seed=FLAGS.seed)
     if FLAGS.num_images > images.shape[0]:
         raise DataError(f"--num_images={FLAGS.num_images} exceeds the test split size {images.shape[0]}.")

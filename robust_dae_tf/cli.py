@@ -43,6 +43,32 @@ def define_model_data_flags() -> None:
     flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
 
 
+def load_model_and_test_images():
+    """The --model SavedModel and its dataset's test split from the flags of
+    `define_model_data_flags`: (model, dataset name, images float32 in [0, 1], labels).
+
+    One clear error for a missing dataset or a model whose image shape differs."""
+    import numpy as np
+    from absl import flags
+
+    from robust_dae_tf import data
+    from robust_dae_tf.errors import ConfigError, DataError
+    from robust_dae_tf.export import ExportedAutoencoder
+
+    flag_values = flags.FLAGS
+    model = ExportedAutoencoder(flag_values.model)
+    dataset = flag_values.dataset or model.metadata.get("dataset")
+    if not dataset:
+        raise ConfigError(f"{flag_values.model} has no dataset in its metadata; pass --dataset.")
+    splits = data.load_splits(dataset, data_dir=flag_values.data_dir, tfds_data_dir=flag_values.tfds_data_dir)
+    images, labels = data.take_arrays(splits["test"])
+    images = images.astype(np.float32) / 255.0
+    shape = model.metadata.get("image_shape")
+    if shape and tuple(shape) != images.shape[1:]:
+        raise DataError(f"the model expects images of shape {tuple(shape)}, --dataset={dataset} has {images.shape[1:]}.")
+    return model, dataset, images, labels
+
+
 def available_configs(config_dir: str = CONFIG_DIR) -> list[str]:
     if not os.path.isdir(config_dir):
         return []
