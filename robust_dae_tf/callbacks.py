@@ -1,4 +1,5 @@
-"""Keras callbacks of the trainer: checkpoints, the NaN guard and TensorBoard logging.
+"""Keras callbacks of the trainer: checkpoints, the NaN guard, the epoch history and
+TensorBoard logging.
 
 All three key their output on the optimizer's step counter (`optimizer.iterations`),
 which is checkpointed, so logs and checkpoints of a resumed run continue where the
@@ -12,13 +13,16 @@ otherwise the first execution boundary after each multiple.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from robust_dae_tf import fileio
 from robust_dae_tf.errors import TrainingDivergedError
 
 
@@ -93,6 +97,46 @@ class CheckpointEvery(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._save()
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Per-epoch metrics of every session of a run, kept in a JSON file and rewritten
+    (atomically) at the end of each epoch: {"epoch": [1, 2, ...], "<metric>": [...]}.
+
+    Entries are keyed by their 1-based epoch number, so the file of a killed and
+    resumed run stays aligned: an epoch finished again after a resume replaces its
+    earlier entry, and an epoch whose entry was never written (the process died between
+    the epoch's checkpoint and this callback) is simply missing, not shifted into its
+    successor's place. An epoch finished after a mid-epoch resume reports the metrics
+    of the steps run since the resume (Keras averages over the steps it ran). Place it
+    before the checkpoint callback so an entry is never written for a state that is
+    lost.
+
+    Files of earlier versions have no "epoch" list; their entries are taken as epochs
+    1, 2, ... (which is what they were unless a session had been killed).
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.history = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                self.history = json.load(f)
+            if "epoch" not in self.history:
+                length = max((len(v) for v in self.history.values()), default=0)
+                self.history = {"epoch": list(range(1, length + 1)),
+                                **{k: v + [math.nan] * (length - len(v)) for k, v in self.history.items()}}
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        rows = [i for i, e in enumerate(self.history.get("epoch", [])) if e < number]
+        history = {name: [values[i] for i in rows] for name, values in self.history.items()}
+        values = {"epoch": number, **_as_floats(logs)}
+        for name in sorted(set(history) | set(values)):  # NaN where a metric is missing
+            history.setdefault(name, [math.nan] * len(rows)).append(values.get(name, math.nan))
+        self.history = history
+        fileio.write_json_atomic(self.path, history)
 
 
 def image_grid(rows) -> np.ndarray:

@@ -6,7 +6,8 @@ into a work directory:
     <workdir>/config.json        the resolved run config (written before training)
     <workdir>/checkpoints/       tf.train.CheckpointManager files (model + optimizer)
     <workdir>/logs/              TensorBoard event files (train/ and validation/)
-    <workdir>/history.json       per-epoch metrics of all sessions of this run
+    <workdir>/history.json       per-epoch metrics of all sessions of this run, keyed by
+                                 epoch ("epoch" list), written at every epoch end
 
 Checkpoints are written every `train.checkpoint_every_steps` steps and at every epoch
 end. Running the same command again resumes from the newest checkpoint: the step
@@ -198,8 +199,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
             model.compile(
                 optimizer=model.optimizer, jit_compile=use_xla(config, strategy), steps_per_execution=per_execution
             )
-    history_path = os.path.join(workdir, "history.json")
-    history = json.load(open(history_path)) if os.path.exists(history_path) else {}
+    history = callbacks_lib.EpochHistory(os.path.join(workdir, "history.json"))
 
     val_examples = config.train.validation_examples
     val_ds = splits["test"].take(val_examples) if val_examples else splits["test"]
@@ -207,6 +207,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     preview, _ = data.take_arrays(splits["test"], 8)
     callbacks = [
         callbacks_lib.NonFiniteGuard(checkpoint_dir),
+        history,  # before the checkpoint: see EpochHistory
         callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
         callbacks_lib.TensorBoardLogger(
             os.path.join(workdir, "logs"),
@@ -223,7 +224,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
             train_ds, batch_size, seed=config.train.seed, start_epoch=first_epoch, num_epochs=last_epoch,
             skip_batches=skip_batches, shuffle_buffer=config.data.shuffle_buffer,
         )
-        result = model.fit(
+        model.fit(
             batches.repeat(),
             initial_epoch=first_epoch,
             epochs=last_epoch,
@@ -233,9 +234,6 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
             verbose=config.train.verbose,
             shuffle=False,  # the per-epoch order comes from data.training_batches
         )
-        for name, values in result.history.items():
-            history.setdefault(name, []).extend(float(v) for v in values)
-        fileio.write_json_atomic(history_path, history)
 
     started = time.perf_counter()
     if start_epoch < epochs:
@@ -254,7 +252,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
         raise CheckpointError(f"the trained model gives non-finite validation metrics {final}; do not export it.")
     return {
         "model": model,
-        "history": history,
+        "history": history.history,
         "final_metrics": final,
         "steps": int(model.optimizer.iterations.numpy()),
         "steps_per_epoch": steps,

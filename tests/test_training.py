@@ -62,6 +62,14 @@ def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupt
     assert resumed["steps"] == full["steps"] == 18
     for a, b in zip(_weights(resumed), _weights(full)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The killed session had written epoch 1 (steps 1-6) before dying in epoch 2; the
+    # history holds each epoch once, and the epochs run whole match the uninterrupted run.
+    history = json.load(open(os.path.join(workdir, "history.json")))
+    assert history["epoch"] == full["history"]["epoch"] == [1, 2, 3]
+    assert history == resumed["history"]
+    for name in ("loss", "val_loss", "val_reconstruction"):
+        for epoch in (1, 3):
+            np.testing.assert_allclose(history[name][epoch - 1], full["history"][name][epoch - 1], rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["se", "beta_tcvae"])
@@ -94,7 +102,7 @@ def test_run_directory_holds_config_history_and_tensorboard_logs(uninterrupted):
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["model"]["variant"] == "robust" and config["train"]["epochs"] == 3
     history = json.load(open(os.path.join(workdir, "history.json")))
-    assert len(history["loss"]) == 3 and len(history["val_reconstruction"]) == 3
+    assert history["epoch"] == [1, 2, 3] and len(history["loss"]) == 3 and len(history["val_reconstruction"]) == 3
     assert history["loss"][-1] < history["loss"][0]
     tags, image_tags, steps = set(), set(), set()
     for path in glob.glob(os.path.join(workdir, "logs", "*", "events.*")):
