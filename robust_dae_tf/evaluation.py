@@ -198,18 +198,13 @@ class RobustnessEvaluator(Component):
         self.validate()
         model = validated_model(saved_model, examples)
         info = model_info(model, saved_model)
-        images, labels = data.take_arrays(components.load_examples(examples)["test"])
-        rng = np.random.default_rng(self.protocol.seed)
-        if len(images) > self.pool_size:
-            keep = np.sort(rng.choice(len(images), self.pool_size, replace=False))
-            images, labels = images[keep], labels[keep]
+        images, labels = test_pool(examples, self.pool_size, self.protocol.seed)
         _log(self.progress, f"[robustness] {info['name']}: {self.protocol.num_images} images x "
                             f"{self.protocol.trials} trials, budgets {list(self.protocol.budgets)}, pool "
                             f"{len(images)} test images")
         from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
 
-        result = robustness.evaluate_robustness(model, data.to_float(images).numpy(), labels, self.protocol,
-                                                progress=self.progress)
+        result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress)
         examples_arrays = result.pop("examples", None) or {}
         report = {**result, "model": info, "pool_size": int(len(images)),
                   "examples_uri": os.path.abspath(examples.uri)}
@@ -224,6 +219,19 @@ class RobustnessEvaluator(Component):
                       "num_images": self.protocol.num_images, "trials": self.protocol.trials}
         artifact = write_artifact(output_uris["report"], EVALUATION_REPORT, self.name, properties, write)
         return {"report": artifact}
+
+
+def test_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The test images the robustness protocol draws from: (float32 [M, H, W, C] in [0, 1],
+    labels), a sorted random subset of `pool_size` of the test split (drawn with the
+    protocol seed), or the whole split if it is smaller. With the same arguments
+    `robustness.evaluate_robustness` / `robustness.success_levels` see the same images
+    and targets as the evaluator did."""
+    images, labels = data.take_arrays(components.load_examples(examples)["test"])
+    if len(images) > pool_size:
+        keep = np.sort(np.random.default_rng(seed).choice(len(images), pool_size, replace=False))
+        images, labels = images[keep], labels[keep]
+    return data.to_float(images).numpy(), labels
 
 
 def read_robustness(report: Artifact) -> tuple[dict, dict]:

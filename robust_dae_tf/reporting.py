@@ -461,9 +461,26 @@ def _series(robustness: dict, attack: str, metric: str):
     return np.array(xs), np.array(means), np.array(stds)
 
 
+SUCCESS_LEVEL_LABELS = {LATENT: "level of x~_a = x~_t (complete)", MAX_DAMAGE: "level of x~_a = x~_t (unrelated image)"}
+
+
+def success_levels_markdown(robustness: dict | None, digits: int = 3) -> str:
+    """One sentence with the report's success levels (see `robustness` module docstring)."""
+    levels = (robustness or {}).get("success_levels") or {}
+    latent = (levels.get(LATENT) or {}).get("msssim_target_adv_rec")
+    damage = (levels.get(MAX_DAMAGE) or {}).get("msssim_rec_adv_rec")
+    if latent is None or damage is None:
+        return ""
+    return (f"Success levels (same images and targets, no attack): a latent attack that made x~_a = x~_t would "
+            f"reach MS-SSIM(x_t, x~_a) = {latent['mean']:.{digits}f}; reconstructions of unrelated images "
+            f"(x_t, another class) have MS-SSIM(x~, x~_t) = {damage['mean']:.{digits}f}, the maximum-damage "
+            "value of an attack that turns x into another digit.")
+
+
 def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
     """Fig. 2-style figure: (a) latent attack loss, (b) max damage attack loss, (c) MS-SSIM
-    metrics, each vs lambda with std error bars. PNG of CURVES_SIZE_IN * CURVES_DPI pixels."""
+    metrics, each vs lambda with std error bars, and dashed lines at the report's success
+    levels (`success_levels`, if present). PNG of CURVES_SIZE_IN * CURVES_DPI pixels."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=CURVES_SIZE_IN, dpi=CURVES_DPI)
     panels = (
@@ -474,11 +491,16 @@ def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
                    (MAX_DAMAGE, "msssim_rec_adv_rec", "max damage: MS-SSIM(x~, x~_a)"),
                    (MAX_DAMAGE, "msssim_input_adv", "max damage: MS-SSIM(x, x_a)")], "(c) MS-SSIM"),
     )
+    levels = robustness.get("success_levels") or {}
     for ax, lines, panel_title in panels:
         for attack, metric, label in lines:
             xs, means, stds = _series(robustness, attack, metric)
             if len(xs):
-                ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+                line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+                level = (levels.get(attack) or {}).get(metric)
+                if level is not None:
+                    ax.axhline(level["mean"], linestyle="--", linewidth=1, color=line[0].get_color(),
+                               label=f"{label.split(':')[0]}: {SUCCESS_LEVEL_LABELS[attack]}")
         budgets = sorted(float(k) for k in (robustness.get(LATENT) or robustness.get(MAX_DAMAGE) or {}))
         if budgets:
             ax.set_xticks(budgets)
@@ -688,6 +710,9 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
         write_tensorboard(os.path.join(output_dir, TENSORBOARD_DIR), row.get("robustness"), figures, grids,
                           row.get("classifier"), row.get("fid"))
     markdown = f"## {row['name']}\n\n### Table 1 (robustness, fidelity)\n\n{t1}\n{TABLE1_LEGEND}\n\n"
+    levels = success_levels_markdown(row.get("robustness"), digits)
+    if levels:
+        markdown += f"{levels}\n\n"
     if row.get("classifier"):
         markdown += f"### Table 3 (downstream classifier)\n\n{t3}\n"
     for name in figures:

@@ -14,6 +14,20 @@ Per image:
 * maximum damage (eq. 13): attack loss ||f(g(x_a)) - f(g(x))||_2; MS-SSIM(f(g(x)),
   f(g(x_a))) (paper, and standard); L2 of the same pair; MS-SSIM(x, x_a); L2(x, x_a).
 
+Success levels (`report["success_levels"]`, budget-free, same images and targets): the
+value each attack's main MS-SSIM takes when the attacked image is reconstructed exactly
+as the target is, f(g(x_a)) = f(g(x_t)):
+
+* latent: MS-SSIM(x_t, f(g(x_t))), what a complete latent attack reaches (it cannot do
+  better than the model reconstructs x_t itself, up to chance);
+* maximum damage: MS-SSIM(f(g(x)), f(g(x_t))), the similarity of the reconstructions
+  of two unrelated images (x_t of another class). A maximum-damage value near it means
+  the attack turned x into an unrelated image; it is not a bound (the attack may reach
+  images less similar than a random other digit).
+
+They say how close a model is to being broken at a budget, which the raw MS-SSIM of one
+model does not.
+
 MS-SSIM(a, b) is `metrics.msssim.ms_ssim_paper(a, b)` with the reference first (its
 dynamic range comes from img1), one value per image pair as the paper's code computed
 it. L2 is the Euclidean norm over all pixels of the pair. Values are averaged over the
@@ -196,8 +210,29 @@ def _summary(values: np.ndarray, trials: int) -> dict:
     return {"mean": float(per_trial.mean()), "std": float(per_trial.std())}
 
 
+def _success_levels(x_t, rec, rec_t, trials: int) -> dict:
+    return {
+        attacks.LATENT: {"msssim_target_adv_rec": _summary(_msssim(x_t, rec_t), trials)},
+        attacks.MAX_DAMAGE: {"msssim_rec_adv_rec": _summary(_msssim(rec, rec_t), trials)},
+    }
+
+
 # --------------------------------------------------------------------------
 # Protocol
+
+
+def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol = Protocol()) -> dict:
+    """The report's "success_levels" (see the module docstring) for the protocol's images
+    and targets, without running any attack (e.g. for reports written before they
+    existed): {"latent": {"msssim_target_adv_rec": {mean, std}}, "max_damage":
+    {"msssim_rec_adv_rec": {mean, std}}}. Arguments as for `evaluate_robustness`."""
+    _validate_protocol(protocol)
+    images = attacks.validate_images(images, "test images")
+    labels, has_classes = _validate_labels(labels, images.shape[0])
+    _, sources, targets = select_trials(labels, protocol, has_classes)
+    x_t = images[targets.reshape(-1)]
+    rec = _reconstruct(model, images[sources.reshape(-1)])
+    return _success_levels(x_t, rec, _reconstruct(model, x_t), protocol.trials)
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
@@ -229,6 +264,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
     x = images[sources.reshape(-1)]
     x_t = images[targets.reshape(-1)]
     rec = _reconstruct(model, x)
+    rec_t = _reconstruct(model, x_t)
 
     report = {
         "protocol": {
@@ -245,6 +281,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
         },
         attacks.LATENT: {},
         attacks.MAX_DAMAGE: {},
+        "success_levels": _success_levels(x_t, rec, rec_t, trials),
     }
     k = min(NUM_EXAMPLES, n)
     examples = {}

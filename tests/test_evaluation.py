@@ -117,7 +117,7 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     seen = {}
 
     def fake_report(model, images, labels, protocol, progress=True):
-        seen.update(n=len(images), labels=labels, lo=float(images.min()), hi=float(images.max()))
+        seen.update(n=len(images), images=images, labels=labels, lo=float(images.min()), hi=float(images.max()))
         x = images[:2]
         rec = np.asarray(model.reconstruct(x))
         return {"protocol": {}, "latent": {"1.0": {"attack_loss": {"mean": 1.0, "std": 0.1}}},
@@ -132,6 +132,11 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     assert components.read_artifact(out.uri, "EvaluationReport").properties["budgets"] == [1.0]
     payload, arrays = evaluation.read_robustness(out)
     assert seen["n"] == 50 and 0.0 <= seen["lo"] and seen["hi"] <= 1.0 and len(set(seen["labels"])) > 2
+    # The pool is a public function of (examples, size, seed), e.g. for robustness.success_levels.
+    pool_images, pool_labels = evaluation.test_pool(setup.examples, 50, seed=0)
+    np.testing.assert_array_equal(pool_images, seen["images"])
+    np.testing.assert_array_equal(pool_labels, seen["labels"])
+    assert not np.array_equal(evaluation.test_pool(setup.examples, 50, seed=1)[1], pool_labels)
     assert payload["model"]["name"] == "tiny (digits)" and payload["pool_size"] == 50
     assert arrays["max_damage"]["x"].shape == (2, 32, 32, 1) and arrays["max_damage"]["budget"] == 1.0
 
@@ -178,6 +183,14 @@ def test_bin_evaluate_end_to_end(setup, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["robustness"]["latent"]) == {"1.0"}
     assert summary["robustness"]["protocol"]["trials"] == 2
+    # Success levels recomputed from the model and the evaluator's pool, without attacks.
+    model = evaluation.load_model(evaluation.saved_model_artifact(setup.paths["good"]))
+    levels = robustness.success_levels(model, *evaluation.test_pool(setup.examples, 100, seed=0),
+                                       robustness.Protocol(num_images=4, trials=2, budgets=(1.0,)))
+    for kind, stats in levels.items():
+        for metric, stat in stats.items():
+            assert summary["robustness"]["success_levels"][kind][metric]["mean"] == pytest.approx(stat["mean"], rel=1e-5)
+    assert "Success levels" in (out / "report.md").read_text()
     # The training run's examples (run_dir in the metadata) were reused, not reloaded.
     assert not (out / "examples").exists()
 

@@ -388,3 +388,22 @@ def test_compare_cli_paper_flag(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: --paper must be one of mnist, fashion_mnist, "
                                                        "svhn_cropped, celeb_a"), proc.stderr
         assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_success_levels_appear_in_the_report_and_the_curves(tmp_path, monkeypatch):
+    robustness = fake_robustness(0.0)
+    robustness["success_levels"] = {"latent": {"msssim_target_adv_rec": {"mean": 0.9612, "std": 0.01}},
+                                    "max_damage": {"msssim_rec_adv_rec": {"mean": 0.0876, "std": 0.01}}}
+    row = reporting.make_row("model A", robustness, None, None)
+    drawn = []
+    plt = reporting._pyplot()
+    original = plt.Axes.axhline
+    monkeypatch.setattr(plt.Axes, "axhline", lambda ax, y, **kw: drawn.append((y, kw["label"])) or original(ax, y, **kw))
+    markdown = reporting.write_report(str(tmp_path), row, tensorboard=False)["markdown"]
+    assert "MS-SSIM(x_t, x~_a) = 0.961" in markdown and "MS-SSIM(x~, x~_t) = 0.088" in markdown
+    assert sorted(y for y, _ in drawn) == [0.0876, 0.9612]
+    assert {label.split(":")[0] for _, label in drawn} == {"latent", "max damage"}
+    # Reports of earlier versions (no levels) still render, without the sentence or the lines.
+    drawn.clear()
+    plain = reporting.write_report(str(tmp_path / "old"), rows()[1], tensorboard=False)["markdown"]
+    assert "Success levels" not in plain and drawn == []

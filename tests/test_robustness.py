@@ -57,7 +57,7 @@ def report(model, test_split):
 
 
 def test_report_format(report):
-    assert set(report) == {"protocol", "latent", "max_damage", "examples", "timing"}
+    assert set(report) == {"protocol", "latent", "max_damage", "success_levels", "examples", "timing"}
     proto = report["protocol"]
     assert proto["num_images"] == 6 and proto["trials"] == 2 and proto["budgets"] == [1.0, 2.0]
     assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
@@ -112,6 +112,17 @@ def test_summary_statistics_over_trials(model, test_split):
     assert entry["msssim_target_adv_rec"]["mean"] == pytest.approx(msssim, rel=1e-5)
     l2_in = np.linalg.norm((ex["x"] - ex["adversarial"]).reshape(4, -1), axis=1).mean()
     assert entry["l2_input_adv"]["mean"] == pytest.approx(l2_in, rel=1e-5)
+    # Success levels: the MS-SSIMs the attacks would reach if x_a were reconstructed as x_t is.
+    rec, rec_t = (model.decode(model.encode(a)).numpy() for a in (ex["x"], ex["target"]))
+    levels = rep["success_levels"]
+    assert levels["latent"]["msssim_target_adv_rec"] == {
+        "mean": pytest.approx(ms_ssim_paper(ex["target"], rec_t).numpy().mean(), rel=1e-5), "std": 0.0}
+    assert levels["max_damage"]["msssim_rec_adv_rec"]["mean"] == pytest.approx(
+        ms_ssim_paper(rec, rec_t).numpy().mean(), rel=1e-5)
+    assert robustness.success_levels(model, x, y, protocol) == levels  # the same without attacks
+    # A latent attack whose adversarial image IS the target reaches the level exactly.
+    assert robustness._summary(robustness._msssim(ex["target"], rec_t), 1)["mean"] == pytest.approx(
+        levels["latent"]["msssim_target_adv_rec"]["mean"], rel=1e-6)
 
 
 def test_targets_have_other_classes_and_seeds_are_reproducible(test_split):
