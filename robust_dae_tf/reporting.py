@@ -461,7 +461,7 @@ def _series(robustness: dict, attack: str, metric: str):
     return np.array(xs), np.array(means), np.array(stds)
 
 
-SUCCESS_LEVEL_LABELS = {LATENT: "level of x~_a = x~_t (complete)", MAX_DAMAGE: "level of x~_a = x~_t (unrelated image)"}
+SUCCESS_LEVEL_LABELS = {LATENT: "complete success, x~_a = x~_t", MAX_DAMAGE: "unrelated image, x~_a = x~_t"}
 
 
 def success_levels_markdown(robustness: dict | None, digits: int = 3) -> str:
@@ -507,7 +507,7 @@ def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
         ax.set_xlabel("λ (L2 budget)")
         ax.set_title(panel_title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7 if ax is axes[2] else 8, framealpha=0.6)
     axes[2].set_ylim(-0.02, 1.02)
     if title:
         fig.suptitle(title)
