@@ -53,8 +53,8 @@ flags.DEFINE_enum("fid_extractor", None, ["classifier", "inception"],
                   "Features for the Frechet distance (default: inception if --inception_weights, else classifier).")
 flags.DEFINE_string("inception_weights", None, "Local Keras InceptionV3 no-top weights (.h5) for FID.")
 flags.DEFINE_integer("fid_samples", 10000, "Prior samples (and at most as many test images) for the FD.")
-flags.DEFINE_string("feature_cache", os.path.join("evaluations", "feature_extractors"),
-                    "Where the FD feature classifier is cached.")
+flags.DEFINE_string("feature_cache", None, "Where the FD feature classifier is cached (default: "
+                    "$XDG_CACHE_HOME/robust_dae_tf/feature_extractors, i.e. ~/.cache/..., shared by all evaluations).")
 flags.DEFINE_integer("fd_classifier_epochs", 0,
                      "Training epochs of the FD feature classifier (0: enough for >= 600 steps, 2..20 epochs).")
 flags.DEFINE_list("classifier_hidden", ["256", "256"], "Hidden units of the latent MLP.")

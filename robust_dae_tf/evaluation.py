@@ -300,11 +300,17 @@ class ClassifierEvaluator(Component):
 # ------------------------------------------------------------------ FID
 
 
+def _default_feature_cache() -> str:
+    from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
+    return fid.default_feature_cache()
+
+
 class FidEvaluator(Component):
     """Frechet distance of images decoded from prior samples vs test images.
 
     extractor: "classifier" (default; `fid.DatasetClassifierFeatures`, trained once and
-    cached under `feature_cache`) or "inception" (`fid.InceptionFeatures`, needs
+    cached under `feature_cache`, default `fid.default_feature_cache()`) or "inception" (`fid.InceptionFeatures`, needs
     `inception_weights` offline). A ready `fid.FeatureExtractor` object is accepted too.
     """
 
@@ -312,12 +318,12 @@ class FidEvaluator(Component):
     outputs = {"report": FID_REPORT}
 
     def __init__(self, extractor="classifier", num_samples: int = 10000, seed: int = 0,
-                 feature_cache: str = "evaluations/feature_extractors", fd_classifier_epochs: int | None = None,
+                 feature_cache: str | None = None, fd_classifier_epochs: int | None = None,
                  inception_weights: str | None = None, progress: bool = True):
         self.extractor = extractor
         self.num_samples = num_samples
         self.seed = seed
-        self.feature_cache = feature_cache
+        self.feature_cache = feature_cache or _default_feature_cache()
         self.fd_classifier_epochs = fd_classifier_epochs
         self.inception_weights = inception_weights
         self.progress = progress

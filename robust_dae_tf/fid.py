@@ -54,6 +54,16 @@ _DOWNLOAD_TIMEOUT_S = 20.0
 AUTO_MIN_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 600, 2, 20
 
 
+def default_feature_cache() -> str:
+    """Where `DatasetClassifierFeatures` are cached unless told otherwise: one place per
+    user, `$XDG_CACHE_HOME/robust_dae_tf/feature_extractors` (default `~/.cache/...`),
+    so every evaluation of a dataset, from whatever working directory, uses the same
+    trained extractor and its FDs are comparable (two independently trained extractors
+    give different FD scales)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "robust_dae_tf", "feature_extractors")
+
+
 # ----------------------------------------------------------------------------- prior
 
 

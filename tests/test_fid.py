@@ -220,3 +220,20 @@ def test_unlabelled_dataset_uses_rotation_prediction(tmp_path):
     assert extractor.name == "FD-celeb_a-rotation"
     assert extractor.properties["task"] == "rotation" and extractor.properties["num_outputs"] == 4
     assert extractor(rng.random((5, 16, 16, 3)).astype(np.float32)).shape == (5, 128)
+
+
+def test_feature_classifier_cache_is_one_place_per_user(monkeypatch, tmp_path):
+    # Independent of the working directory, so every evaluation of a dataset reuses the
+    # same extractor (FDs from separately trained extractors are on different scales).
+    from robust_dae_tf import evaluation
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    expected = os.path.join(str(tmp_path / "xdg"), "robust_dae_tf", "feature_extractors")
+    assert fid.default_feature_cache() == expected
+    monkeypatch.chdir(tmp_path)
+    assert evaluation.FidEvaluator().feature_cache == expected
+    assert evaluation.FidEvaluator(feature_cache="here").feature_cache == "here"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert fid.default_feature_cache() == os.path.join(str(tmp_path / "home"), ".cache", "robust_dae_tf",
+                                                       "feature_extractors")
