@@ -14,6 +14,7 @@ otherwise the first execution boundary after each multiple.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -104,16 +105,16 @@ class EpochHistory(keras.callbacks.Callback):
     (atomically) at the end of each epoch: {"epoch": [1, 2, ...], "<metric>": [...]}.
 
     Entries are keyed by their 1-based epoch number, so the file of a killed and
-    resumed run stays aligned: an epoch finished again after a resume replaces its
-    earlier entry, and an epoch whose entry was never written (the process died between
-    the epoch's checkpoint and this callback) is simply missing, not shifted into its
-    successor's place. An epoch finished after a mid-epoch resume reports the metrics
-    of the steps run since the resume (Keras averages over the steps it ran). Place it
-    before the checkpoint callback so an entry is never written for a state that is
-    lost.
+    resumed run stays aligned. The trainer runs it before the epoch-end checkpoint:
+    every epoch whose end state was checkpointed has its entry, and an epoch whose
+    checkpoint was lost (killed in between) is run again after the resume and its entry
+    replaced, not duplicated. An epoch finished after a mid-epoch resume reports the
+    metrics of the steps run since the resume (Keras averages over the steps it ran).
 
     Files of earlier versions have no "epoch" list; their entries are taken as epochs
-    1, 2, ... (which is what they were unless a session had been killed).
+    1, 2, ... (which is what they were unless a session had been killed). A file that is
+    not a JSON object of lists (hand-edited, truncated by a full disk) is moved aside to
+    `<path>.unreadable` with a warning and a new history is started, so training resumes.
     """
 
     def __init__(self, path: str):
@@ -121,12 +122,30 @@ class EpochHistory(keras.callbacks.Callback):
         self.path = path
         self.history = {}
         if os.path.exists(path):
-            with open(path) as f:
-                self.history = json.load(f)
-            if "epoch" not in self.history:
+            self.history = self._load(path)
+            if self.history and "epoch" not in self.history:
                 length = max((len(v) for v in self.history.values()), default=0)
                 self.history = {"epoch": list(range(1, length + 1)),
                                 **{k: v + [math.nan] * (length - len(v)) for k, v in self.history.items()}}
+
+    @staticmethod
+    def _load(path: str) -> dict:
+        try:
+            with open(path) as f:
+                history = json.load(f)
+            lists = isinstance(history, dict) and all(isinstance(v, list) for v in history.values())
+            if lists and len({len(v) for v in history.values()} if "epoch" in history else {0}) <= 1:
+                return history
+            problem = "not a JSON object of per-epoch lists of equal length"
+        except (OSError, ValueError) as err:
+            problem = str(err)
+        aside, k = f"{path}.unreadable", 1
+        while os.path.exists(aside):  # keep earlier ones too
+            aside, k = f"{path}.unreadable.{k}", k + 1
+        os.replace(path, aside)
+        logging.getLogger(__name__).warning(
+            "%s is unreadable (%s); moved it to %s and starting a new history.", path, problem, aside)
+        return {}
 
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1

@@ -34,7 +34,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf import components, data, export, fileio, reporting
+from robust_dae_tf import components, data, export, fid, fileio, reporting
 from robust_dae_tf.components import Artifact, Component
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 
@@ -198,7 +198,7 @@ class RobustnessEvaluator(Component):
         self.validate()
         model = validated_model(saved_model, examples)
         info = model_info(model, saved_model)
-        images, labels = test_pool(examples, self.pool_size, self.protocol.seed)
+        images, labels = robustness_pool(examples, self.pool_size, self.protocol.seed)
         _log(self.progress, f"[robustness] {info['name']}: {self.protocol.num_images} images x "
                             f"{self.protocol.trials} trials, budgets {list(self.protocol.budgets)}, pool "
                             f"{len(images)} test images")
@@ -221,7 +221,7 @@ class RobustnessEvaluator(Component):
         return {"report": artifact}
 
 
-def test_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The test images the robustness protocol draws from: (float32 [M, H, W, C] in [0, 1],
     labels), a sorted random subset of `pool_size` of the test split (drawn with the
     protocol seed), or the whole split if it is smaller. With the same arguments
@@ -300,18 +300,13 @@ class ClassifierEvaluator(Component):
 # ------------------------------------------------------------------ FID
 
 
-def _default_feature_cache() -> str:
-    from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
-
-    return fid.default_feature_cache()
-
-
 class FidEvaluator(Component):
     """Frechet distance of images decoded from prior samples vs test images.
 
     extractor: "classifier" (default; `fid.DatasetClassifierFeatures`, trained once and
-    cached under `feature_cache`, default `fid.default_feature_cache()`) or "inception" (`fid.InceptionFeatures`, needs
-    `inception_weights` offline). A ready `fid.FeatureExtractor` object is accepted too.
+    cached under `feature_cache`, default `fid.default_feature_cache()`) or "inception"
+    (`fid.InceptionFeatures`, needs `inception_weights` offline). A ready
+    `fid.FeatureExtractor` object is accepted too.
     """
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
@@ -323,22 +318,18 @@ class FidEvaluator(Component):
         self.extractor = extractor
         self.num_samples = num_samples
         self.seed = seed
-        self.feature_cache = feature_cache or _default_feature_cache()
+        self.feature_cache = feature_cache or fid.default_feature_cache()
         self.fd_classifier_epochs = fd_classifier_epochs
         self.inception_weights = inception_weights
         self.progress = progress
 
     def feature_cache_uri(self, examples: Artifact) -> str:
         dataset = examples.properties["source"]["dataset"]
-        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
-
         task = "classifier" if int(examples.properties.get("num_classes", 0)) > 0 else "rotation"
         epochs = fid.DatasetClassifierFeatures.resolve_epochs(self.fd_classifier_epochs, examples)
         return os.path.join(self.feature_cache, f"{dataset}_{task}_e{epochs}_s{self.seed}")
 
     def build_extractor(self, examples: Artifact):
-        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
-
         if isinstance(self.extractor, fid.FeatureExtractor):
             return self.extractor
         if self.extractor == "inception":
@@ -358,8 +349,6 @@ class FidEvaluator(Component):
         raise ConfigError(f"--fid_extractor={self.extractor!r} is unknown; choose classifier or inception.")
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
-        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
-
         _check_positive(self.num_samples, "--fid_samples")
         if self.num_samples < 2:
             raise ConfigError("--fid_samples must be >= 2.")

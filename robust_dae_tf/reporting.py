@@ -474,7 +474,7 @@ def success_levels_markdown(robustness: dict | None, digits: int = 3) -> str:
     return (f"Success levels (same images and targets, no attack): a latent attack that made x~_a = x~_t would "
             f"reach MS-SSIM(x_t, x~_a) = {latent['mean']:.{digits}f}; reconstructions of unrelated images "
             f"(x_t, another class) have MS-SSIM(x~, x~_t) = {damage['mean']:.{digits}f}, the maximum-damage "
-            "value of an attack that turns x into another digit.")
+            "value of an attack that turns x into another image.")
 
 
 def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:

@@ -21,8 +21,8 @@ as the target is, f(g(x_a)) = f(g(x_t)):
 * latent: MS-SSIM(x_t, f(g(x_t))), what a complete latent attack reaches (it cannot do
   better than the model reconstructs x_t itself, up to chance);
 * maximum damage: MS-SSIM(f(g(x)), f(g(x_t))), the similarity of the reconstructions
-  of two unrelated images (x_t of another class). A maximum-damage value near it means
-  the attack turned x into an unrelated image; it is not a bound (the attack may reach
+  of two unrelated images (x_t of another class, or another image without classes). A
+  maximum-damage value near it means the attack turned x into an unrelated image; it is not a bound (the attack may reach
   images less similar than a random other digit).
 
 They say how close a model is to being broken at a budget, which the raw MS-SSIM of one
@@ -221,18 +221,28 @@ def _success_levels(x_t, rec, rec_t, trials: int) -> dict:
 # Protocol
 
 
+def _trial_images(images, labels, protocol: Protocol):
+    """Validates the inputs; returns (trial seeds, x, x_t) of all trials, trial-major
+    ([trials * num_images, H, W, C] each)."""
+    _validate_protocol(protocol)
+    images = attacks.validate_images(images, "test images")
+    labels, has_classes = _validate_labels(labels, images.shape[0])
+    if protocol.num_images > images.shape[0]:
+        raise DataError(
+            f"--num_images={protocol.num_images} exceeds the test split size {images.shape[0]}; "
+            f"use --num_images <= {images.shape[0]}."
+        )
+    seeds, sources, targets = select_trials(labels, protocol, has_classes)
+    return seeds, images[sources.reshape(-1)], images[targets.reshape(-1)]
+
+
 def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol = Protocol()) -> dict:
     """The report's "success_levels" (see the module docstring) for the protocol's images
     and targets, without running any attack (e.g. for reports written before they
     existed): {"latent": {"msssim_target_adv_rec": {mean, std}}, "max_damage":
     {"msssim_rec_adv_rec": {mean, std}}}. Arguments as for `evaluate_robustness`."""
-    _validate_protocol(protocol)
-    images = attacks.validate_images(images, "test images")
-    labels, has_classes = _validate_labels(labels, images.shape[0])
-    _, sources, targets = select_trials(labels, protocol, has_classes)
-    x_t = images[targets.reshape(-1)]
-    rec = _reconstruct(model, images[sources.reshape(-1)])
-    return _success_levels(x_t, rec, _reconstruct(model, x_t), protocol.trials)
+    _, x, x_t = _trial_images(images, labels, protocol)
+    return _success_levels(x_t, _reconstruct(model, x), _reconstruct(model, x_t), protocol.trials)
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
@@ -251,18 +261,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
 
     start = time.perf_counter()
     budgets = _validate_protocol(protocol)
-    images = attacks.validate_images(images, "test images")
-    labels, has_classes = _validate_labels(labels, images.shape[0])
-    if protocol.num_images > images.shape[0]:
-        raise DataError(
-            f"--num_images={protocol.num_images} exceeds the test split size {images.shape[0]}; "
-            f"use --num_images <= {images.shape[0]}."
-        )
+    seeds, x, x_t = _trial_images(images, labels, protocol)
     trials = protocol.trials
     n = protocol.num_images
-    seeds, sources, targets = select_trials(labels, protocol, has_classes)
-    x = images[sources.reshape(-1)]
-    x_t = images[targets.reshape(-1)]
     rec = _reconstruct(model, x)
     rec_t = _reconstruct(model, x_t)
 

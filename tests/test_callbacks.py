@@ -1,7 +1,10 @@
 """Trainer callbacks: the step arithmetic of `crossed_multiple` and the epoch history file."""
 
 import json
+import logging
 import math
+
+import pytest
 
 from robust_dae_tf import callbacks
 
@@ -48,3 +51,18 @@ def test_epoch_history_reads_old_files_and_pads_missing_metrics_with_nan(tmp_pat
     assert saved["val_loss"][0] == 5.0 and all(math.isnan(v) for v in saved["val_loss"][1:])
     assert all(math.isnan(v) for v in saved["ks"][:2]) and saved["ks"][2] == 0.1
     assert {len(v) for v in saved.values()} == {3}
+
+
+@pytest.mark.parametrize("content", ['{"loss": [1.0, 2', '[1, 2, 3]', '{"epoch": [1, 2], "loss": [1.0]}'])
+def test_unreadable_history_is_moved_aside_and_training_goes_on(tmp_path, caplog, content):
+    path = tmp_path / "history.json"
+    (tmp_path / "history.json.unreadable").write_text("an earlier one")
+    path.write_text(content)
+    with caplog.at_level(logging.WARNING):
+        history = callbacks.EpochHistory(str(path))
+    assert history.history == {}
+    assert (tmp_path / "history.json.unreadable.1").read_text() == content  # kept, not lost
+    assert (tmp_path / "history.json.unreadable").read_text() == "an earlier one"
+    assert "unreadable" in caplog.text and "history.json.unreadable.1" in caplog.text
+    history.on_epoch_end(4, {"loss": 0.5})
+    assert _load(str(path)) == {"epoch": [5], "loss": [0.5]}

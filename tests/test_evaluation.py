@@ -133,10 +133,10 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     payload, arrays = evaluation.read_robustness(out)
     assert seen["n"] == 50 and 0.0 <= seen["lo"] and seen["hi"] <= 1.0 and len(set(seen["labels"])) > 2
     # The pool is a public function of (examples, size, seed), e.g. for robustness.success_levels.
-    pool_images, pool_labels = evaluation.test_pool(setup.examples, 50, seed=0)
+    pool_images, pool_labels = evaluation.robustness_pool(setup.examples, 50, seed=0)
     np.testing.assert_array_equal(pool_images, seen["images"])
     np.testing.assert_array_equal(pool_labels, seen["labels"])
-    assert not np.array_equal(evaluation.test_pool(setup.examples, 50, seed=1)[1], pool_labels)
+    assert not np.array_equal(evaluation.robustness_pool(setup.examples, 50, seed=1)[1], pool_labels)
     assert payload["model"]["name"] == "tiny (digits)" and payload["pool_size"] == 50
     assert arrays["max_damage"]["x"].shape == (2, 32, 32, 1) and arrays["max_damage"]["budget"] == 1.0
 
@@ -185,7 +185,7 @@ def test_bin_evaluate_end_to_end(setup, tmp_path):
     assert summary["robustness"]["protocol"]["trials"] == 2
     # Success levels recomputed from the model and the evaluator's pool, without attacks.
     model = evaluation.load_model(evaluation.saved_model_artifact(setup.paths["good"]))
-    levels = robustness.success_levels(model, *evaluation.test_pool(setup.examples, 100, seed=0),
+    levels = robustness.success_levels(model, *evaluation.robustness_pool(setup.examples, 100, seed=0),
                                        robustness.Protocol(num_images=4, trials=2, budgets=(1.0,)))
     for kind, stats in levels.items():
         for metric, stat in stats.items():

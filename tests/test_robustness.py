@@ -120,6 +120,8 @@ def test_summary_statistics_over_trials(model, test_split):
     assert levels["max_damage"]["msssim_rec_adv_rec"]["mean"] == pytest.approx(
         ms_ssim_paper(rec, rec_t).numpy().mean(), rel=1e-5)
     assert robustness.success_levels(model, x, y, protocol) == levels  # the same without attacks
+    with pytest.raises(DataError, match="--num_images=5 exceeds the test split size 4"):
+        robustness.success_levels(model, x[:4], y[:4], Protocol(num_images=5, trials=1))
     # A latent attack whose adversarial image IS the target reaches the level exactly.
     assert robustness._summary(robustness._msssim(ex["target"], rec_t), 1)["mean"] == pytest.approx(
         levels["latent"]["msssim_target_adv_rec"]["mean"], rel=1e-6)
