@@ -59,6 +59,8 @@ def _plot(results, budgets, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from robust_dae_tf import reporting
+
     fig, axes = plt.subplots(2, len(budgets), figsize=(3.2 * len(budgets), 5.4), squeeze=False)
     styles = {"pgd": ("-", "C0"), "pgd_4x": ("--", "C1"), "lbfgsb": (":", "C2")}
     for row, kind in enumerate(("latent", "max_damage")):
@@ -82,8 +84,10 @@ def _plot(results, budgets, path):
                 ax.set_ylabel("mean best-so-far loss", fontsize=7)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
+    try:
+        reporting.save_figure(fig, path, dpi=72)
+    finally:
+        plt.close(fig)
 
 
 def _markdown(results, budgets, meta):
@@ -129,6 +133,10 @@ def main(argv):
         budgets = [float(b) for b in FLAGS.budgets]
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
+
+    from robust_dae_tf import reporting
+
+    output = reporting.check_writable(FLAGS.output, "--output", directory=True)  # before any long work
 
     import numpy as np
 
@@ -179,7 +187,6 @@ def main(argv):
             entry["images_within_2pct_of_lbfgsb"] = int(np.sum(per_image_gap <= 0.02))
             results[kind][str(budget)] = entry
 
-    os.makedirs(FLAGS.output, exist_ok=True)
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
             "seed": FLAGS.seed, "steps": FLAGS.steps, "restarts": FLAGS.restarts,
             "exploration_starts": FLAGS.exploration_starts,
@@ -188,12 +195,11 @@ def main(argv):
             "strong_factor": FLAGS.strong_factor, "lbfgsb_steps": FLAGS.lbfgsb_steps,
             "lbfgsb_restarts": FLAGS.lbfgsb_restarts,
             "command": "python " + " ".join(sys.argv)}
-    with open(os.path.join(FLAGS.output, "results.json"), "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=1)
-    _plot(results, budgets, os.path.join(FLAGS.output, "convergence.png"))
+    # Each file is written to a temporary name and renamed into place.
+    reporting.write_text(os.path.join(output, "results.json"), json.dumps({"meta": meta, "results": results}, indent=1))
+    _plot(results, budgets, os.path.join(output, "convergence.png"))
     summary = _markdown(results, budgets, meta)
-    with open(os.path.join(FLAGS.output, "summary.md"), "w") as f:
-        f.write(summary)
+    reporting.write_text(os.path.join(output, "summary.md"), summary)
     print(summary)
 
 

@@ -10,6 +10,10 @@ With --output=<file>.md the Markdown is written there and the CSVs next to it
 (<file>_table1.csv, <file>_table3.csv). Row names come from the models' metadata
 ("<variant> (<dataset>)"), else the directory name.
 
+An evaluation bin/evaluate.py did not finish (no summary.json), or one whose
+recorded parts are missing or damaged, stops the comparison with one error naming
+the file; parts skipped on purpose (--skip_*) show as "—".
+
 --paper=<dataset> (mnist, fashion_mnist, svhn_cropped or celeb_a) appends tables in
 which each evaluated model is preceded by the numbers published for it in the paper
 (Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.paper_results`).
@@ -34,14 +38,17 @@ def main(argv):
 
     if FLAGS.paper is not None and FLAGS.paper not in paper_results.DATASETS:
         raise ConfigError(f"--paper must be one of {', '.join(paper_results.DATASETS)}, got {FLAGS.paper!r}.")
+    if FLAGS.output:  # before reading anything: a bad path fails at once
+        stem = os.path.splitext(FLAGS.output)[0]
+        outputs = {"markdown": FLAGS.output, "table1_csv": f"{stem}_table1.csv", "table3_csv": f"{stem}_table3.csv"}
+        for path in outputs.values():
+            reporting.check_writable(path, "--output")
     result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper)
     print(result["markdown"])
     if FLAGS.output:
-        stem = os.path.splitext(FLAGS.output)[0]
-        reporting.write_text(FLAGS.output, result["markdown"])
-        reporting.write_text(f"{stem}_table1.csv", result["table1_csv"])
-        reporting.write_text(f"{stem}_table3.csv", result["table3_csv"])
-        print(f"Written: {FLAGS.output}, {stem}_table1.csv, {stem}_table3.csv")
+        for key, path in outputs.items():
+            reporting.write_text(path, result[key])
+        print(f"Written: {', '.join(outputs.values())}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ Runs the components RobustnessEvaluator, ClassifierEvaluator and FidEvaluator
 name>): robustness/, classifier/, classifier_model/, fid/ (artifacts), summary.json,
 table1.md/.csv, table3.md/.csv, report.md, figures/*.png and tensorboard/
 (`tensorboard --logdir <output>/tensorboard`). The Table 1 Markdown is printed at
-the end. Compare several evaluations with bin/compare.py.
+the end; summary.json is written last (an evaluation without it did not finish). The
+--output directory is checked before the model and the data are loaded. Compare several
+evaluations with bin/compare.py.
 
 The data: --examples=<Examples artifact dir>, else the training run's examples
 (next to the run directory recorded in the model's metadata) when they hold the same
@@ -110,6 +112,7 @@ def _examples(metadata, dataset, output):
 
 def main(argv):
     # Cheap checks first, before TensorFlow is imported: a wrong flag fails within a second.
+    from robust_dae_tf import reporting
     from robust_dae_tf.errors import ConfigError, ExportError, UserError
 
     if len(argv) > 1:
@@ -122,8 +125,15 @@ def main(argv):
         raise ExportError(f"--model={FLAGS.model} is not a SavedModel directory (no saved_model.pb); pass a "
                           "directory written by bin/train.py (saved_models/<run>).")
     budgets = _floats(FLAGS.budgets, "budgets")
+    if FLAGS.skip_robustness and FLAGS.skip_classifier and FLAGS.skip_fid:
+        raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
+    output = FLAGS.output or os.path.join("evaluations", os.path.basename(os.path.normpath(FLAGS.model)))
+    reporting.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
+    # TODO(output lock): acquire the owner lock of `output` here (the lock context manager of the
+    # training run directories, robust_dae_tf/locking.py on another branch) and hold it until the end
+    # of main, so two evaluations into the same --output cannot clobber each other's parts.
 
-    from robust_dae_tf import attacks, classifier, data, evaluation, reporting, robustness
+    from robust_dae_tf import attacks, classifier, data, evaluation, robustness
 
     budgets = evaluation.check_budgets(budgets)
     saved_model = evaluation.saved_model_artifact(FLAGS.model)
@@ -134,13 +144,28 @@ def main(argv):
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
-    output = FLAGS.output or os.path.join("evaluations", os.path.basename(os.path.normpath(FLAGS.model)))
     attack = attacks.AttackConfig(steps=FLAGS.attack_steps, restarts=FLAGS.attack_restarts,
                                   exploration_starts=FLAGS.attack_exploration_starts,
                                   chunk_size=FLAGS.attack_chunk_size, method=FLAGS.attack_method,
                                   jit_compile=FLAGS.attack_xla)
     attacks.validate_config(attack)
+    if not FLAGS.skip_robustness:
+        evaluation.check_pool_size(FLAGS.pool_size)
+    config = classifier.ClassifierConfig(
+        hidden_units=_ints(FLAGS.classifier_hidden, "classifier_hidden"), dropout=FLAGS.classifier_dropout,
+        epochs=FLAGS.classifier_epochs, seed=FLAGS.seed, attack_images=FLAGS.classifier_attack_images,
+        attack_budget=FLAGS.classifier_budget, attack_trials=FLAGS.classifier_attack_trials, attack=attack)
+    if not FLAGS.skip_classifier:
+        config.validate()
+    evaluation.load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     examples = _examples(metadata, dataset, output)
+    has_labels = int(examples.properties.get("num_classes", 0)) >= 2
+    if FLAGS.skip_robustness and FLAGS.skip_fid and not has_labels:
+        raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
+                          "the rest; drop one of them.")
+    # From here on parts of an earlier evaluation in `output` may be replaced: its summary.json
+    # no longer describes the directory (bin/compare.py reports it unfinished until the new one).
+    reporting.start_evaluation(output)
 
     row_parts = {"robustness": None, "classifier": None, "fid": None}
     example_arrays = {}
@@ -152,13 +177,9 @@ def main(argv):
         row_parts["robustness"], example_arrays = evaluation.read_robustness(out["report"])
     if FLAGS.skip_classifier:
         pass
-    elif int(examples.properties.get("num_classes", 0)) < 2:
+    elif not has_labels:
         print(f"[classifier] skipped: {dataset} has no class labels", flush=True)
     else:
-        config = classifier.ClassifierConfig(
-            hidden_units=_ints(FLAGS.classifier_hidden, "classifier_hidden"), dropout=FLAGS.classifier_dropout,
-            epochs=FLAGS.classifier_epochs, seed=FLAGS.seed, attack_images=FLAGS.classifier_attack_images,
-            attack_budget=FLAGS.classifier_budget, attack_trials=FLAGS.classifier_attack_trials, attack=attack)
         out = evaluation.ClassifierEvaluator(config)(
             {"report": os.path.join(output, reporting.CLASSIFIER_DIR),
              "classifier": os.path.join(output, reporting.CLASSIFIER_MODEL_DIR)},
@@ -171,8 +192,6 @@ def main(argv):
             {"report": os.path.join(output, reporting.FID_DIR)}, saved_model=saved_model, examples=examples)
         row_parts["fid"] = reporting._read_json(os.path.join(out["report"].uri, reporting.FID_FILE))
 
-    if not any(row_parts.values()):
-        raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
     info = next(p["model"] for p in row_parts.values() if p)
     row = reporting.make_row(info["name"], **row_parts)
     written = reporting.write_report(output, row, example_arrays, tensorboard=FLAGS.tensorboard)

@@ -47,23 +47,34 @@ def load_model_and_test_images():
     """The --model SavedModel and its dataset's test split from the flags of
     `define_model_data_flags`: (model, dataset name, images float32 in [0, 1], labels).
 
-    One clear error for a missing dataset or a model whose image shape differs."""
+    One clear error for a missing, corrupt or incomplete model (metadata JSON, protos,
+    variables: any failure while loading names the file or the model directory), a
+    missing dataset or a model whose image shape differs."""
     import numpy as np
     from absl import flags
 
-    from robust_dae_tf import data
-    from robust_dae_tf.errors import ConfigError, DataError
-    from robust_dae_tf.export import ExportedAutoencoder
+    from robust_dae_tf import data, evaluation
+    from robust_dae_tf.errors import ConfigError, DataError, ExportError
 
     flag_values = flags.FLAGS
-    model = ExportedAutoencoder(flag_values.model)
-    dataset = flag_values.dataset or model.metadata.get("dataset")
+    if not flag_values.model:
+        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    try:
+        model = evaluation.load_model(evaluation.saved_model_artifact(flag_values.model))
+    except UserError:
+        raise
+    except Exception as err:  # pylint: disable=broad-except  # whatever loading a damaged model raises
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ExportError(f"cannot load the SavedModel --model={flag_values.model} ({first}); re-export it "
+                          "(bin/train.py --export_dir).") from err
+    metadata = model.metadata if isinstance(model.metadata, dict) else {}
+    dataset = flag_values.dataset or metadata.get("dataset")
     if not dataset:
         raise ConfigError(f"{flag_values.model} has no dataset in its metadata; pass --dataset.")
     splits = data.load_splits(dataset, data_dir=flag_values.data_dir, tfds_data_dir=flag_values.tfds_data_dir)
     images, labels = data.take_arrays(splits["test"])
     images = images.astype(np.float32) / 255.0
-    shape = model.metadata.get("image_shape")
+    shape = metadata.get("image_shape")
     if shape and tuple(shape) != images.shape[1:]:
         raise DataError(f"the model expects images of shape {tuple(shape)}, --dataset={dataset} has {images.shape[1:]}.")
     return model, dataset, images, labels

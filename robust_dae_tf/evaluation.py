@@ -54,7 +54,11 @@ def saved_model_artifact(path: str) -> Artifact:
     if not path or not os.path.isdir(path):
         raise ExportError(f"--model={path} is not a directory; pass a SavedModel directory written by bin/train.py.")
     if os.path.exists(os.path.join(path, components.MARKER)):
-        return components.read_artifact(path, SAVED_MODEL)
+        try:
+            return components.read_artifact(path, SAVED_MODEL)
+        except (OSError, ValueError, AttributeError) as err:  # a truncated / hand-edited marker
+            raise ExportError(f"{os.path.join(path, components.MARKER)} is not a valid artifact marker "
+                              f"({str(err).splitlines()[0][:120]}); re-export the model.") from None
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ExportError(f"{path} is not a SavedModel directory (no saved_model.pb); pass the directory written by bin/train.py.")
     return Artifact(SAVED_MODEL, path, {})
@@ -66,21 +70,28 @@ def read_model_metadata(path: str) -> dict:
         return {}
     try:
         with open(meta) as f:
-            return json.load(f)
+            payload = json.load(f)
     except (OSError, ValueError) as err:
         raise ExportError(f"{meta} is not valid JSON ({err}); re-export the model.") from err
+    if not isinstance(payload, dict):
+        raise ExportError(f"{meta} holds a JSON {type(payload).__name__}, not an object; re-export the model.")
+    return payload
 
 
 def load_model(saved_model: Artifact) -> export.ExportedAutoencoder:
-    """Loads (once per process and path) the SavedModel; ExportError without encode/decode."""
+    """Loads (once per process and path) the SavedModel; one ExportError naming the file or
+    directory for missing endpoints, corrupt metadata or any failure while loading."""
     key = os.path.abspath(saved_model.uri)
     if key not in _MODEL_CACHE:
+        read_model_metadata(saved_model.uri)  # names the metadata file when it is corrupt
         try:
             _MODEL_CACHE[key] = export.ExportedAutoencoder(saved_model.uri)
         except UserError:
             raise
         except Exception as err:  # corrupt SavedModel protos, unreadable variables, ...
-            raise ExportError(f"cannot load the SavedModel {saved_model.uri}: {str(err).splitlines()[0][:200]}") from err
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise ExportError(f"cannot load the SavedModel {saved_model.uri} ({first}); re-export it "
+                              "(bin/train.py --export_dir).") from err
     return _MODEL_CACHE[key]
 
 
@@ -192,13 +203,18 @@ class RobustnessEvaluator(Component):
         check_budgets(self.protocol.budgets)
         _check_positive(self.protocol.num_images, "--num_images")
         _check_positive(self.protocol.trials, "--trials")
-        _check_positive(self.pool_size, "--pool_size")
+        check_pool_size(self.pool_size)
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         self.validate()
         model = validated_model(saved_model, examples)
         info = model_info(model, saved_model)
         images, labels = robustness_pool(examples, self.pool_size, self.protocol.seed)
+        if self.protocol.num_images > len(images):
+            raise ConfigError(
+                f"--num_images={self.protocol.num_images} exceeds the {len(images)} test images the attacks draw "
+                f"from (--pool_size={self.pool_size}, at most the test split); lower --num_images or raise "
+                "--pool_size.")
         _log(self.progress, f"[robustness] {info['name']}: {self.protocol.num_images} images x "
                             f"{self.protocol.trials} trials, budgets {list(self.protocol.budgets)}, pool "
                             f"{len(images)} test images")
@@ -221,16 +237,32 @@ class RobustnessEvaluator(Component):
         return {"report": artifact}
 
 
+def check_pool_size(pool_size) -> None:
+    if isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 2:
+        raise ConfigError(f"--pool_size must be an integer >= 2 (the latent attack's targets are other test images "
+                          f"of another class), got {pool_size!r}.")
+
+
 def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The test images the robustness protocol draws from: (float32 [M, H, W, C] in [0, 1],
     labels), a sorted random subset of `pool_size` of the test split (drawn with the
     protocol seed), or the whole split if it is smaller. With the same arguments
     `robustness.evaluate_robustness` / `robustness.success_levels` see the same images
-    and targets as the evaluator did."""
+    and targets as the evaluator did.
+
+    ConfigError naming --pool_size when the pool is too small for the latent attack's
+    targets: fewer than two images, or images of one class from a split with several."""
+    check_pool_size(pool_size)
     images, labels = data.take_arrays(components.load_examples(examples)["test"])
+    all_labels = labels
     if len(images) > pool_size:
         keep = np.sort(np.random.default_rng(seed).choice(len(images), pool_size, replace=False))
         images, labels = images[keep], labels[keep]
+    classes = np.unique(labels)
+    if classes.size == 1 and classes[0] >= 0 and np.unique(all_labels).size > 1:
+        raise ConfigError(
+            f"--pool_size={pool_size} drew test images of class {int(classes[0])} only; the latent attack needs "
+            "targets of another class: raise --pool_size (default 5000) to include at least two classes.")
     return data.to_float(images).numpy(), labels
 
 

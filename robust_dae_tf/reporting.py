@@ -8,7 +8,10 @@ outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.evaluatio
     <eval>/classifier/classifier.json   Table 3: clean / attacked accuracy
     <eval>/classifier_model/            classifier SavedModel (classify endpoint)
     <eval>/fid/fid.json                 Frechet distance of prior samples
-    <eval>/summary.json                 everything above in one file (no arrays)
+    <eval>/summary.json                 everything above in one file (no arrays), written
+                                          last by `write_report`, after all parts: an
+                                          evaluation without it did not finish; a skipped
+                                          part is null (see `load_evaluation`)
     <eval>/table1.md, table1.csv        Table 1 layout (one row: this model)
     <eval>/table3.md, table3.csv        Table 3 layout
     <eval>/report.md                    both tables + the figures
@@ -40,6 +43,7 @@ the text summary "attack_curves/step_to_lambda" records the mapping in both case
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -112,6 +116,26 @@ def write_json(path: str, payload) -> str:
 
 def write_text(path: str, text: str) -> str:
     return _atomic_write(path, text)
+
+
+def check_writable(path: str, flag: str = "--output", directory: bool = False) -> str:
+    """`path` (absolute) if it can be written as a file (or, with `directory`, created or
+    filled as a directory), else one UserError naming `flag`. Meant to run before any long
+    work: the nearest existing ancestor must be a writable directory (missing directories
+    in between are created later) and `path` itself must not be of the other kind."""
+    path = os.path.abspath(path)
+    want = "a directory" if directory else "a file"
+    if os.path.exists(path) and os.path.isdir(path) != directory:
+        raise UserError(f"{flag}={path} exists and is not {want}; pass {want} path.")
+    ancestor = path if directory else os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise UserError(f"{flag}={path} cannot be written: {ancestor} is a file, not a directory; pass a path "
+                        "in a directory.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}={path} cannot be written: no write permission in {ancestor}; pass a writable path.")
+    return path
 
 
 # ------------------------------------------------------------------ rows
@@ -440,10 +464,11 @@ def _pyplot():
     return plt
 
 
-def _save_figure(fig, path: str) -> str:
+def save_figure(fig, path: str, dpi=None) -> str:
+    """Writes `fig` as PNG to a temporary name and renames it to `path` (default dpi: the figure's)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=fig.dpi)
+    fig.savefig(tmp, format="png", dpi=dpi or fig.dpi)
     os.replace(tmp, path)
     return path
 
@@ -513,7 +538,7 @@ def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.13, top=0.85 if title else 0.9, wspace=0.25)
     try:
-        return _save_figure(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -559,7 +584,7 @@ def plot_image_grid(entry: dict, path: str, title: str = "") -> str:
     full_title = title + (f" (λ={float(budget):g})" if budget is not None else "")
     fig.text(0.5, 1.0 - GRID_TITLE_PX / height / 2, full_title, ha="center", va="center", fontsize=10)
     try:
-        return _save_figure(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -639,6 +664,90 @@ def _complete(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, "artifact.json"))
 
 
+# (row key, sub-directory, report file, bin/evaluate.py flag that skips the part)
+PARTS = (("robustness", ROBUSTNESS_DIR, ROBUSTNESS_FILE, "--skip_robustness"),
+         ("classifier", CLASSIFIER_DIR, CLASSIFIER_FILE, "--skip_classifier"),
+         ("fid", FID_DIR, FID_FILE, "--skip_fid"))
+
+
+def _read_report(path: str, damaged: str) -> dict:
+    """The JSON object in `path`, or one UserError naming the file (+ `damaged`, what to do)."""
+    try:
+        payload = _read_json(path)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {damaged}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not readable JSON ({str(err).splitlines()[0][:120]}); {damaged}") from None
+    if not isinstance(payload, dict):
+        raise UserError(f"{path} holds a JSON {type(payload).__name__}, not a report object; {damaged}")
+    return payload
+
+
+def _check_part(key: str, payload: dict, path: str, damaged: str) -> dict:
+    """The parts of a report the tables read must have the right JSON types."""
+    expected = {"robustness": {LATENT: dict, MAX_DAMAGE: dict}, "classifier": {"clean_accuracy": (int, float)},
+                "fid": {"value": (int, float)}}[key]
+    for field, kind in expected.items():
+        if field in payload and not isinstance(payload[field], kind):
+            raise UserError(f"{path}: \"{field}\" is a {type(payload[field]).__name__}; {damaged}")
+    if key == "robustness":
+        for attack in (LATENT, MAX_DAMAGE):
+            if not all(isinstance(v, dict) for v in (payload.get(attack) or {}).values()):
+                raise UserError(f"{path}: \"{attack}\" must map budgets to metrics; {damaged}")
+    return payload
+
+
+def load_evaluation(eval_dir: str) -> dict:
+    """A row (see `make_row`) from an evaluation directory written by bin/evaluate.py.
+
+    A part (robustness, classifier, FD) counts when its artifact is complete (marker
+    present). summary.json, written last, records which parts the evaluation ran (a
+    part it skipped is null): a part it ran whose report is missing or unreadable, a
+    report whose marker is present but whose file is missing or damaged, or a
+    directory without summary.json (bin/evaluate.py did not finish, or is still
+    running) raise one UserError naming the file, instead of showing the part as
+    skipped. A part skipped by the last run but complete from an earlier run into the
+    same directory is shown."""
+    if not os.path.isdir(eval_dir):
+        raise UserError(f"{eval_dir} is not a directory; pass evaluation directories written by bin/evaluate.py.")
+    rerun = f"rerun bin/evaluate.py --output={eval_dir}, or leave this directory out of the comparison."
+    damaged = f"the evaluation is damaged: {rerun}"
+    summary_path = os.path.join(eval_dir, SUMMARY_FILE)
+    summary = _read_report(summary_path, damaged) if os.path.exists(summary_path) else None
+    parts = {}
+    for key, sub, filename, skip_flag in PARTS:
+        directory = os.path.join(eval_dir, sub)
+        if _complete(directory):
+            _read_report(os.path.join(directory, "artifact.json"), damaged)
+            path = os.path.join(directory, filename)
+            parts[key] = _check_part(key, _read_report(path, damaged), path, damaged)
+        elif summary is not None and summary.get(key) is not None:
+            raise UserError(f"{directory} is missing or incomplete (no artifact.json), but {summary_path} records "
+                            f"the {key} part as run (a skipped part is null there, {skip_flag}); {damaged}")
+        else:
+            parts[key] = None
+    if summary is None:
+        if not any(parts.values()):
+            raise UserError(
+                f"{eval_dir} holds no complete evaluation report (robustness/, classifier/ or fid/ with "
+                "artifact.json); run bin/evaluate.py for that model first."
+            )
+        raise UserError(f"{summary_path} is missing: bin/evaluate.py did not finish this evaluation (it writes "
+                        f"{SUMMARY_FILE} last; a part it had not reached would look skipped); {rerun}")
+    metadata = next((p["model"] for p in parts.values() if p and isinstance(p.get("model"), dict)), {})
+    fallback = os.path.basename(os.path.normpath(eval_dir))
+    name = metadata.get("name") or row_name(metadata, fallback)
+    return make_row(name, **parts)
+
+
+def start_evaluation(output_dir: str) -> None:
+    """Removes the summary.json of an earlier evaluation in `output_dir` before bin/evaluate.py
+    replaces any part: until `write_report` writes the new one, `load_evaluation` reports the
+    directory as unfinished instead of trusting a record of another run."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(output_dir, SUMMARY_FILE))
+
+
 def load_examples_npz(path: str) -> dict:
     """{"latent": {...arrays, "budget"}, "max_damage": {...}} from examples.npz."""
     out: dict = {}
@@ -663,31 +772,12 @@ def save_examples_npz(path: str, examples: dict) -> str:
     return path
 
 
-def load_evaluation(eval_dir: str) -> dict:
-    """A row (see `make_row`) from an evaluation directory; only complete artifacts count."""
-    if not os.path.isdir(eval_dir):
-        raise UserError(f"{eval_dir} is not a directory; pass evaluation directories written by bin/evaluate.py.")
-    parts = {}
-    for key, sub, filename in (("robustness", ROBUSTNESS_DIR, ROBUSTNESS_FILE),
-                               ("classifier", CLASSIFIER_DIR, CLASSIFIER_FILE), ("fid", FID_DIR, FID_FILE)):
-        directory = os.path.join(eval_dir, sub)
-        parts[key] = _read_json(os.path.join(directory, filename)) if _complete(directory) else None
-    if not any(parts.values()):
-        raise UserError(
-            f"{eval_dir} holds no complete evaluation report (robustness/, classifier/ or fid/ with "
-            "artifact.json); run bin/evaluate.py for that model first."
-        )
-    metadata = next((p["model"] for p in parts.values() if p and "model" in p), {})
-    fallback = os.path.basename(os.path.normpath(eval_dir))
-    name = metadata.get("name") or row_name(metadata, fallback)
-    return make_row(name, **parts)
-
-
 def write_report(output_dir: str, row: dict, examples: dict | None = None, tensorboard: bool = True,
                  digits: int = 3) -> dict:
-    """Writes summary.json, Table 1/3 (Markdown + CSV), report.md, figures and TensorBoard
-    summaries of one model into `output_dir`; returns {"markdown": ..., "files": [...]}."""
-    files = [write_json(os.path.join(output_dir, SUMMARY_FILE), row)]
+    """Writes Table 1/3 (Markdown + CSV), report.md, figures, TensorBoard summaries and,
+    last (it marks the evaluation finished), summary.json of one model into `output_dir`;
+    returns {"markdown": ..., "files": [...]}."""
+    files = []
     t1 = table1_markdown([row], digits)
     t3 = table3_markdown([row])
     files.append(write_text(os.path.join(output_dir, "table1.md"), t1))
@@ -718,6 +808,7 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     for name in figures:
         markdown += f"\n![{name}]({FIGURES_DIR}/{os.path.basename(figures[name])})\n"
     files.append(write_text(os.path.join(output_dir, "report.md"), markdown))
+    files.append(write_json(os.path.join(output_dir, SUMMARY_FILE), row))
     return {"markdown": markdown, "files": files}
 
 

@@ -71,3 +71,33 @@ def assert_baseline_export_round_trip(model, path, metadata=None):
     np.testing.assert_allclose(loaded.reconstruct(x), model(x), atol=1e-5)
     assert loaded.metadata["prior"] == {"type": "normal", "latent_dim": model.latent_dim}
     return loaded
+
+
+TINY_LATENT_DIM = 3
+
+
+def export_tiny_autoencoder(path, shape=(32, 32, 1), nan=False, run_dir=None, seed=0):
+    """An untrained dense autoencoder exported like bin/train.py does (digits metadata,
+    a 3-component GMM prior in TINY_LATENT_DIM dimensions); `nan` makes the encoder
+    return NaN. Returns `path`."""
+    import types
+
+    import keras
+
+    from robust_dae_tf import export, priors
+
+    keras.utils.set_random_seed(seed)
+    enc_in = keras.Input(shape)
+    encoder = keras.Model(enc_in, keras.layers.Dense(TINY_LATENT_DIM)(keras.layers.Flatten()(enc_in)))
+    dec_in = keras.Input((TINY_LATENT_DIM,))
+    decoder = keras.Model(dec_in, keras.layers.Reshape(shape)(
+        keras.layers.Dense(int(np.prod(shape)), activation="sigmoid")(dec_in)))
+    if nan:
+        kernel = encoder.layers[-1].kernel
+        kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    metadata = {"dataset": "digits", "variant": "tiny",
+                "prior": priors.GMMPrior(priors.one_hot_centers(3, TINY_LATENT_DIM, 1.0)).to_dict()}
+    if run_dir:
+        metadata["run_dir"] = run_dir
+    export.export_saved_model(types.SimpleNamespace(encoder=encoder, decoder=decoder), path, metadata)
+    return path

@@ -6,35 +6,16 @@ import subprocess
 import sys
 import types
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, components, evaluation, export, fid, priors, reporting, robustness
-from robust_dae_tf.errors import ConfigError, DataError, ExportError
+from robust_dae_tf import classifier, components, evaluation, fid, reporting, robustness
+from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
+from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
+from tests.helpers import export_tiny_autoencoder as _export_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LATENT_DIM = 3
-
-
-def _export_tiny(path, shape=(32, 32, 1), nan=False, run_dir=None, seed=0):
-    """An untrained dense autoencoder exported like bin/train.py does (digits metadata)."""
-    keras.utils.set_random_seed(seed)
-    enc_in = keras.Input(shape)
-    encoder = keras.Model(enc_in, keras.layers.Dense(LATENT_DIM)(keras.layers.Flatten()(enc_in)))
-    dec_in = keras.Input((LATENT_DIM,))
-    decoder = keras.Model(dec_in, keras.layers.Reshape(shape)(
-        keras.layers.Dense(int(np.prod(shape)), activation="sigmoid")(dec_in)))
-    if nan:
-        kernel = encoder.layers[-1].kernel
-        kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-    metadata = {"dataset": "digits", "variant": "tiny",
-                "prior": priors.GMMPrior(priors.one_hot_centers(3, LATENT_DIM, 1.0)).to_dict()}
-    if run_dir:
-        metadata["run_dir"] = run_dir
-    export.export_saved_model(types.SimpleNamespace(encoder=encoder, decoder=decoder), path, metadata)
-    return path
 
 
 class EncodeOnly(tf.Module):
