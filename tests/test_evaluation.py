@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, components, evaluation, fid, reporting, robustness
+from robust_dae_tf import classifier, components, evaluation, export, fid, reporting, robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
 from tests.helpers import export_tiny_autoencoder as _export_tiny
@@ -136,8 +137,46 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     fid_report = json.loads(open(os.path.join(fid_out.uri, reporting.FID_FILE)).read())
     assert fid_report["name"] == "mean-pixels" and fid_report["value"] >= 0 and fid_report["num_generated"] == 20
     assert sorted(os.listdir(tmp_path)) == ["cls", "cls_model", "fid", "robustness"]
+    # load_evaluation reads the default sub-directory names.
+    for name, default in (("cls", reporting.CLASSIFIER_DIR), ("cls_model", reporting.CLASSIFIER_MODEL_DIR)):
+        os.rename(tmp_path / name, tmp_path / default)
+    # Component outputs without summary.json (bin/evaluate.py writes it last) are an unfinished evaluation.
+    with pytest.raises(UserError, match="summary.json is missing: bin/evaluate.py did not finish"):
+        reporting.load_evaluation(str(tmp_path))
+    reporting.write_json(str(tmp_path / reporting.SUMMARY_FILE), {"robustness": payload, "classifier": report,
+                                                                  "fid": fid_report})
     row = reporting.load_evaluation(str(tmp_path))
     assert row["name"] == "tiny (digits)" and row["fid"]["value"] == fid_report["value"]
+
+
+def test_robustness_pool_errors_name_pool_size(setup, tmp_path):
+    with pytest.raises(ConfigError, match=r"--pool_size must be an integer >= 2 \(the latent attack's targets"):
+        evaluation.robustness_pool(setup.examples, 1)
+    with pytest.raises(ConfigError, match="--pool_size must be an integer >= 2"):
+        evaluation.RobustnessEvaluator(protocol(), pool_size=1).validate()
+    labels = evaluation.robustness_pool(setup.examples, 10 ** 6)[1]  # the whole test split
+    seed = next(s for s in range(1000)
+                if np.unique(labels[np.random.default_rng(s).choice(len(labels), 2, replace=False)]).size == 1)
+    with pytest.raises(ConfigError, match=r"--pool_size=2 drew test images of class \d only; .* raise --pool_size"):
+        evaluation.robustness_pool(setup.examples, 2, seed)
+    comp = evaluation.RobustnessEvaluator(protocol(num_images=60), pool_size=50, progress=False)
+    with pytest.raises(ConfigError, match=r"--num_images=60 exceeds the 50 test images .*\(--pool_size=50"):
+        comp({"report": str(tmp_path / "report")}, saved_model=evaluation.saved_model_artifact(setup.paths["good"]),
+             examples=setup.examples)
+    assert os.listdir(tmp_path) == []
+
+
+def test_damaged_models_raise_one_error_naming_the_file(setup, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(setup.paths["good"], bad)
+    metadata = bad / export.METADATA_FILE
+    for text, words in (('{"dataset": "dig', "is not valid JSON"), ("[1, 2]", "holds a JSON list, not an object")):
+        metadata.write_text(text)
+        with pytest.raises(ExportError, match=f"{metadata}.*{words}.*re-export"):
+            evaluation.load_model(evaluation.saved_model_artifact(str(bad)))
+    (bad / components.MARKER).write_text('{"type": "Saved')
+    with pytest.raises(ExportError, match=f"{bad / components.MARKER} is not a valid artifact marker"):
+        evaluation.saved_model_artifact(str(bad))
 
 
 def _run(script, *args, timeout=400):

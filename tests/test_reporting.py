@@ -4,7 +4,7 @@ import csv
 import io
 import json
 import os
-
+import shutil
 import subprocess
 import sys
 
@@ -159,10 +159,12 @@ def test_tensorboard_steps():
     assert reporting.tensorboard_steps(["0.5", "1.0", "2.5"]) == {"0.5": 0, "1.0": 1, "2.5": 2}
 
 
-def _fake_eval_dir(root, name, row, complete=True, model=None):
-    """An evaluation directory holding `row`'s reports; `model` is their "model" section
-    (default: only the row's name)."""
+def _fake_eval_dir(root, name, row, complete=True, model=None, summary=True):
+    """An evaluation directory holding `row`'s reports, as bin/evaluate.py leaves it (with
+    `summary`, its summary.json: a part that is None was skipped); `model` is the reports'
+    "model" section (default: only the row's name)."""
     directory = root / name
+    directory.mkdir(parents=True)
     for key, sub, filename, type_name in (("robustness", "robustness", "robustness.json", "EvaluationReport"),
                                           ("classifier", "classifier", "classifier.json", "ClassifierReport"),
                                           ("fid", "fid", "fid.json", "FidReport")):
@@ -173,6 +175,8 @@ def _fake_eval_dir(root, name, row, complete=True, model=None):
         (directory / sub / filename).write_text(json.dumps(payload))
         if complete:
             components.write_marker(components.Artifact(type_name, str(directory / sub)), "test")
+    if summary:
+        (directory / "summary.json").write_text(json.dumps(row))
     return str(directory)
 
 
@@ -194,11 +198,106 @@ def test_compare_builds_one_table_from_eval_dirs(tmp_path):
 
 
 def test_compare_ignores_incomplete_reports(tmp_path):
-    incomplete = _fake_eval_dir(tmp_path, "partial", rows()[0], complete=False)
+    incomplete = _fake_eval_dir(tmp_path, "partial", rows()[0], complete=False, summary=False)
     with pytest.raises(UserError, match="no complete evaluation report"):
         reporting.compare([incomplete])
     with pytest.raises(UserError, match="not a directory"):
         reporting.compare([str(tmp_path / "missing")])
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# (damage done to a complete evaluation of rows()[0] (all three parts run), words of the error)
+DAMAGED_EVALUATIONS = {
+    "truncated_report": (lambda d: _write(f"{d}/robustness/robustness.json", '{"latent": {"1.0"'),
+                         r"robustness/robustness.json is not readable JSON \(.*\); the evaluation is damaged: "
+                         r"rerun bin/evaluate.py --output="),
+    "report_removed": (lambda d: os.remove(f"{d}/fid/fid.json"), "fid/fid.json is missing"),
+    "report_not_an_object": (lambda d: _write(f"{d}/classifier/classifier.json", "[0.9]"),
+                             "classifier.json holds a JSON list, not a report object"),
+    "metrics_of_the_wrong_type": (lambda d: _write(f"{d}/robustness/robustness.json", '{"latent": [1, 3]}'),
+                                  'robustness.json: "latent" is a list'),
+    "budgets_of_the_wrong_type": (lambda d: _write(f"{d}/robustness/robustness.json", '{"latent": {"1.0": 0.5}}'),
+                                  '"latent" must map budgets to metrics'),
+    "truncated_marker": (lambda d: _write(f"{d}/fid/artifact.json", '{"type": "Fid'),
+                         "fid/artifact.json is not readable JSON"),
+    "recorded_part_missing": (lambda d: shutil.rmtree(f"{d}/classifier"),
+                              r"classifier is missing or incomplete \(no artifact.json\), but .*summary.json records "
+                              r"the classifier part as run \(a skipped part is null there, --skip_classifier\)"),
+    "recorded_part_unmarked": (lambda d: os.remove(f"{d}/fid/artifact.json"),
+                               "fid is missing or incomplete .* records the fid part as run"),
+    "unfinished": (lambda d: os.remove(f"{d}/summary.json"),
+                   "summary.json is missing: bin/evaluate.py did not finish this evaluation"),
+    "truncated_summary": (lambda d: _write(f"{d}/summary.json", '{"name": "mo'), "summary.json is not readable JSON"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_EVALUATIONS))
+def test_compare_refuses_half_written_evaluations(tmp_path, damage):
+    """A part the evaluation ran but whose report is gone or damaged is an error naming
+    the file, never a "—" as for a part skipped on purpose."""
+    good = _fake_eval_dir(tmp_path, "good", rows()[1])
+    spoiled = _fake_eval_dir(tmp_path, "spoiled", rows()[0])
+    spoil, words = DAMAGED_EVALUATIONS[damage]
+    spoil(spoiled)
+    with pytest.raises(UserError, match=words) as err:
+        reporting.compare([good, spoiled])
+    assert spoiled in str(err.value)
+
+
+def test_compare_shows_parts_skipped_on_purpose(tmp_path):
+    """null in summary.json = skipped: "—" (no error), even without the part's directory;
+    a part skipped by the last run but complete from an earlier one is still shown."""
+    model_b = rows()[1]  # classifier and FD skipped
+    skipped = _fake_eval_dir(tmp_path, "skipped", model_b)
+    assert not os.path.exists(os.path.join(skipped, "classifier"))
+    [row] = reporting.compare([skipped])["rows"]
+    assert row["classifier"] is None and row["fid"] is None and row["robustness"]
+    earlier = _fake_eval_dir(tmp_path, "earlier", rows()[0])
+    _write(os.path.join(earlier, "summary.json"), json.dumps(dict(rows()[0], fid=None)))  # rerun with --skip_fid
+    assert reporting.compare([earlier])["rows"][0]["fid"]["value"] == 39.3712
+
+
+def test_start_evaluation_and_write_report_bracket_an_evaluation(tmp_path, monkeypatch):
+    """summary.json (what compare trusts) is removed when an evaluation starts and written
+    only after everything else, so an interrupted write_report leaves none."""
+    directory = _fake_eval_dir(tmp_path, "eval", rows()[1])
+    reporting.start_evaluation(directory)
+    reporting.start_evaluation(directory)  # nothing to remove: fine
+    assert not os.path.exists(os.path.join(directory, "summary.json"))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reporting, "write_tensorboard", broken)
+    with pytest.raises(OSError):
+        reporting.write_report(directory, rows()[1])
+    assert os.path.exists(os.path.join(directory, "table1.md"))
+    assert not os.path.exists(os.path.join(directory, "summary.json"))
+    with pytest.raises(UserError, match="did not finish"):
+        reporting.load_evaluation(directory)
+    monkeypatch.undo()
+    files = reporting.write_report(directory, rows()[1], tensorboard=False)["files"]
+    assert files[-1] == os.path.join(directory, "summary.json")
+    assert reporting.load_evaluation(directory)["name"] == "model B"
+
+
+def test_check_writable(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    new = tmp_path / "new" / "deeper"
+    assert reporting.check_writable(str(new / "out.md")) == str(new / "out.md")
+    assert reporting.check_writable(str(new), directory=True) == str(new)
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(UserError, match=r"^--output=.*a_file/x/out.md cannot be written: .*a_file is a file, not a"):
+        reporting.check_writable(str(afile / "x" / "out.md"))
+    with pytest.raises(UserError, match="--flag=.*a_file exists and is not a directory"):
+        reporting.check_writable(str(afile), "--flag", directory=True)
+    with pytest.raises(UserError, match="exists and is not a file"):
+        reporting.check_writable(str(tmp_path))
 
 
 # ------------------------------------------------------------------ comparison with the paper
