@@ -123,8 +123,9 @@ def main(argv):
                           "directory written by bin/train.py (saved_models/<run>).")
     budgets = _floats(FLAGS.budgets, "budgets")
 
-    from robust_dae_tf import attacks, classifier, data, evaluation, reporting, robustness
+    from robust_dae_tf import attacks, classifier, data, evaluation, export, reporting, robustness
 
+    export.admit_saved_model(FLAGS.model, trust=FLAGS.trust_model)  # refuses unsafe ops before any work
     budgets = evaluation.check_budgets(budgets)
     saved_model = evaluation.saved_model_artifact(FLAGS.model)
     metadata = evaluation.read_model_metadata(FLAGS.model)

@@ -33,11 +33,14 @@ def _flag_value(argv, name):
 
 
 def define_model_data_flags() -> None:
-    """--model, --dataset, --data_dir, --tfds_data_dir: the flags of every script that
+    """--model, --trust_model, --dataset, --data_dir, --tfds_data_dir: the flags of every script that
     reads an exported model and its test data (evaluate, check_attacks, benchmark_attacks)."""
     from absl import flags
 
     flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
+    flags.DEFINE_bool("trust_model", False, "Load --model even if its graphs hold TensorFlow ops an encoder/decoder "
+                      "does not need (file I/O, Python callbacks, ...), which are refused by default: a trusted "
+                      "model can run any TensorFlow op with your permissions. Only for models from a trusted source.")
     flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the one in the model's metadata).")
     flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
     flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
@@ -56,7 +59,7 @@ def load_model_and_test_images():
     from robust_dae_tf.export import ExportedAutoencoder
 
     flag_values = flags.FLAGS
-    model = ExportedAutoencoder(flag_values.model)
+    model = ExportedAutoencoder(flag_values.model, trust=flag_values.trust_model)
     dataset = flag_values.dataset or model.metadata.get("dataset")
     if not dataset:
         raise ConfigError(f"{flag_values.model} has no dataset in its metadata; pass --dataset.")
