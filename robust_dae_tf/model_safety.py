@@ -18,9 +18,10 @@ covers every model this project exports. Anything else is refused with its name.
 The checkpoint ops `SaveV2`, `RestoreV2` and `MergeV2Checkpoints` read and write
 files too; every SavedModel has them in the save and restore functions its `saver_def`
 names, which `tf.saved_model.load` does not run (it restores the variables itself) and
-which write only to the path a caller passes when re-saving the model. They are allowed
-only in functions reachable from those two saver nodes and from nothing else; in
-`encode` or an initializer they are refused like `WriteFile`.
+which write only to the path a caller passes when re-saving the model. `SaveV2` and
+`MergeV2Checkpoints` are allowed only in functions that the save node alone reaches,
+`RestoreV2` only in functions the restore node alone reaches; in `encode`, an
+initializer or the restore function, a write is refused like `WriteFile`.
 
 `trust=True` (the CLI flag `--trust_model`) skips the check: a trusted model can run
 any TensorFlow op with the permissions of the process.
@@ -107,8 +108,10 @@ _RANDOM = """
 #: (tests/test_model_safety.py checks it).
 ALLOWED_OPS = frozenset(" ".join([_STRUCTURE, _VARIABLES, _MATH, _NN, _ARRAY, _RANDOM]).split())
 
-#: Checkpoint file I/O, allowed only in the save/restore functions named by the saver_def.
-CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
+#: Checkpoint file I/O, allowed only in the save (SAVE_OPS) and restore (RESTORE_OPS)
+#: functions named by the saver_def.
+SAVE_OPS, RESTORE_OPS = frozenset({"SaveV2", "MergeV2Checkpoints"}), frozenset({"RestoreV2"})
+CHECKPOINT_OPS = SAVE_OPS | RESTORE_OPS
 
 #: The kinds of op the default refuses, for messages and the README.
 REFUSED_KINDS = (
@@ -160,8 +163,9 @@ def _node_names(node):
 
 
 def _graph_ops(meta_graph) -> dict:
-    """{op type: [where it occurs]} for one MetaGraphDef, with checkpoint ops dropped from
-    the functions only the saver_def's save/restore nodes reach."""
+    """{op type: [where it occurs]} for one MetaGraphDef, without the checkpoint ops of the
+    functions only the saver_def's save node (SaveV2, MergeV2Checkpoints) or restore node
+    (RestoreV2) reaches."""
     from tensorflow.python.framework import op_def_registry  # pylint: disable=import-outside-toplevel
 
     graph = meta_graph.graph_def
@@ -189,24 +193,30 @@ def _graph_ops(meta_graph) -> dict:
                 todo.extend(split(functions[name].node_def)[1])
         return seen
 
+    # The saver_def names a save node (SaveV2, MergeV2Checkpoints) and a restore node (RestoreV2).
+    # A function may use those ops only if that node alone reaches it: not the other saver node,
+    # a signature, the object graph (initializers, endpoints), a gradient or any other function.
     saver = meta_graph.saver_def
-    saver_node_names = {n.split(":")[0].lstrip("^") for n in (saver.save_tensor_name, saver.restore_op_name) if n}
-    saver_nodes = [n for n in graph.node if n.name in saver_node_names]
-    other_nodes = [n for n in graph.node if n.name not in saver_node_names]
-    saver_reach = reach(split(saver_nodes)[1])
-    entries = set(split(other_nodes)[1])
+    saver_roles = {saver.save_tensor_name.split(":")[0]: SAVE_OPS,
+                   saver.restore_op_name.split(":")[0].lstrip("^"): RESTORE_OPS}
+    saver_roles.pop("", None)
+    role_reach = {name: reach(split([n for n in graph.node if n.name == name])[1]) for name in saver_roles}
+    saver_reach = set().union(*role_reach.values())
+    entries = set(split([n for n in graph.node if n.name not in saver_roles])[1])
     entries |= set(meta_graph.object_graph_def.concrete_functions)
     entries |= {g.gradient_func for g in graph.library.gradient} | {g.function_name for g in graph.library.gradient}
     entries |= set(functions) - saver_reach
-    saver_only = saver_reach - reach(entries)
+    exempt: dict = {}  # function -> checkpoint ops it may use
+    for name, reached in role_reach.items():
+        others = entries | set().union(*(r for n, r in role_reach.items() if n != name))
+        for function in reached - reach(others):
+            exempt[function] = saver_roles[name]
 
     where: dict = {}
     for op in split(graph.node)[0]:
         where.setdefault(op, []).append("the top-level graph")
     for name, function in functions.items():
-        ops = split(function.node_def)[0]
-        if name in saver_only:
-            ops -= CHECKPOINT_OPS
+        ops = split(function.node_def)[0] - exempt.get(name, frozenset())
         for op in ops:
             where.setdefault(op, []).append(f"function {name}")
     return where

@@ -165,6 +165,10 @@ def test_checkpoint_ops_are_allowed_only_in_functions_the_saver_alone_reaches():
     functions["wrapper"] = [("c", "PartitionedCall", {"f": _func_attr("traced_save")})]
     bad = model_safety.disallowed_ops(_proto(SAVER_TOP, functions, ("save", "restore")))
     assert set(bad) == {"SaveV2", "MergeV2Checkpoints"}
+    # The restore function (run by TensorFlow 1 loaders) may restore but not save.
+    functions = {"traced_save": SAVE_FN, "traced_restore": RESTORE_FN + [("w", "SaveV2", {})]}
+    bad = model_safety.disallowed_ops(_proto(SAVER_TOP, functions, ("save", "restore")))
+    assert bad == {"SaveV2": ["function traced_restore"]}
     # Without a saver_def nothing is a saver function.
     assert set(model_safety.disallowed_ops(_proto(SAVER_TOP, functions))) >= {"SaveV2", "RestoreV2"}
 
