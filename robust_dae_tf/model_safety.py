@@ -113,14 +113,6 @@ ALLOWED_OPS = frozenset(" ".join([_STRUCTURE, _VARIABLES, _MATH, _NN, _ARRAY, _R
 SAVE_OPS, RESTORE_OPS = frozenset({"SaveV2", "MergeV2Checkpoints"}), frozenset({"RestoreV2"})
 CHECKPOINT_OPS = SAVE_OPS | RESTORE_OPS
 
-#: The kinds of op the default refuses, for messages and the README.
-REFUSED_KINDS = (
-    "file I/O (ReadFile, WriteFile, MatchingFiles, DeleteFile, table initializers from files, tf.data readers, "
-    "summary writers, PrintV2, DebugIdentity, ImmutableConst, LoadAndRemapMatrix; checkpoint ops outside the "
-    "saver functions), Python callbacks (PyFunc, EagerPyFunc), process and network ops, and any op not on the "
-    "allowlist"
-)
-
 
 def read_saved_model_proto(path: str):
     """The parsed `<path>/saved_model.pb` (the file `tf.saved_model.load` reads first), or one
