@@ -133,8 +133,9 @@ def main(argv):
     # training run directories, robust_dae_tf/locking.py on another branch) and hold it until the end
     # of main, so two evaluations into the same --output cannot clobber each other's parts.
 
-    from robust_dae_tf import attacks, classifier, data, evaluation, robustness
+    from robust_dae_tf import attacks, classifier, data, evaluation, export, reporting, robustness
 
+    export.admit_saved_model(FLAGS.model, trust=FLAGS.trust_model)  # refuses unsafe ops before any work
     budgets = evaluation.check_budgets(budgets)
     saved_model = evaluation.saved_model_artifact(FLAGS.model)
     metadata = evaluation.read_model_metadata(FLAGS.model)

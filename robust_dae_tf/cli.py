@@ -33,11 +33,14 @@ def _flag_value(argv, name):
 
 
 def define_model_data_flags() -> None:
-    """--model, --dataset, --data_dir, --tfds_data_dir: the flags of every script that
+    """--model, --trust_model, --dataset, --data_dir, --tfds_data_dir: the flags of every script that
     reads an exported model and its test data (evaluate, check_attacks, benchmark_attacks)."""
     from absl import flags
 
     flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
+    flags.DEFINE_bool("trust_model", False, "Load --model even if its graphs hold TensorFlow ops an encoder/decoder "
+                      "does not need (file I/O, Python callbacks, ...), which are refused by default: a trusted "
+                      "model can run any TensorFlow op with your permissions. Only for models from a trusted source.")
     flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the one in the model's metadata).")
     flags.DEFINE_string("data_dir", None, "Local data files (see bin/train.py --data_dir).")
     flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
@@ -53,13 +56,14 @@ def load_model_and_test_images():
     import numpy as np
     from absl import flags
 
-    from robust_dae_tf import data, evaluation
+    from robust_dae_tf import data, evaluation, export
     from robust_dae_tf.errors import ConfigError, DataError, ExportError
 
     flag_values = flags.FLAGS
     if not flag_values.model:
         raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
     try:
+        export.admit_saved_model(flag_values.model, trust=flag_values.trust_model)  # refuses unsafe ops first
         model = evaluation.load_model(evaluation.saved_model_artifact(flag_values.model))
     except UserError:
         raise

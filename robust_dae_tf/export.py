@@ -15,6 +15,12 @@ prior (centers, std, weights), image shape, training metrics and versions.
 Export writes into a temporary sibling directory and renames it into place, so an
 interrupted export never leaves a half-written model behind; an existing target is
 refused unless `overwrite=True`.
+
+Loading (`load_saved_model`, `ExportedAutoencoder`) first parses `saved_model.pb` and
+refuses a model whose graphs hold ops an encoder/decoder does not need (file I/O,
+Python callbacks, ...; `robust_dae_tf.model_safety`) unless the caller trusts it
+(`trust=True`, `--trust_model`). A missing, corrupt or unloadable model or metadata
+file raises one ExportError naming the file.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import keras
 import tensorflow as tf
 
 import robust_dae_tf
-from robust_dae_tf import fileio
+from robust_dae_tf import fileio, model_safety
 from robust_dae_tf.errors import ExportError
 
 METADATA_FILE = "robust_dae_tf.json"
@@ -82,21 +88,30 @@ class ExportedAutoencoder:
 
     Works for any SavedModel exposing those endpoints (signatures or functions)
     with the input/output names above; metadata is {} when the JSON file is absent.
+
+    Before TensorFlow loads anything, the graphs are checked
+    (`robust_dae_tf.model_safety.check_saved_model`): a model holding ops an
+    encoder/decoder does not need (file I/O, Python callbacks, ...) is refused with an
+    ExportError naming them, unless `trust=True` or `trust_saved_model(path)` was called
+    (the `--trust_model` flag). Missing, corrupt or unloadable files raise one
+    ExportError naming the file.
     """
 
-    def __init__(self, path: str):
-        if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise ExportError(f"{path} is not a SavedModel directory (no saved_model.pb); pass the directory written by bin/train.py.")
+    def __init__(self, path: str, trust: bool = False):
         self.path = path
-        self._loaded = tf.saved_model.load(path)
+        model_safety.check_saved_model(path, trust=trust or _is_trusted(path))
+        self.metadata = read_metadata(path)
+        try:
+            self._loaded = tf.saved_model.load(path)
+        except Exception as err:  # corrupt or missing variables/functions: TensorFlow raises many types
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ExportError(f"cannot load the SavedModel {path}: {first}; re-export the model.") from err
         missing = [name for name in ("encode", "decode") if not hasattr(self._loaded, name)]
         if missing:
             raise ExportError(
                 f"SavedModel {path} has no {' / '.join(missing)} endpoint; it needs encode(images) and "
                 "decode(latents) (export it with robust_dae_tf.export.export_saved_model)."
             )
-        meta_path = os.path.join(path, METADATA_FILE)
-        self.metadata = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
 
     @staticmethod
     def _single(outputs):
@@ -114,5 +129,47 @@ class ExportedAutoencoder:
         return self.decode(self.encode(images))
 
 
-def load_saved_model(path: str) -> ExportedAutoencoder:
-    return ExportedAutoencoder(path)
+def load_saved_model(path: str, trust: bool = False) -> ExportedAutoencoder:
+    """`ExportedAutoencoder(path, trust)`: refuses a model whose graphs hold ops outside
+    `model_safety.ALLOWED_OPS` unless `trust=True` (see the README's trust boundary)."""
+    return ExportedAutoencoder(path, trust=trust)
+
+
+def read_metadata(path: str) -> dict:
+    """`<path>/robust_dae_tf.json` as a dict ({} when absent); ExportError naming the file
+    when it is unreadable or not a JSON object."""
+    meta_path = os.path.join(path, METADATA_FILE)
+    if not os.path.exists(meta_path):
+        return {}
+    try:
+        with open(meta_path) as f:
+            metadata = json.load(f)
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise ExportError(f"{meta_path} is not readable JSON ({err}); re-export the model or delete the file.") from err
+    if not isinstance(metadata, dict):
+        raise ExportError(f"{meta_path} holds a JSON {type(metadata).__name__}, not an object; re-export the model.")
+    return metadata
+
+
+_TRUSTED: set = set()
+
+
+def trust_saved_model(path: str) -> None:
+    """Marks the SavedModel directory `path` as trusted by the user for this process, so
+    every later load of it (`ExportedAutoencoder(path)`, e.g. inside the evaluation
+    components) skips the op check, as `--trust_model` asks."""
+    _TRUSTED.add(os.path.realpath(path))
+
+
+def _is_trusted(path: str) -> bool:
+    return os.path.realpath(path) in _TRUSTED
+
+
+def admit_saved_model(path: str, trust: bool = False) -> None:
+    """Checks `path` as `ExportedAutoencoder(path, trust)` would, without loading it: the
+    early refusal of scripts (before any data is read or output written). `trust=True`
+    (their `--trust_model`) also marks `path` trusted for this process (`trust_saved_model`),
+    so the components that load it later accept it."""
+    if trust:
+        trust_saved_model(path)
+    model_safety.check_saved_model(path, trust=trust or _is_trusted(path))

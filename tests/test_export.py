@@ -1,4 +1,5 @@
-"""SavedModel export: round trip, gradients through the loaded model, metadata, safety."""
+"""SavedModel export and loading: round trip, gradients through the loaded model, metadata,
+safety of export, the op check of untrusted models, corrupt files."""
 
 import json
 import os
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import export, models
+from robust_dae_tf import classifier, config_lib, export, model_safety, models
 from robust_dae_tf.errors import ExportError
 from tests.helpers import digits_arrays, small_config
+from tests.test_model_safety import save_crafted
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,103 @@ def test_loading_something_that_is_not_an_autoencoder_savedmodel(tmp_path):
     tf.saved_model.save(OnlyEncode(), str(tmp_path / "m"))
     with pytest.raises(ExportError, match="no decode endpoint"):
         export.load_saved_model(str(tmp_path / "m"))
+
+
+# ---- loading untrusted models -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant, architecture",
+                         [(v, "fc") for v in config_lib.MODELS] + [("robust", "conv"), ("vae", "conv")])
+def test_every_model_the_project_exports_loads_under_the_default(tmp_path, variant, architecture):
+    # Every variant and baseline, FC and conv nets (the VAE baselines share vae.py's conv nets,
+    # the Lipschitz VAE has FC nets only), and the classifier SavedModel evaluate.py writes.
+    config = small_config(variant)
+    config.model.architecture, config.model.hidden_units, config.model.conv_filters = architecture, (8,), (4, 8)
+    config.loss.weight_estimation_batches = 2
+    model = models.build_model(config, (32, 32, 1))
+    path = export.export_saved_model(model, str(tmp_path / "m"), {"variant": variant})
+    assert model_safety.disallowed_ops(model_safety.read_saved_model_proto(path)) == {}
+    loaded = export.load_saved_model(path)
+    x = tf.constant(digits_arrays()[2][:2])
+    np.testing.assert_allclose(loaded.decode(loaded.encode(x)), model.decode(model.encode(x)), atol=1e-5)
+    if (variant, architecture) == ("robust", "fc"):
+        mlp = classifier.build_mlp(np.asarray(loaded.encode(x)), 10, hidden_units=(4,))
+        classifier_path = classifier.export_classifier(loaded, mlp, str(tmp_path / "classifier"))
+        assert model_safety.disallowed_ops(model_safety.read_saved_model_proto(classifier_path)) == {}
+
+
+@pytest.fixture
+def fresh_trust(monkeypatch):
+    monkeypatch.setattr(export, "_TRUSTED", set())
+
+
+def test_a_model_that_writes_a_file_while_loading_is_refused_before_anything_runs(tmp_path, fresh_trust):
+    target = tmp_path / "written_at_load.txt"
+    path = save_crafted("writes_at_load", tmp_path / "model", target)
+    for load in (export.load_saved_model, export.ExportedAutoencoder, export.admit_saved_model):
+        with pytest.raises(ExportError, match="WriteFile .*--trust_model"):
+            load(path)
+        assert not target.exists()
+    loaded = export.load_saved_model(path, trust=True)  # what the refusal prevented: the file is written
+    assert target.read_text() == "written while the model was loaded"
+    assert loaded.encode(tf.zeros([1, 32, 32, 1])).shape == (1, 3)
+
+
+def test_a_model_that_reads_a_file_in_encode_is_refused_and_runs_when_trusted(tmp_path, fresh_trust):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the model")
+    path = save_crafted("reads_in_encode", tmp_path / "model", secret)
+    with pytest.raises(ExportError, match="ReadFile"):
+        export.load_saved_model(path)
+    # --trust_model in a script: admit marks the path trusted, so later plain loads accept it.
+    export.admit_saved_model(path, trust=True)
+    latents = export.ExportedAutoencoder(os.path.join(str(tmp_path), ".", "model")).encode(tf.zeros([2, 32, 32, 1]))
+    np.testing.assert_array_equal(latents, np.full((2, 3), len("not for the model")))
+    other = save_crafted("reads_in_encode", tmp_path / "other", secret)
+    with pytest.raises(ExportError, match="ReadFile"):  # trust is per directory
+        export.load_saved_model(other)
+
+
+# ---- corrupt or missing files -----------------------------------------------------------
+
+
+def _corrupt(path, kind):
+    pb, meta = os.path.join(path, "saved_model.pb"), os.path.join(path, export.METADATA_FILE)
+    if kind == "truncated_pb":
+        data = open(pb, "rb").read()
+        open(pb, "wb").write(data[: len(data) // 2])
+    elif kind == "empty_pb":
+        open(pb, "wb").close()
+    elif kind == "pb_is_a_directory":
+        os.remove(pb)
+        os.mkdir(pb)
+    elif kind == "bad_json":
+        open(meta, "w").write('{"dataset": "dig')
+    elif kind == "json_list":
+        open(meta, "w").write("[1, 2]")
+    elif kind == "binary_json":
+        open(meta, "wb").write(b"\xff\xfe\x00garbage")
+    elif kind == "no_variables":
+        import shutil
+
+        shutil.rmtree(os.path.join(path, "variables"))
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("truncated_pb", r"saved_model.pb is corrupt"),
+    ("empty_pb", r"saved_model.pb holds no graph"),
+    ("pb_is_a_directory", r"no saved_model.pb"),
+    ("bad_json", r"robust_dae_tf.json is not readable JSON"),
+    ("json_list", r"robust_dae_tf.json holds a JSON list"),
+    ("binary_json", r"robust_dae_tf.json is not readable JSON"),
+    ("no_variables", r"cannot load the SavedModel .*model"),
+])
+def test_a_corrupt_model_raises_one_error_naming_the_file(exported, tmp_path, kind, words):
+    import shutil
+
+    path = str(tmp_path / "model")
+    shutil.copytree(exported[1], path)
+    _corrupt(path, kind)
+    with pytest.raises(ExportError, match=words) as err:
+        export.load_saved_model(path)
+    assert len(str(err.value).splitlines()) == 1 and path in str(err.value)
