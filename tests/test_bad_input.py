@@ -108,11 +108,11 @@ EVALUATION_CASES = [
     ("check_attacks_corrupt_metadata", "check_attacks.py", ["--model={bad_metadata}", "--output={file}.d"],
      ["bad_metadata/robust_dae_tf.json is not valid JSON"]),
     ("check_attacks_truncated_model", "check_attacks.py", ["--model={truncated_pb}", "--output={file}.d"],
-     ["cannot load the SavedModel", "truncated_pb", "re-export"]),
+     ["truncated_pb/saved_model.pb is corrupt", "re-export"]),
     ("evaluate_corrupt_metadata", "evaluate.py", ["--model={bad_metadata}", "--output={file}.d"],
      ["bad_metadata/robust_dae_tf.json is not valid JSON"]),
     ("evaluate_truncated_model", "evaluate.py", ["--model={truncated_pb}", "--output={file}.d"],
-     ["cannot load the SavedModel", "truncated_pb"]),
+     ["truncated_pb/saved_model.pb is corrupt", "re-export"]),
     # Unwritable outputs fail before the (here: broken) model is loaded.
     ("evaluate_unwritable_output", "evaluate.py", ["--model={truncated_pb}", "--output={file}/eval"],
      ["--output=", "a_file is a file, not a directory"]),
