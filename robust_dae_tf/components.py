@@ -52,6 +52,17 @@ def write_marker(artifact: Artifact, producer: str) -> None:
     fileio.write_json_atomic(os.path.join(artifact.uri, MARKER), payload)
 
 
+class DamagedMarkerError(UserError):
+    """An artifact.json that is not valid JSON or not a marker; `problem` says which."""
+
+    def __init__(self, problem: str, uri: str, type_name: str):
+        self.problem = problem
+        super().__init__(
+            f"{problem}; the {type_name} artifact in {uri} is damaged: delete it and run the stage "
+            "that writes it again."
+        )
+
+
 def read_artifact(uri: str, type_name: str) -> Artifact:
     """Loads a complete artifact of `type_name` from `uri`, or raises one clear error."""
     path = os.path.join(uri, MARKER)
@@ -60,8 +71,15 @@ def read_artifact(uri: str, type_name: str) -> Artifact:
             f"{uri} is not a complete {type_name} artifact (no {MARKER}); the stage that writes it "
             "did not finish: run it again."
         )
-    with open(path) as f:
-        payload = json.load(f)
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
+        raise DamagedMarkerError(f"{path} cannot be read as JSON ({err})", uri, type_name) from err
+    if not isinstance(payload, dict) or not isinstance(payload.get("properties", {}), dict):
+        raise DamagedMarkerError(
+            f"{path} is not an artifact marker (a JSON object with 'type' and 'properties')", uri, type_name
+        )
     if payload.get("type") != type_name:
         raise UserError(f"{uri} holds a {payload.get('type')} artifact, expected {type_name}.")
     return Artifact(type_name, uri, payload.get("properties", {}))
@@ -96,8 +114,13 @@ class Component(abc.ABC):
 class ExampleGen(Component):
     """Loads a dataset (TFDS, local files or the embedded digits), preprocesses it to
     the dataset's image shape and saves train/test splits with `tf.data.Dataset.save`
-    (uint8 images, int64 labels). Cached: an existing complete artifact for the same
-    source is reused."""
+    (uint8 images, int64 labels). The marker records each split's element count and
+    the byte size of every saved file.
+
+    Cached: an existing complete artifact for the same source is reused after checking
+    those sizes (a truncated shard reads as fewer images without any error). A damaged
+    cache (sizes or counts differ, unreadable marker) is rebuilt from the source with a
+    warning, or refused naming both problems when the source cannot be read."""
 
     outputs = {"examples": "Examples"}
 
@@ -112,42 +135,117 @@ class ExampleGen(Component):
 
     def run(self, output_uris, **inputs):
         uri = output_uris["examples"]
+        damage = None
         if os.path.exists(os.path.join(uri, MARKER)):
-            cached = read_artifact(uri, "Examples")
-            if cached.properties.get("source") == self._source():
-                logger.info("ExampleGen: reusing %s", uri)
-                return {"examples": cached}
-            raise UserError(
-                f"{uri} holds examples of {cached.properties.get('source')}, not {self._source()}; "
-                "use a new --workdir for a different dataset."
+            try:
+                cached = read_artifact(uri, "Examples")
+            except DamagedMarkerError as err:
+                damage = err.problem
+            else:
+                if cached.properties.get("source") != self._source():
+                    raise UserError(
+                        f"{uri} holds examples of {cached.properties.get('source')}, not {self._source()}; "
+                        "use a new --workdir for a different dataset."
+                    )
+                damage = examples_damage(cached, count_unrecorded=True)
+                if damage is None:
+                    logger.info("ExampleGen: reusing %s", uri)
+                    return {"examples": cached}
+            logger.warning("ExampleGen: the examples cache %s is damaged (%s); rebuilding it.", uri, damage)
+        try:
+            splits = data.load_splits(
+                self.spec.name,
+                data_dir=self.data_dir or None,
+                tfds_data_dir=self.tfds_data_dir or None,
+                download=self.download,
             )
-        splits = data.load_splits(
-            self.spec.name,
-            data_dir=self.data_dir or None,
-            tfds_data_dir=self.tfds_data_dir or None,
-            download=self.download,
-        )
-        counts = {}
+        except DataError as err:
+            if damage is None:
+                raise
+            raise DataError(
+                f"the examples cache {uri} is damaged ({damage}) and cannot be rebuilt: {err}"
+            ) from err
+        counts, files = {}, {}
         # An incomplete directory (no marker) from a killed run is replaced.
         with fileio.atomic_directory(uri, overwrite=True) as tmp:
             for split, ds in splits.items():
-                ds.save(os.path.join(tmp, split))
-                counts[split] = data.count_examples(tf.data.Dataset.load(os.path.join(tmp, split)))
+                split_dir = os.path.join(tmp, split)
+                counts[split] = data.save_split(ds, split_dir, self.spec.name, split, self.data_dir or None)
                 if counts[split] == 0:
                     raise DataError(f"the {split} split of {self.spec.name} is empty; check --data_dir.")
+                files[split] = _saved_files(split_dir)
             properties = {
                 "source": self._source(),
                 "image_shape": list(self.spec.image_shape),
                 "num_classes": self.spec.num_classes,
                 "num_examples": counts,
+                "files": files,
             }
             write_marker(Artifact("Examples", tmp, properties), self.name)
         return {"examples": Artifact("Examples", uri, properties)}
 
 
+_SPLITS = ("train", "test")
+
+
+def _saved_files(directory: str) -> dict:
+    """{path relative to `directory`: size in bytes} of every file under it."""
+    sizes = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            sizes[os.path.relpath(path, directory)] = os.path.getsize(path)
+    return sizes
+
+
+def examples_damage(examples: Artifact, count_unrecorded: bool = False) -> str | None:
+    """What is wrong with the saved splits of an Examples artifact, or None.
+
+    Compares the byte size of every saved file with the size recorded when it was
+    written (one stat per file). An artifact written before sizes were recorded is
+    checked by counting its elements when `count_unrecorded` (reads the whole cache),
+    and not at all otherwise."""
+    recorded = examples.properties.get("files")
+    if recorded is None:
+        return _count_damage(examples) if count_unrecorded else None
+    for split in _SPLITS:
+        sizes = recorded.get(split) if isinstance(recorded, dict) else None
+        if not isinstance(sizes, dict) or not sizes:
+            return f"its marker records no files for the {split} split"
+        for name, size in sorted(sizes.items()):
+            path = os.path.join(examples.uri, split, name)
+            if not os.path.isfile(path):
+                return f"{path} is missing"
+            if os.path.getsize(path) != size:
+                return f"{path} has {os.path.getsize(path)} bytes, {size} were written"
+    return None
+
+
+def _count_damage(examples: Artifact) -> str | None:
+    counts = examples.properties.get("num_examples")
+    if not isinstance(counts, dict):
+        return "its marker records no example counts"
+    for split in _SPLITS:
+        try:
+            ds = tf.data.Dataset.load(os.path.join(examples.uri, split))
+            # Not `data.count_examples`: the cardinality comes from the metadata, not the shards.
+            found = int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+        except (tf.errors.OpError, ValueError) as err:
+            return f"its {split} split cannot be read: {str(err).strip().splitlines()[0]}"
+        if found != counts.get(split):
+            return f"its {split} split holds {found} examples, {counts.get(split)} were written"
+    return None
+
+
 def load_examples(examples: Artifact) -> dict:
-    """{"train": ds, "test": ds} of an Examples artifact."""
-    return {split: tf.data.Dataset.load(os.path.join(examples.uri, split)) for split in ("train", "test")}
+    """{"train": ds, "test": ds} of an Examples artifact, after checking its file sizes."""
+    damage = examples_damage(examples)
+    if damage:
+        raise DataError(
+            f"the examples in {examples.uri} are damaged ({damage}); run the command that wrote them "
+            "again (ExampleGen rebuilds a damaged cache) or delete the directory."
+        )
+    return {split: tf.data.Dataset.load(os.path.join(examples.uri, split)) for split in _SPLITS}
 
 
 class Trainer(Component):

@@ -44,7 +44,9 @@ Sources of `load_splits`
       the test split.
    Image files are decoded lazily inside tf.data. The first image of each split
    is checked eagerly; a later image with a different shape fails the pipeline
-   with a TensorFlow assertion naming the file.
+   with a TensorFlow assertion naming the file. `save_split` (ExampleGen's
+   writer) turns any later file that cannot be decoded or has the wrong shape
+   into a DataError naming it.
 3. otherwise TFDS (``tfds.load``); a dataset that is neither prepared nor
    downloadable raises a `DataError` explaining the alternatives.
 
@@ -61,6 +63,7 @@ import logging
 import dataclasses
 import gzip
 import pathlib
+import re
 import zipfile
 from collections.abc import Sequence
 
@@ -123,6 +126,7 @@ _DIGITS_TEST_SIZE = 297
 _DIGITS_SEED = 0
 
 _Splits = dict[str, tf.data.Dataset]
+_FileSplits = dict[str, tuple[list[pathlib.Path], list[int]]]  # {split: (image files, labels)}
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -352,6 +356,12 @@ def _npz_images(images: np.ndarray, source: str) -> np.ndarray:
         )
     if images.dtype == np.uint8:
         return images
+    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        bad = int(np.count_nonzero(~np.isfinite(images)))
+        raise DataError(
+            f"{source}: the images contain NaN or Inf pixels ({bad} of {images.size}); "
+            f"replace or drop those images before saving."
+        )
     if np.issubdtype(images.dtype, np.floating) and np.all((images >= 0) & (images <= 1)):
         return np.round(images * 255.0).astype(np.uint8)
     if np.issubdtype(images.dtype, np.integer) and np.all((images >= 0) & (images <= 255)):
@@ -363,6 +373,16 @@ def _npz_images(images: np.ndarray, source: str) -> np.ndarray:
 
 
 def _load_npz(spec: DatasetSpec, path: pathlib.Path) -> _Splits:
+    try:
+        with open(path, "rb") as f:
+            is_zip = zipfile.is_zipfile(f)
+    except OSError as err:
+        raise DataError(f"Cannot read {path} ({err}); fix --data_dir.") from err
+    if not is_zip:  # np.load would call it pickled data, or return the array of an .npy
+        raise DataError(
+            f"{path} is not a valid .npz (zip) file; save the arrays with numpy.savez "
+            f"(keys {', '.join(_NPZ_KEYS)}) or fix --data_dir."
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in _NPZ_KEYS if key not in npz.files]
@@ -405,11 +425,13 @@ def _decode(path: tf.Tensor) -> tf.Tensor:
     )
 
 
-def _check_first_image(spec: DatasetSpec, path: pathlib.Path) -> None:
+def _check_image(spec: DatasetSpec, path: pathlib.Path) -> None:
+    """Decodes one image file eagerly; raises a DataError naming it when it cannot be
+    read or decoded or has a shape the dataset cannot use."""
     try:
         shape = tuple(_decode(tf.constant(str(path))).shape)
     except tf.errors.OpError as err:
-        raise DataError(f"Cannot decode image {path}: {err.message}. Fix or remove it.") from err
+        raise DataError(f"Cannot decode image {path}: {_error_text(err)}. Fix or remove it.") from err
     _check_shape(
         spec,
         shape,
@@ -421,8 +443,9 @@ def _check_first_image(spec: DatasetSpec, path: pathlib.Path) -> None:
 def _from_files(
     spec: DatasetSpec, paths: list[pathlib.Path], labels: list[int]
 ) -> tf.data.Dataset:
-    """Lazily decoded image files; every image's shape is asserted in-graph."""
-    _check_first_image(spec, paths[0])
+    """Lazily decoded image files; every image's shape is asserted in-graph (the first
+    file is checked eagerly, `save_split` names any later file that fails)."""
+    _check_image(spec, paths[0])
     expected = _expected_shape_text(spec)
 
     def load(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -446,7 +469,8 @@ def _class_files(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     return {d.name: _image_files(d) for d in sorted(split_dir.iterdir()) if d.is_dir()}
 
 
-def _load_class_folders(spec: DatasetSpec, directory: pathlib.Path) -> _Splits:
+def _class_folder_files(spec: DatasetSpec, directory: pathlib.Path) -> _FileSplits:
+    """{split: (image paths, labels)} of train/<class>/* and test/<class>/*."""
     per_split = {split: _class_files(directory / split) for split in ("train", "test")}
     class_names = sorted(per_split["train"])
     unknown = sorted(set(per_split["test"]) - set(class_names))
@@ -473,7 +497,7 @@ def _load_class_folders(spec: DatasetSpec, directory: pathlib.Path) -> _Splits:
                 f"{directory / split} has no images in class sub-folders; expected "
                 f"{directory / split}/<class_name>/*.png (or .jpg)."
             )
-        splits[split] = _from_files(spec, paths, labels)
+        splits[split] = (paths, labels)
     return splits
 
 
@@ -528,7 +552,8 @@ def _split_flat(
     }
 
 
-def _load_flat_folder(spec: DatasetSpec, data_dir: pathlib.Path) -> _Splits:
+def _flat_folder_files(spec: DatasetSpec, data_dir: pathlib.Path) -> _FileSplits:
+    """{split: (image paths, labels -1)} of a flat folder split by the partition file."""
     image_dir = _flat_image_dir(data_dir)
     if spec.num_classes:
         raise DataError(
@@ -550,7 +575,7 @@ def _load_flat_folder(spec: DatasetSpec, data_dir: pathlib.Path) -> _Splits:
                 f"No {split} images in {image_dir} according to {partition_file}; "
                 f"check that the partition file belongs to these images."
             )
-        splits[split] = _from_files(spec, paths, [-1] * len(paths))
+        splits[split] = (paths, [-1] * len(paths))
     return splits
 
 
@@ -570,17 +595,19 @@ def _no_data_error(directory: pathlib.Path) -> DataError:
     )
 
 
-def _load_local(spec: DatasetSpec, data_dir: str) -> _Splits:
+def _local_source(spec: DatasetSpec, data_dir: str) -> tuple[str, pathlib.Path | _FileSplits]:
+    """Detects the kind of local data: ("npz", file), ("idx", directory) or
+    ("files", {split: (image paths, labels)})."""
     path = pathlib.Path(data_dir).expanduser().resolve()
     if path.is_file() and path.suffix == ".npz":
-        return _load_npz(spec, path)
+        return "npz", path
     if not path.is_dir():
         raise DataError(
             f"--data_dir={data_dir} is neither a directory nor an .npz file; "
             f"point it at the local copy of the {spec.name} data."
         )
     if _has_idx(path):
-        return _load_idx(spec, path)
+        return "idx", path
     npz_files = sorted(path.glob("*.npz"))
     if len(npz_files) > 1:
         raise DataError(
@@ -588,12 +615,21 @@ def _load_local(spec: DatasetSpec, data_dir: str) -> _Splits:
             f"pass the one to use as --data_dir=<file.npz>."
         )
     if npz_files:
-        return _load_npz(spec, npz_files[0])
+        return "npz", npz_files[0]
     if (path / "train").is_dir() and (path / "test").is_dir():
-        return _load_class_folders(spec, path)
+        return "files", _class_folder_files(spec, path)
     if _image_files(_flat_image_dir(path)):
-        return _load_flat_folder(spec, path)
+        return "files", _flat_folder_files(spec, path)
     raise _no_data_error(path)
+
+
+def _load_local(spec: DatasetSpec, data_dir: str) -> _Splits:
+    kind, source = _local_source(spec, data_dir)
+    if kind == "npz":
+        return _load_npz(spec, source)
+    if kind == "idx":
+        return _load_idx(spec, source)
+    return {split: _from_files(spec, *files) for split, files in source.items()}
 
 
 # --------------------------------------------------------------------------
@@ -682,6 +718,64 @@ def load_splits(
     if data_dir:
         return _load_local(spec, data_dir)
     return _load_tfds(spec, tfds_data_dir or None, download)
+
+
+def save_split(
+    ds: tf.data.Dataset, path: str, name: str, split: str, data_dir: str | None = None
+) -> int:
+    """Writes a split of `load_splits` with `tf.data.Dataset.save`; returns its size.
+
+    `Dataset.save` never returns when an element fails (it waits forever in TF 2.21),
+    so failing elements are skipped while writing and a shortfall raises a DataError:
+    the first failing element is found by reading `ds` again, and for image files
+    (`data_dir`) that file is decoded on its own, so the message names it and says
+    what is wrong with it.
+    """
+    spec = get_spec(name)
+    try:
+        expected = count_examples(ds)  # the cardinality; iterates when it is unknown
+    except tf.errors.OpError:
+        raise _failing_element_error(spec, ds, split, data_dir) from None
+    ds.ignore_errors().save(path)
+    saved = count_examples(tf.data.Dataset.load(path))
+    if saved != expected:
+        raise _failing_element_error(spec, ds, split, data_dir)
+    return saved
+
+
+def _failing_element_error(
+    spec: DatasetSpec, ds: tf.data.Dataset, split: str, data_dir: str | None
+) -> DataError:
+    index, error = 0, None
+    try:
+        for _ in ds:
+            index += 1
+    except tf.errors.OpError as err:
+        error = err
+    where = f"--data_dir={data_dir}" if data_dir else f"TFDS {spec.tfds_name}"
+    if error is None:
+        return DataError(
+            f"the {split} split of --dataset={spec.name} ({where}) yielded fewer elements while "
+            f"being saved than it holds; the files changed while reading them: run again."
+        )
+    if data_dir:
+        kind, source = _local_source(spec, data_dir)
+        if kind == "files" and index < len(source[split][0]):
+            path = source[split][0][index]
+            _check_image(spec, path)  # raises the DataError naming the file
+            return DataError(f"Cannot load image {path}: {_error_text(error)}. Fix or remove it.")
+    return DataError(
+        f"element {index} of the {split} split of --dataset={spec.name} ({where}) cannot be "
+        f"read: {_error_text(error)}. Repair or replace the data."
+    )
+
+
+def _error_text(error: tf.errors.OpError) -> str:
+    """The cause of a TensorFlow error without its function, iterator and op decorations."""
+    text = (error.message or type(error).__name__).strip().splitlines()[0]
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"^Error in user-defined function .*?Iterator::\S+: ", "", text)
+    return re.sub(r"\s*\[Op:.*$", "", text).rstrip(" .")
 
 
 # --------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Tests for robust_dae_tf.data: sources, preprocessing, errors and pipelines."""
 
 import gzip
+import os
 import pathlib
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -14,6 +17,8 @@ from PIL import Image
 
 from robust_dae_tf import data
 from robust_dae_tf.errors import ConfigError, DataError
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -305,6 +310,35 @@ def test_npz_float_out_of_range_is_rejected(tmp_path):
         data.load_splits("svhn", data_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_npz_nan_or_inf_pixels_are_named_not_called_out_of_range(tmp_path, bad):
+    x = np.full((2, 28, 28), 0.5, np.float32)
+    x_test = x.copy()
+    x_test[1, 3, 4] = bad
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=[0, 1], x_test=x_test, y_test=[0, 1])
+    with pytest.raises(DataError) as info:
+        data.load_splits("mnist", data_dir=str(tmp_path))
+    message = str(info.value)
+    assert "d.npz[x_test]" in message and "NaN or Inf" in message and "rescale" not in message
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: path.write_bytes(np.random.default_rng(0).bytes(300)),
+        lambda path: path.write_text("x_train,y_train\n1,2\n"),
+        lambda path: np.save(open(path, "wb"), np.zeros((2, 28, 28), np.uint8)),  # an .npy
+    ],
+    ids=["random_bytes", "text", "npy"],
+)
+def test_npz_that_is_not_a_zip_file_says_so(tmp_path, write):
+    write(tmp_path / "mnist.npz")
+    with pytest.raises(DataError) as info:
+        data.load_splits("mnist", data_dir=str(tmp_path / "mnist.npz"))
+    message = str(info.value)
+    assert "mnist.npz is not a valid .npz (zip) file" in message and "pickled" not in message
+
+
 def test_npz_celeb_a_labels_become_minus_one(tmp_path):
     x = np.random.default_rng(8).integers(0, 256, (2, 218, 178, 3), dtype=np.uint8)
     np.savez(tmp_path / "faces.npz", x_train=x, y_train=[3, 4], x_test=x, y_test=[5, 6])
@@ -316,7 +350,7 @@ def test_npz_celeb_a_labels_become_minus_one(tmp_path):
 # ---------------------------------------------------------------- image folders
 
 
-def _write_class_folders(root: pathlib.Path, shape: tuple, rng: np.random.Generator) -> dict:
+def write_class_folders(root: pathlib.Path, shape: tuple, rng: np.random.Generator) -> dict:
     """train/<class>/*.png and test/<class>/*.png; returns {split: [(image, label)]}."""
     written = {"train": [], "test": []}
     for label, class_name in enumerate(["cat", "dog", "emu"]):
@@ -329,7 +363,7 @@ def _write_class_folders(root: pathlib.Path, shape: tuple, rng: np.random.Genera
 
 
 def test_class_folders_round_trip(tmp_path):
-    written = _write_class_folders(tmp_path, (28, 28, 1), np.random.default_rng(4))
+    written = write_class_folders(tmp_path, (28, 28, 1), np.random.default_rng(4))
     splits = data.load_splits("mnist", data_dir=str(tmp_path))
     for split in ("train", "test"):
         check_split_format(splits[split], data.get_spec("mnist"))
@@ -339,7 +373,7 @@ def test_class_folders_round_trip(tmp_path):
 
 
 def test_class_folders_svhn_round_trip(tmp_path):
-    written = _write_class_folders(tmp_path, (32, 32, 3), np.random.default_rng(5))
+    written = write_class_folders(tmp_path, (32, 32, 3), np.random.default_rng(5))
     images, labels = data.take_arrays(data.load_splits("svhn", data_dir=str(tmp_path))["test"])
     np.testing.assert_array_equal(images, np.stack([image for image, _ in written["test"]]))
     np.testing.assert_array_equal(labels, [0, 1, 2])
@@ -354,7 +388,7 @@ def test_class_folders_svhn_round_trip(tmp_path):
     ],
 )
 def test_class_folders_wrong_shape_is_data_error(tmp_path, name, shape, expected):
-    _write_class_folders(tmp_path, shape, np.random.default_rng(6))
+    write_class_folders(tmp_path, shape, np.random.default_rng(6))
     with pytest.raises(DataError) as info:
         data.load_splits(name, data_dir=str(tmp_path))
     message = str(info.value)
@@ -362,11 +396,68 @@ def test_class_folders_wrong_shape_is_data_error(tmp_path, name, shape, expected
 
 
 def test_class_folders_later_bad_image_fails_naming_file(tmp_path):
-    _write_class_folders(tmp_path, (28, 28, 1), np.random.default_rng(7))
+    write_class_folders(tmp_path, (28, 28, 1), np.random.default_rng(7))
     write_png(tmp_path / "train" / "emu" / "9.png", np.zeros((28, 28, 3), np.uint8))
     train = data.load_splits("mnist", data_dir=str(tmp_path))["train"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="9.png"):
         data.take_arrays(train)
+
+
+# Faults of a file after the first one of a split, which `load_splits` decodes lazily.
+_LATER_FILE_FAULTS = {
+    "corrupt": (lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20), "Invalid PNG"),
+    "truncated": (lambda path: path.write_bytes(_png_bytes((28, 28, 1))[:60]), "9.png"),
+    "empty": (lambda path: path.write_bytes(b""), "9.png"),
+    "wrong_size": (lambda path: write_png(path, np.zeros((20, 20, 1), np.uint8)), "20x20x1"),
+    "wrong_channels": (lambda path: write_png(path, np.zeros((28, 28, 3), np.uint8)), "28x28x3"),
+}
+
+
+def _png_bytes(shape) -> bytes:
+    return tf.io.encode_png(np.full(shape, 7, np.uint8)).numpy()
+
+
+def save_split_faults_child(root: str) -> None:
+    """Runs in a subprocess (a regression would hang in tf.data.Dataset.save): prints one
+    line `<case> <split> OK <count>` or `<case> <split> DataError <message>` per case."""
+    root = pathlib.Path(root)
+    cases = {name: ("mnist", "train", root / name, root / name / "train" / "emu" / "9.png") for name in _LATER_FILE_FAULTS}
+    # CelebA's flat folder: the test split is the last tenth of the 20 sorted files.
+    cases["celeb_a_corrupt"] = ("celeb_a", "test", root / "celeb", root / "celeb" / "img_align_celeba" / "000020.png")
+    cases["good"] = ("mnist", "train", root / "good", None)
+    for name, (dataset, split, data_dir, bad) in cases.items():
+        if dataset == "celeb_a":
+            _write_celeb_a(data_dir / "img_align_celeba", 20)
+        else:
+            write_class_folders(data_dir, (28, 28, 1), np.random.default_rng(9))
+        if bad is not None:
+            _LATER_FILE_FAULTS[name.replace("celeb_a_", "")][0](bad)
+        try:
+            ds = data.load_splits(dataset, data_dir=str(data_dir))[split]
+            count = data.save_split(ds, str(root / "saved" / name), dataset, split, str(data_dir))
+            print(name, split, "OK", count, flush=True)
+        except DataError as err:
+            print(name, split, "DataError", str(err).replace("\n", " "), flush=True)
+
+
+def test_save_split_names_a_later_bad_file_instead_of_hanging(tmp_path):
+    """tf.data.Dataset.save waits forever when an element fails; save_split must fail
+    at once naming the file (run in a subprocess so a regression cannot hang the suite)."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"from tests.test_data import save_split_faults_child as f; f({str(tmp_path)!r})"],
+        capture_output=True, text=True, timeout=90, cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert done.returncode == 0 and len(lines) == len(_LATER_FILE_FAULTS) + 2, done.stdout + done.stderr[-3000:]
+    for name, (_, words) in _LATER_FILE_FAULTS.items():
+        assert f"{name} train DataError" in lines[name] and "emu/9.png" in lines[name], lines[name]
+        assert words in lines[name], lines[name]
+    assert "DataError" in lines["celeb_a_corrupt"] and "img_align_celeba/000020.png" in lines["celeb_a_corrupt"]
+    assert lines["good"] == "good train OK 6"
+    np.testing.assert_array_equal(
+        data.take_arrays(tf.data.Dataset.load(str(tmp_path / "saved" / "good")))[1], [0, 0, 1, 1, 2, 2]
+    )
 
 
 def _write_celeb_a(image_dir: pathlib.Path, count: int) -> list[str]:
