@@ -65,17 +65,8 @@ def saved_model_artifact(path: str) -> Artifact:
 
 
 def read_model_metadata(path: str) -> dict:
-    meta = os.path.join(path, export.METADATA_FILE)
-    if not os.path.exists(meta):
-        return {}
-    try:
-        with open(meta) as f:
-            payload = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ExportError(f"{meta} is not valid JSON ({err}); re-export the model.") from err
-    if not isinstance(payload, dict):
-        raise ExportError(f"{meta} holds a JSON {type(payload).__name__}, not an object; re-export the model.")
-    return payload
+    """The model's metadata (`export.read_metadata`: {} when absent, one error when damaged)."""
+    return export.read_metadata(path)
 
 
 def load_model(saved_model: Artifact) -> export.ExportedAutoencoder:

@@ -213,11 +213,11 @@ EVALUATION_CASES = [
     ("compare_unwritable_output", "compare.py", ["{file}/missing_eval", "--output={file}/table.md"],
      ["--output=", "a_file is a file, not a directory"]),
     ("check_attacks_corrupt_metadata", "check_attacks.py", ["--model={bad_metadata}", "--output={file}.d"],
-     ["bad_metadata/robust_dae_tf.json is not valid JSON"]),
+     ["bad_metadata/robust_dae_tf.json is not readable JSON"]),
     ("check_attacks_truncated_model", "check_attacks.py", ["--model={truncated_pb}", "--output={file}.d"],
      ["truncated_pb/saved_model.pb is corrupt", "re-export"]),
     ("evaluate_corrupt_metadata", "evaluate.py", ["--model={bad_metadata}", "--output={file}.d"],
-     ["bad_metadata/robust_dae_tf.json is not valid JSON"]),
+     ["bad_metadata/robust_dae_tf.json is not readable JSON"]),
     ("evaluate_truncated_model", "evaluate.py", ["--model={truncated_pb}", "--output={file}.d"],
      ["truncated_pb/saved_model.pb is corrupt", "re-export"]),
     # Unwritable outputs fail before the (here: broken) model is loaded.

@@ -170,7 +170,7 @@ def test_damaged_models_raise_one_error_naming_the_file(setup, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(setup.paths["good"], bad)
     metadata = bad / export.METADATA_FILE
-    for text, words in (('{"dataset": "dig', "is not valid JSON"), ("[1, 2]", "holds a JSON list, not an object")):
+    for text, words in (('{"dataset": "dig', "is not readable JSON"), ("[1, 2]", "holds a JSON list, not an object")):
         metadata.write_text(text)
         with pytest.raises(ExportError, match=f"{metadata}.*{words}.*re-export"):
             evaluation.load_model(evaluation.saved_model_artifact(str(bad)))
