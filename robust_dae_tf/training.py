@@ -14,7 +14,10 @@ end. Running the same command again resumes from the newest checkpoint: the step
 counter restores the epoch and the position inside it, the data order of each epoch
 depends only on (seed, epoch), and every random draw on (seed, step), so a killed and
 resumed run ends with the same weights as an uninterrupted one and loses at most
-the steps since the last checkpoint.
+the steps since the last checkpoint. `open_checkpoints` picks the checkpoint from the
+files on disk (a damaged state file is rebuilt; a corrupt or non-finite newest
+checkpoint is set aside and the previous one used), and the optimizer then gets the
+config's learning rate (`set_learning_rate`), which config.json records.
 
 Keras runs `train.steps_per_execution` steps per call into the compiled graph. The
 value actually used divides the epoch length (and the rest of an interrupted epoch),
@@ -230,7 +233,7 @@ def set_learning_rate(model, learning_rate: float, restored: str | None) -> None
     """Sets the optimizer's learning rate to the config's value. A restored checkpoint
     brings back the rate it was written with; the run uses (and config.json records)
     the configured one, so a resume with another --config.train.learning_rate uses it."""
-    previous = float(model.optimizer.learning_rate)
+    previous = float(model.optimizer.learning_rate.numpy())
     model.optimizer.learning_rate = learning_rate
     if restored and not math.isclose(previous, learning_rate, rel_tol=1e-6):
         logger.warning("Learning rate changed on resume: %g (config.train.learning_rate; the checkpoint had %g).",
@@ -304,7 +307,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     epochs = config.train.epochs
     if restored:
         logger.info("Resuming from %s (step %d, epoch %d + %d steps), learning rate %g.",
-                    restored, step, start_epoch, skip, float(model.optimizer.learning_rate))
+                    restored, step, start_epoch, skip, float(model.optimizer.learning_rate.numpy()))
     if getattr(model, "dataset_size", None) == 0:  # estimators that need N (beta-TCVAE)
         model.dataset_size = num_train
     per_execution = effective_steps_per_execution(config.train.steps_per_execution, steps, skip)
