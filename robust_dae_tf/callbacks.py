@@ -45,11 +45,32 @@ def _previous(last_step, step) -> int:
     return step - 1 if last_step is None else last_step
 
 
+def nonfinite_variables(variables) -> list[str]:
+    """Paths (names) of the floating-point variables that hold a NaN or an Inf."""
+    return [
+        getattr(v, "path", None) or v.name
+        for v in variables
+        if tf.as_dtype(v.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(v)))
+    ]
+
+
+def _diverged(step: int, problem: str, checkpoint_dir: str) -> TrainingDivergedError:
+    latest = tf.train.latest_checkpoint(checkpoint_dir) or "none yet"
+    return TrainingDivergedError(
+        f"training diverged at step {step}: {problem}. The last good checkpoint ({latest}) is kept; lower "
+        "--config.train.learning_rate or the loss weights and run the same command again to resume from it."
+    )
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Stops training at the first NaN / Inf metric with a message naming the step
     (the end of the first execution whose metrics are not finite) and the last finite
     metrics. It runs before the checkpoint callback, so the
-    diverged weights are never saved and the last good checkpoint stays."""
+    diverged weights are never saved and the last good checkpoint stays.
+
+    The metrics of a step are computed before its update, so an update that makes the
+    weights non-finite shows here only one execution later; `CheckpointEvery` refuses
+    to save such weights in between."""
 
     def __init__(self, checkpoint_dir: str):
         super().__init__()
@@ -61,19 +82,18 @@ class NonFiniteGuard(keras.callbacks.Callback):
         if all(math.isfinite(v) for v in values.values()):
             self.last_finite = values
             return
-        step = _step(self.model)
         bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
         last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir) or "none yet"
-        raise TrainingDivergedError(
-            f"training diverged at step {step}: {bad}. Last finite metrics: {last}. "
-            f"The last good checkpoint ({latest}) is kept; lower --config.train.learning_rate "
-            "or the loss weights and run the same command again to resume from it."
-        )
+        raise _diverged(_step(self.model), f"{bad}. Last finite metrics: {last}", self.checkpoint_dir)
 
 
 class CheckpointEvery(keras.callbacks.Callback):
-    """Saves `manager`'s checkpoint every `every_steps` steps and at each epoch end."""
+    """Saves `manager`'s checkpoint every `every_steps` steps and at each epoch end.
+
+    Only finite weights are saved: when a model or optimizer variable holds a NaN or
+    an Inf (the last update diverged although its loss, computed before the update,
+    was finite), training stops with TrainingDivergedError and the previous checkpoint
+    stays the newest, so a resume with a lower learning rate starts from good weights."""
 
     def __init__(self, manager: tf.train.CheckpointManager, every_steps: int):
         super().__init__()
@@ -85,6 +105,11 @@ class CheckpointEvery(keras.callbacks.Callback):
         step = _step(self.model)
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
             return
+        bad = nonfinite_variables([*self.model.variables, *self.model.optimizer.variables])
+        if bad:
+            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise _diverged(step, f"the update left non-finite values in {names} (not checkpointed)",
+                            self.manager.directory)
         self.manager.save(checkpoint_number=step)
 
     def on_train_begin(self, logs=None):

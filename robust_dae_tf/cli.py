@@ -4,14 +4,19 @@
   `--config=FILE` is given, so `python bin/train.py --dataset=celeb_a
   --config.train.epochs=5` works (ml_collections applies `--config.*` overrides to
   the file chosen here).
+* `check_config_flags(argv)`: loads the `--config` file and checks every
+  `--config.<field>` override before absl parses the flags, so a missing file, a
+  syntax error, a file without `get_config()` or an unknown field is one `error:` line.
 * `run_main(main)`: runs an absl main and turns every `UserError` into one line on
   stderr and exit status 1, instead of a stack trace.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import re
 import sys
 
 from absl import app
@@ -110,6 +115,72 @@ def select_config_file(argv: list[str], config_dir: str = CONFIG_DIR) -> list[st
     return [argv[0], f"--config={path}", *argv[1:]]
 
 
+_OVERRIDE = re.compile(r"-{1,2}(?:no)?config\.([^=]+)(?:=.*)?", re.DOTALL)
+
+
+def _config_error(message: str) -> SystemExit:
+    return SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_config_flags(argv: list[str]) -> None:
+    """Loads the `--config=FILE[:arg]` file the way ml_collections does and checks that
+    every `--config.<field>` override names a field of its config. Raises
+    SystemExit("error: ...") naming the file or flag; ml_collections would otherwise
+    fail inside absl's flag parsing with a stack trace."""
+    value = _flag_value(argv, "config")
+    if value is None:
+        return
+    path, _, arg = value.partition(":")
+    if not os.path.isfile(path):
+        raise _config_error(f"--config={value}: no such file {os.path.abspath(path)!r}; "
+                            f"give a config file (e.g. {os.path.join(CONFIG_DIR, DEFAULT_DATASET + '.py')}).")
+    try:
+        spec = importlib.util.spec_from_file_location("_checked_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise _config_error(f"--config={value}: syntax error in {path}, line {err.lineno}: {err.msg}.") from None
+    except Exception as err:  # noqa: BLE001 - the user's file raised: name it and the exception
+        raise _config_error(f"--config={value}: {path} fails to load ({type(err).__name__}: {err}).") from None
+    if not callable(getattr(module, "get_config", None)):
+        raise _config_error(f"--config={value}: {path} defines no get_config(); a config file defines get_config() "
+                            "returning an ml_collections.ConfigDict (see configs/digits.py).")
+    try:
+        config = module.get_config(*([arg] if arg else []))
+    except Exception as err:  # noqa: BLE001
+        raise _config_error(f"--config={value}: get_config() of {path} failed ({type(err).__name__}: {err}).") from None
+    if not hasattr(config, "keys"):
+        raise _config_error(f"--config={value}: get_config() of {path} returned {type(config).__name__}, "
+                            "not an ml_collections.ConfigDict.")
+    for item in argv[1:]:
+        if item == "--":
+            break
+        match = _OVERRIDE.fullmatch(item)
+        if not match:
+            continue
+        node, walked = config, []
+        for part in re.sub(r"\[[^\]]*\]", "", match.group(1)).split("."):  # field[0] indexes a field
+            fields = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in fields:
+                where = f"config.{'.'.join(walked)}" if walked else "the config"
+                raise _config_error(
+                    f"{item.split('=')[0]}: {where} has no field {part!r}; its fields are {', '.join(map(str, fields))} "
+                    "(see robust_dae_tf/config_lib.py).")
+            node = node[part]
+            walked.append(part)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing with a failure as one `error:` line instead of absl's
+    "FATAL Flags parsing error" (or a stack trace from a flag's own parser)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        raise _config_error(f"{err} (see --help).") from None
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF_CPP_MIN_LOG_LEVEL=0 shows them
@@ -147,4 +218,5 @@ def run_main(main, select_config: bool = True) -> None:
 
     if select_config:
         sys.argv = select_config_file(sys.argv)
-    app.run(guarded)
+        check_config_flags(sys.argv)
+    app.run(guarded, flags_parser=_parse_flags)

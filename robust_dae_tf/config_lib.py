@@ -180,14 +180,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("train.batch_size", "must be >= 2 (KS and covariance losses need a batch).")
     if config.train.epochs < 1:
         fail("train.epochs", "must be >= 1.")
-    if not config.train.learning_rate > 0:
-        fail("train.learning_rate", "must be > 0.")
+    if not 0 < config.train.learning_rate < float("inf"):
+        fail("train.learning_rate", f"must be a finite number > 0, got {config.train.learning_rate}.")
     if config.train.num_cpu_devices < 1:
         fail("train.num_cpu_devices", "must be >= 1.")
     if config.train.steps_per_execution < 1:
         fail("train.steps_per_execution", "must be >= 1.")
     if config.train.checkpoint_every_steps < 1 or config.train.log_every_steps < 1:
         fail("train", "checkpoint_every_steps and log_every_steps must be >= 1.")
+    if config.train.keep_checkpoints < 1:
+        fail("train.keep_checkpoints", f"must be >= 1 (a run resumes from its newest checkpoint), got "
+             f"{config.train.keep_checkpoints}.")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -4,6 +4,8 @@
 * `atomic_directory(path, overwrite)`: a context manager yielding a temporary sibling
   directory; on success it is renamed to `path` (replacing an existing one only when
   `overwrite`), on failure it is removed and `path` is untouched.
+* `check_writable_directory(directory, flag)`: fails early, naming the flag, when an
+  output directory cannot be written.
 
 The temporary siblings are `<path>.tmp-<pid>` and, while replacing, `<path>.old-<pid>`.
 A process killed at the wrong moment leaves them behind; `atomic_directory` removes
@@ -20,8 +22,9 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 
-from robust_dae_tf.errors import ExportError
+from robust_dae_tf.errors import ConfigError, ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +95,23 @@ def atomic_directory(path: str, overwrite: bool = False, flag: str = "--overwrit
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable_directory(directory: str, flag: str) -> None:
+    """Creates `directory` if needed and writes (and removes) a probe file in it, so an
+    output that cannot be written is reported before any expensive work. Raises
+    ConfigError naming `flag`, the option that chose the directory."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        blocker = os.path.abspath(directory)
+        while not os.path.exists(blocker) and os.path.dirname(blocker) != blocker:
+            blocker = os.path.dirname(blocker)
+        reason = f"{blocker} is a file, not a directory" if not os.path.isdir(blocker) else err.strerror or str(err)
+        raise ConfigError(
+            f"cannot write to {directory} ({reason}), which {flag} needs; "
+            f"choose another {flag} or make it writable."
+        ) from err

@@ -14,7 +14,10 @@ end. Running the same command again resumes from the newest checkpoint: the step
 counter restores the epoch and the position inside it, the data order of each epoch
 depends only on (seed, epoch), and every random draw on (seed, step), so a killed and
 resumed run ends with the same weights as an uninterrupted one and loses at most
-the steps since the last checkpoint.
+the steps since the last checkpoint. `open_checkpoints` picks the checkpoint from the
+files on disk (a damaged state file is rebuilt; a corrupt or non-finite newest
+checkpoint is set aside and the previous one used), and the optimizer then gets the
+config's learning rate (`set_learning_rate`), which config.json records.
 
 Keras runs `train.steps_per_execution` steps per call into the compiled graph. The
 value actually used divides the epoch length (and the rest of an interrupted epoch),
@@ -25,10 +28,12 @@ Under MirroredStrategy with more than one replica it is 1 (see `train`).
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import math
 import os
+import re
 import time
 
 import keras
@@ -101,20 +106,138 @@ def check_or_record_config(config, workdir: str) -> None:
     fileio.write_json_atomic(path, config.to_dict())
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
-    """Restores the newest checkpoint into `checkpoint`; None when there is none."""
-    latest = manager.latest_checkpoint
-    if latest is None:
-        return None
+CHECKPOINT_NAME = "ckpt"  # tf.train.CheckpointManager's file prefix: ckpt-<step>.index, ckpt-<step>.data-*
+STATE_FILE = "checkpoint"  # the manager's state file (newest checkpoint and the ones it keeps)
+
+
+def checkpoint_steps(directory: str) -> list[int]:
+    """Steps of the checkpoints in `directory` whose index file exists, ascending."""
+    pattern = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index")
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(int(m.group(1)) for m in map(pattern.fullmatch, names) if m)
+
+
+def _read_state(directory: str) -> tuple[object, str | None]:
+    """(CheckpointState or None, problem or None) of the state file in `directory`."""
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return None, None
     try:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    except Exception as err:  # noqa: BLE001 - any failure to read the user's file gets one message
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception as err:  # noqa: BLE001 - an empty file raises ValueError, others may differ
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    if state is None or not state.model_checkpoint_path:
+        return None, "it is truncated or not a checkpoint state"
+    return state, None
+
+
+def _write_state(directory: str, steps: list[int]) -> None:
+    """Rewrites the state file for the checkpoints of `steps` (the last is the newest),
+    as CheckpointManager writes it: relative names, and each file's time so that the
+    manager deletes the oldest ones beyond `train.keep_checkpoints` again."""
+    names = [f"{CHECKPOINT_NAME}-{step}" for step in steps]
+    times = [os.path.getmtime(os.path.join(directory, f"{name}.index")) for name in names]
+    lines = [f"model_checkpoint_path: {json.dumps(names[-1])}"]
+    lines += [f"all_model_checkpoint_paths: {json.dumps(name)}" for name in names]
+    lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
+    lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
+    path = os.path.join(directory, STATE_FILE)
+    with open(f"{path}.tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(f"{path}.tmp", path)
+
+
+def _checkpointed_variables(checkpoint: tf.train.Checkpoint) -> list:
+    return [v for name in ("model", "optimizer") if hasattr(checkpoint, name) for v in getattr(checkpoint, name).variables]
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
+def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None):
+    """Restores the newest good checkpoint of `directory` into `checkpoint` and returns
+    (its CheckpointManager, the restored path or None for a new run).
+
+    The checkpoint files on disk decide, not only the state file: a truncated, empty or
+    stale state file is rewritten from the `ckpt-<step>.index` files with a warning.
+    A checkpoint is good when it restores completely and every model and optimizer
+    variable in it is finite. A bad newest checkpoint is moved aside (its files get the
+    suffix `.corrupt` or `.nonfinite`) with a warning and the previous good one is used;
+    when none is good, or a state file is left without any checkpoint, raises
+    CheckpointError (a run never silently restarts from step 0)."""
+    state, state_problem = _read_state(directory)
+    steps = checkpoint_steps(directory)
+    state_file = os.path.join(directory, STATE_FILE)
+    if not steps:
+        if state is None and state_problem is None:
+            return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), None
+        named = f"names {state.model_checkpoint_path}" if state else f"is unreadable ({state_problem})"
         raise CheckpointError(
-            f"checkpoint {latest} is corrupt or was written by a different model "
-            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it (the previous "
-            f"one in {os.path.dirname(latest)} is then used) or use a new --workdir."
-        ) from err
-    return latest
+            f"{state_file} {named} but {directory} holds no checkpoint files ({CHECKPOINT_NAME}-<step>.index); "
+            f"delete {directory} to start the run over, or use a new --workdir."
+        )
+    variables = _checkpointed_variables(checkpoint)
+    rejected = []  # (step, suffix, reason), newest first
+    restored_step = None
+    for step in reversed(steps):
+        path = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as err:  # noqa: BLE001 - any failure to read the user's file is reported
+            rejected.append((step, "corrupt", _first_line(err)))
+            continue
+        bad = callbacks_lib.nonfinite_variables(variables)
+        if bad:
+            rejected.append((step, "nonfinite", f"non-finite values in {', '.join(bad[:3])}"))
+            continue
+        restored_step = step
+        break
+    if restored_step is None:
+        step, kind, reason = rejected[0]
+        what = "is corrupt or was written by a different model" if kind == "corrupt" else "holds a diverged model"
+        others = "no earlier checkpoint is usable either" if len(steps) > 1 else "there is no earlier checkpoint"
+        raise CheckpointError(
+            f"checkpoint {os.path.join(directory, f'{CHECKPOINT_NAME}-{step}')} {what} ({reason}); {others}: "
+            f"delete {directory} to start the run over, or use a new --workdir."
+        )
+    restored = os.path.join(directory, f"{CHECKPOINT_NAME}-{restored_step}")
+    for step, suffix, reason in rejected:
+        prefix = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
+        for name in glob.glob(glob.escape(prefix) + ".*"):
+            if not name.endswith((".corrupt", ".nonfinite")):
+                os.replace(name, f"{name}.{suffix}")
+        logger.warning("Checkpoint %s is not usable (%s); moved its files to %s.*.%s and resuming from %s instead.",
+                       prefix, reason, prefix, suffix, restored)
+    kept = [step for step in steps if step <= restored_step]
+    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
+    if state_problem:
+        logger.warning("The checkpoint state file %s is unreadable (%s); rebuilt it from the checkpoint files %s.",
+                       state_file, state_problem, ", ".join(f"{CHECKPOINT_NAME}-{s}" for s in kept))
+    elif state and os.path.basename(state.model_checkpoint_path) != os.path.basename(restored) and not rejected:
+        logger.warning("The checkpoint state file %s names %s, but the newest checkpoint on disk is %s; using it.",
+                       state_file, state.model_checkpoint_path, restored)
+    if state_problem or rejected or state is None or sorted(listed) != sorted(f"{CHECKPOINT_NAME}-{s}" for s in kept) \
+            or os.path.basename(state.model_checkpoint_path) != os.path.basename(restored):
+        _write_state(directory, kept)
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), restored
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
+    """Restores the newest good checkpoint of `manager`'s directory into `checkpoint`
+    (see `open_checkpoints`; the files decide, not the manager's view); None when there is none."""
+    return open_checkpoints(checkpoint, manager.directory)[1]
+
+
+def set_learning_rate(model, learning_rate: float, restored: str | None) -> None:
+    """Sets the optimizer's learning rate to the config's value. A restored checkpoint
+    brings back the rate it was written with; the run uses (and config.json records)
+    the configured one, so a resume with another --config.train.learning_rate uses it."""
+    previous = float(model.optimizer.learning_rate.numpy())
+    model.optimizer.learning_rate = learning_rate
+    if restored and not math.isclose(previous, learning_rate, rel_tol=1e-6):
+        logger.warning("Learning rate changed on resume: %g (config.train.learning_rate; the checkpoint had %g).",
+                       learning_rate, previous)
 
 
 def use_xla(config, strategy) -> bool:
@@ -170,8 +293,8 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=config.train.keep_checkpoints)
-    restored = restore_latest(checkpoint, manager)
+    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints)
+    set_learning_rate(model, config.train.learning_rate, restored)
 
     train_ds = splits["train"]
     if config.data.max_train_examples:
@@ -183,7 +306,8 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     start_epoch, skip = divmod(step, steps)
     epochs = config.train.epochs
     if restored:
-        logger.info("Resuming from %s (step %d, epoch %d + %d steps).", restored, step, start_epoch, skip)
+        logger.info("Resuming from %s (step %d, epoch %d + %d steps), learning rate %g.",
+                    restored, step, start_epoch, skip, float(model.optimizer.learning_rate.numpy()))
     if getattr(model, "dataset_size", None) == 0:  # estimators that need N (beta-TCVAE)
         model.dataset_size = num_train
     per_execution = effective_steps_per_execution(config.train.steps_per_execution, steps, skip)

@@ -66,3 +66,15 @@ def test_unreadable_history_is_moved_aside_and_training_goes_on(tmp_path, caplog
     assert "unreadable" in caplog.text and "history.json.unreadable.1" in caplog.text
     history.on_epoch_end(4, {"loss": 0.5})
     assert _load(str(path)) == {"epoch": [5], "loss": [0.5]}
+
+
+def test_nonfinite_variables_names_float_variables_with_nan_or_inf():
+    import keras
+    import numpy as np
+
+    good = keras.Variable(np.ones(3, np.float32), name="good")
+    nan = keras.Variable(np.array([1.0, np.nan], np.float32), name="nan")
+    inf = keras.Variable(np.array([[np.inf]], np.float32), name="inf")
+    steps = keras.Variable(7, dtype="int64", name="steps")
+    assert callbacks.nonfinite_variables([good, nan, steps, inf]) == ["nan", "inf"]
+    assert callbacks.nonfinite_variables([good, steps]) == []

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -143,3 +144,66 @@ def test_example_gen_writes_and_reuses_its_artifact(tmp_path):
     splits = components.load_examples(second)
     image = next(iter(splits["train"]))["image"]
     assert image.shape == (32, 32, 1) and image.dtype.name == "uint8"
+
+
+@pytest.mark.parametrize(
+    "content,override,message",
+    [
+        (None, None, "no such file"),
+        ("def get_config(:\n", None, "syntax error in .*line 1"),
+        ("X = 1\n", None, "defines no get_config"),
+        ("def get_config():\n    raise KeyError('boom')\n", None, "get_config.. of .* failed .KeyError"),
+        (None, "--config.train.no_such_field=1", "config.train has no field 'no_such_field'; its fields are batch_size"),
+        (None, "--noconfig.train.nonexistent", "has no field 'nonexistent'"),
+        (None, "--config.nosuch.x=1", "the config has no field 'nosuch'"),
+    ],
+)
+def test_config_file_and_field_problems_are_one_error_line_before_flag_parsing(tmp_path, content, override, message):
+    path = os.path.join(cli.CONFIG_DIR, "digits.py")
+    if content is not None or override is None:
+        path = str(tmp_path / "my_config.py")
+        if content is not None:
+            open(path, "w").write(content)
+    argv = ["train.py", f"--config={path}", *([override] if override else [])]
+    with pytest.raises(SystemExit) as info:
+        cli.check_config_flags(argv)
+    assert str(info.value).startswith("error: --") and "\n" not in str(info.value)
+    assert re.search(message, str(info.value)), info.value
+
+
+def test_valid_config_flags_pass_the_check():
+    path = os.path.join(cli.CONFIG_DIR, "digits.py")
+    cli.check_config_flags(["train.py", f"--config={path}", "--config.train.epochs=3", "--config.model.hidden_units",
+                            "(32,)", "--noconfig.data.download", "--config.model.hidden_units[0]=5", "--", "--config.x=1"])
+    cli.check_config_flags(["train.py", "--dataset=digits"])  # no --config: nothing to check
+
+
+def _quick_config():
+    from tests.helpers import small_config
+
+    return small_config("gmm_dae", epochs=1)
+
+
+@pytest.mark.parametrize("locked", ["workdir", "export_dir"])
+def test_the_pipeline_refuses_a_locked_workdir_or_export_dir_before_any_work(tmp_path, locked):
+    from robust_dae_tf import locking, pipeline
+    from tests.test_locking import lock_held_elsewhere
+
+    workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "sm")
+    os.makedirs(os.path.join(workdir, "examples"))
+    open(os.path.join(workdir, "examples", "first-run-data"), "w").close()
+    target = workdir if locked == "workdir" else export_dir
+    with lock_held_elsewhere(target, f"--{locked}") as first:
+        with pytest.raises(locking.DirectoryInUseError, match=rf"--{locked}=.* is in use .*pid {first.pid}"):
+            pipeline.run_training_pipeline(_quick_config(), workdir, export_dir)
+    assert os.listdir(workdir) == ["examples"] and os.listdir(os.path.join(workdir, "examples")) == ["first-run-data"]
+    assert not os.path.exists(export_dir)
+
+
+def test_the_pipeline_refuses_overlapping_workdir_and_export_dir(tmp_path):
+    from robust_dae_tf import pipeline
+    from robust_dae_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="overlap"):
+        pipeline.run_training_pipeline(_quick_config(), str(tmp_path / "run"), str(tmp_path / "run" / "sm"))
+    assert not os.path.exists(tmp_path / "run")

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from robust_dae_tf import training
-from robust_dae_tf.errors import CheckpointError, TrainingDivergedError
+from robust_dae_tf.errors import CheckpointError, ConfigError, TrainingDivergedError
 from tests.helpers import digits_splits, small_config
 
 
@@ -173,3 +173,150 @@ def test_models_with_loops_train_under_xla(name, tmp_path):
     result = training.train(config, str(tmp_path), digits_splits(), (32, 32, 1))
     assert result["model"].jit_compile is True and result["model"].steps_per_execution == 3
     assert result["steps"] == 3 and all(np.isfinite(v) for v in result["final_metrics"].values())
+
+
+class StepsRun(keras.callbacks.Callback):
+    """Records the optimizer step at the end of every execution of this session."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(int(self.model.optimizer.iterations))
+
+
+def _one_epoch_run(workdir, **train):
+    # 6 steps, one per execution; checkpoints at steps 4 and 6.
+    config = small_config("gmm_dae", **{"epochs": 1, "steps_per_execution": 1, "checkpoint_every_steps": 4, **train})
+    return training.train(config, workdir, digits_splits(), (32, 32, 1))
+
+
+def _checkpoint_files(workdir):
+    return sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_a_damaged_state_file_is_rebuilt_and_the_run_resumes_from_the_newest_checkpoint(tmp_path, caplog, damage):
+    workdir = str(tmp_path)
+    _one_epoch_run(workdir)
+    state = os.path.join(workdir, "checkpoints", "checkpoint")
+    text = open(state).read()
+    open(state, "w").write(text[:20] if damage == "truncate" else "")
+    history_before = json.load(open(os.path.join(workdir, "history.json")))
+    seen = StepsRun()
+    config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4, keep_checkpoints=2)
+    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+        result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
+    assert seen.steps == [7, 8, 9, 10, 11, 12]  # resumed at step 6, not restarted at 0
+    assert "unreadable" in caplog.text and "ckpt-4, ckpt-6" in caplog.text
+    assert result["steps"] == 12
+    history = json.load(open(os.path.join(workdir, "history.json")))
+    assert history["epoch"] == [1, 2] and history["loss"][0] == history_before["loss"][0]
+    # The rebuilt state lists the older files too, so keep_checkpoints=2 deletes them: no orphans.
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-12")
+    assert [f for f in _checkpoint_files(workdir) if f.endswith(".index")] == ["ckpt-12.index", "ckpt-8.index"]
+
+
+def test_a_state_file_without_checkpoint_files_is_refused(tmp_path):
+    workdir = str(tmp_path)
+    _one_epoch_run(workdir)
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*")):
+        os.remove(path)
+    with pytest.raises(CheckpointError, match=r"names .*ckpt-6 but .* holds no checkpoint files.*delete"):
+        _one_epoch_run(workdir, epochs=2)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_corrupt_or_deleted_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage):
+    # The advice for a corrupt checkpoint is "delete it": both must lead to ckpt-4, with a warning.
+    workdir = str(tmp_path)
+    _one_epoch_run(workdir)
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "ckpt-6.*")):
+        if damage == "delete":
+            os.remove(path)
+        elif ".data-" in path:
+            with open(path, "r+b") as f:
+                f.truncate(100)
+    seen = StepsRun()
+    config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4)
+    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+        result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
+    assert seen.steps[0] == 5 and result["steps"] == 12
+    assert "ckpt-4" in caplog.text and ("not usable" if damage == "truncate" else "newest checkpoint on disk") in caplog.text
+    if damage == "truncate":  # kept aside for inspection, never resumed from again
+        assert {"ckpt-6.index.corrupt", "ckpt-6.data-00000-of-00001.corrupt"} <= set(_checkpoint_files(workdir))
+
+
+def test_a_resumed_run_uses_the_learning_rate_its_config_records(tmp_path, caplog):
+    workdir = str(tmp_path)
+    first = _one_epoch_run(workdir, learning_rate=1e-3)
+    np.testing.assert_allclose(float(first["model"].optimizer.learning_rate), 1e-3, rtol=1e-6)
+    config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4, learning_rate=2e-4)
+    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+        resumed = training.train(config, workdir, digits_splits(), (32, 32, 1))
+    assert resumed["steps"] == 12
+    np.testing.assert_allclose(float(resumed["model"].optimizer.learning_rate), 2e-4, rtol=1e-6)
+    assert json.load(open(os.path.join(workdir, "config.json")))["train"]["learning_rate"] == 2e-4
+    assert "Learning rate changed on resume: 0.0002" in caplog.text
+    # ... and the checkpoints written since hold it.
+    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints"))
+    names = [n for n in reader.get_variable_to_shape_map() if "learning_rate" in n]
+    assert names and all(np.isclose(reader.get_tensor(n), 2e-4) for n in names)
+
+
+class PoisonAdam(keras.callbacks.Callback):
+    """Makes the next Adam update non-finite (a negative second moment: sqrt -> NaN)
+    while the loss of that step, computed before the update, stays finite."""
+
+    def on_train_begin(self, logs=None):
+        velocity = next(v for v in self.model.optimizer.variables if "velocity" in v.path)
+        velocity.assign(-np.ones(velocity.shape, np.float32))
+
+
+def _all_finite(checkpoint_path):
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    tensors = [reader.get_tensor(name) for name in reader.get_variable_to_shape_map()]
+    return all(np.all(np.isfinite(t)) for t in tensors if np.asarray(t).dtype.kind == "f")
+
+
+def test_a_diverged_update_is_never_checkpointed_and_a_resume_with_a_lower_rate_trains_on(tmp_path):
+    workdir = str(tmp_path)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    _one_epoch_run(workdir)
+    good = tf.train.latest_checkpoint(ckpt_dir)
+    diverging = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=1)
+    with pytest.raises(TrainingDivergedError, match=r"step 7: the update left non-finite values .*ckpt-6\) is kept"):
+        training.train(diverging, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[PoisonAdam()])
+    assert tf.train.latest_checkpoint(ckpt_dir) == good and good.endswith("ckpt-6")
+    assert all(_all_finite(os.path.join(ckpt_dir, name[: -len(".index")]))
+               for name in os.listdir(ckpt_dir) if name.endswith(".index"))
+    lower = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=1, learning_rate=5e-4)
+    result = training.train(lower, workdir, digits_splits(), (32, 32, 1))
+    assert result["steps"] == 12 and all(np.isfinite(v) for v in result["final_metrics"].values())
+
+
+def test_a_non_finite_checkpoint_is_rolled_back_on_resume(tmp_path, caplog):
+    # E.g. written by an earlier version, whose guard kept such checkpoints as "good".
+    workdir = str(tmp_path)
+    model = _one_epoch_run(workdir)["model"]
+    model.trainable_variables[0].assign(np.full(model.trainable_variables[0].shape, np.nan, np.float32))
+    model.optimizer.iterations.assign(7)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=3).save(checkpoint_number=7)
+    seen = StepsRun()
+    config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4)
+    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+        result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
+    assert "non-finite values" in caplog.text and "ckpt-7" in caplog.text
+    assert seen.steps[0] == 7 and result["steps"] == 12  # resumed from ckpt-6
+    assert all(np.isfinite(v) for v in result["final_metrics"].values())
+    assert "ckpt-7.index.nonfinite" in _checkpoint_files(workdir)
+
+
+@pytest.mark.parametrize("field,value,message", [("keep_checkpoints", 0, "keep_checkpoints: must be >= 1"),
+                                                 ("learning_rate", float("inf"), "learning_rate: must be a finite")])
+def test_impossible_checkpoint_and_rate_settings_are_refused(tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        training.train(small_config("gmm_dae", **{field: value}), str(tmp_path), digits_splits(), (32, 32, 1))
+    assert not os.path.exists(tmp_path / "checkpoints")
