@@ -129,9 +129,16 @@ def main(argv):
         raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
     output = FLAGS.output or os.path.join("evaluations", os.path.basename(os.path.normpath(FLAGS.model)))
     reporting.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
-    # TODO(output lock): acquire the owner lock of `output` here (the lock context manager of the
-    # training run directories, robust_dae_tf/locking.py on another branch) and hold it until the end
-    # of main, so two evaluations into the same --output cannot clobber each other's parts.
+    from robust_dae_tf import locking
+
+    # The output has one owner: a second evaluation into it is refused, naming this one.
+    with locking.lock_directory(output, "--output"):
+        _evaluate(output, budgets)
+
+
+def _evaluate(output, budgets):
+    """Everything after the cheap checks of `main`, while `output` is locked."""
+    from robust_dae_tf.errors import ConfigError
 
     from robust_dae_tf import attacks, classifier, data, evaluation, export, reporting, robustness
 

@@ -366,3 +366,16 @@ def test_loading_a_crafted_model_with_trust_model_runs_it(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert target.read_text() == "written while the model was loaded"  # trusted: its initializer ran
     assert (tmp_path / "out" / "summary.json").exists()
+
+
+def test_evaluation_into_an_output_in_use_stops_naming_the_first_run(evaluation_inputs, tmp_path):
+    from tests.test_locking import lock_held_elsewhere
+
+    output = tmp_path / "eval"
+    shutil.copytree(evaluation_inputs["eval_ok"], output)  # the first evaluation's parts: must stay
+    before = sorted(os.listdir(output))
+    with lock_held_elsewhere(str(output), "--output") as first:
+        done = run_script("evaluate.py", f"--model={evaluation_inputs['model']}", f"--output={output}",
+                          *TINY_EVALUATE, timeout=240)
+    assert_one_error_line(done, "--output=", "in use by another run", f"pid {first.pid}")
+    assert sorted(os.listdir(output)) == before and (output / "summary.json").exists()
