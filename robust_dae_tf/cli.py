@@ -59,6 +59,7 @@ def load_model_and_test_images():
     variables: any failure while loading names the file or the model directory), a
     missing dataset or a model whose image shape differs."""
     import numpy as np
+    import tensorflow as tf
     from absl import flags
 
     from robust_dae_tf import data, evaluation, export
@@ -81,7 +82,10 @@ def load_model_and_test_images():
     if not dataset:
         raise ConfigError(f"{flag_values.model} has no dataset in its metadata; pass --dataset.")
     splits = data.load_splits(dataset, data_dir=flag_values.data_dir, tfds_data_dir=flag_values.tfds_data_dir)
-    images, labels = data.take_arrays(splits["test"])
+    try:
+        images, labels = data.take_arrays(splits["test"])
+    except tf.errors.OpError:  # a corrupt or wrong-size image file: name it
+        raise data.failing_element_error(data.get_spec(dataset), splits["test"], "test", flag_values.data_dir) from None
     images = images.astype(np.float32) / 255.0
     shape = metadata.get("image_shape")
     if shape and tuple(shape) != images.shape[1:]:

@@ -735,15 +735,15 @@ def save_split(
     try:
         expected = count_examples(ds)  # the cardinality; iterates when it is unknown
     except tf.errors.OpError:
-        raise _failing_element_error(spec, ds, split, data_dir) from None
+        raise failing_element_error(spec, ds, split, data_dir) from None
     ds.ignore_errors().save(path)
     saved = count_examples(tf.data.Dataset.load(path))
     if saved != expected:
-        raise _failing_element_error(spec, ds, split, data_dir)
+        raise failing_element_error(spec, ds, split, data_dir)
     return saved
 
 
-def _failing_element_error(
+def failing_element_error(
     spec: DatasetSpec, ds: tf.data.Dataset, split: str, data_dir: str | None
 ) -> DataError:
     index, error = 0, None

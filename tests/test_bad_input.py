@@ -379,3 +379,17 @@ def test_evaluation_into_an_output_in_use_stops_naming_the_first_run(evaluation_
                           *TINY_EVALUATE, timeout=240)
     assert_one_error_line(done, "--output=", "in use by another run", f"pid {first.pid}")
     assert sorted(os.listdir(output)) == before and (output / "summary.json").exists()
+
+
+def test_scripts_reading_test_images_directly_name_a_corrupt_file(tmp_path):
+    """bin/check_attacks.py reads the test split without ExampleGen (cli.load_model_and_test_images):
+    a corrupt test image after the first ends in one line naming the file, not a TF traceback."""
+    from tests.helpers import export_tiny_autoencoder
+
+    write_class_folders(tmp_path / "data", (28, 28, 1), np.random.default_rng(0))
+    (tmp_path / "data" / "test" / "emu" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 30)
+    model = export_tiny_autoencoder(str(tmp_path / "model"))
+    done = run_script("check_attacks.py", f"--model={model}", "--dataset=mnist", f"--data_dir={tmp_path / 'data'}",
+                      f"--output={tmp_path / 'check'}", timeout=HANG_TIMEOUT)
+    assert_one_error_line(done, "test/emu/9.png", "cannot decode")
+    assert not (tmp_path / "check").exists()
