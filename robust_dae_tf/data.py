@@ -31,17 +31,36 @@ Sources of `load_splits`
 1. ``name == "digits"``: the embedded scikit-learn digits.
 2. ``data_dir`` given: local files, detected in this order:
    a. the 4 MNIST IDX files (optionally .gz) in the directory;
-   b. a Keras-style .npz (the file, or the only .npz in the directory) with
+   b. SVHN's official cropped-digit files ``train_32x32.mat`` and
+      ``test_32x32.mat`` (MATLAB v5, read with scipy.io.loadmat: X uint8
+      [32, 32, 3, N], y [N, 1] with labels 1..10 where 10 means digit 0, mapped
+      to 0 like TFDS). ``extra_32x32.mat`` is not used (the TFDS path uses only
+      "train" and "test" too). Missing X or y, another X shape or dtype, a y of
+      another length or with labels outside 1..10, and a file that is not a v5
+      .mat are DataErrors naming the file;
+   c. a Keras-style .npz (the file, or the only .npz in the directory) with
       keys x_train, y_train, x_test, y_test;
-   c. image folders ``train/<class>/*`` and ``test/<class>/*`` (label = index of
+   d. image folders ``train/<class>/*`` and ``test/<class>/*`` (label = index of
       the class name in the sorted training class names);
-   d. a flat folder of images (directly in data_dir or in ``img_align_celeba/``),
-      only for datasets without class labels (celeb_a). It is split by CelebA's
-      ``list_eval_partition.txt`` (or .csv) found in the image folder or one of
-      its parents up to data_dir's parent: partition 0 = train, 2 = test, and
-      1 (validation) is ignored, like the TFDS path that uses only "train" and
-      "test". Without a partition file the last 10% of the sorted file names are
-      the test split.
+   e. a flat folder of images (directly in data_dir or in ``img_align_celeba/``),
+      only for datasets without class labels (celeb_a). CelebA's annotation files
+      are looked for in the image folder and its parents up to data_dir's parent.
+      The split, first rule that applies (`describe_split` states which one was
+      used; `load_splits` logs it):
+      - ``list_eval_partition.txt`` (or .csv): partition 0 = train, 2 = test, and
+        1 (validation) is ignored, like the TFDS path that uses only "train" and
+        "test";
+      - else ``identity_CelebA.txt``: a split by identity, so test identities
+        are unseen in training. Of the identities of the images present, the
+        max(1, round(10%)) (halves up) whose SHA-256 hex digest of the decimal
+        identity number sorts first are the test identities; all their images are
+        the test split. Deterministic, independent of file order and library
+        versions. Needs an identity for every image and at least 2 identities;
+      - else (neither file) the last 10% of the sorted file names are the test
+        split (a warning says so: identities may then appear in both splits).
+   `read_celeba_attributes` / `celeba_attributes` read list_attr_celeba.txt
+   (40 attributes, -1/+1); `split_files` gives the image files of each split in
+   the order of the split's elements, to align attributes with them.
    Image files are decoded lazily inside tf.data. The first image of each split
    is checked eagerly; a later image with a different shape fails the pipeline
    with a TensorFlow assertion naming the file. `save_split` (ExampleGen's
@@ -62,6 +81,7 @@ from __future__ import annotations
 import logging
 import dataclasses
 import gzip
+import hashlib
 import pathlib
 import re
 import zipfile
@@ -122,6 +142,9 @@ _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
+_IDENTITY_FILES = ("identity_CelebA.txt",)
+_ATTRIBUTE_FILES = ("list_attr_celeba.txt",)
+_SVHN_MAT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 _DIGITS_TEST_SIZE = 297
 _DIGITS_SEED = 0
 
@@ -410,6 +433,73 @@ def _load_npz(spec: DatasetSpec, path: pathlib.Path) -> _Splits:
 
 
 # --------------------------------------------------------------------------
+# SVHN's official .mat files
+
+
+def _has_svhn_mat(directory: pathlib.Path) -> bool:
+    return any((directory / name).is_file() for name in _SVHN_MAT_FILES.values())
+
+
+def _read_svhn_mat(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images [N, 32, 32, 3], int64 labels 0..9 [N]) of an official SVHN
+    cropped-digits file: X uint8 [32, 32, 3, N], y [N, 1] with 1..10 (10 = digit 0)."""
+    from scipy import io as scipy_io  # pylint: disable=import-outside-toplevel
+
+    fix = (
+        "expected SVHN's official cropped-digits file (MATLAB v5 .mat with X uint8 "
+        "[32, 32, 3, N] and y [N, 1] holding 1..10); re-download it from "
+        "http://ufldl.stanford.edu/housenumbers/"
+    )
+    try:
+        contents = scipy_io.loadmat(str(path), variable_names=("X", "y"))
+    except Exception as err:  # pylint: disable=broad-except  # loadmat raises ValueError,
+        # MatReadError, OSError, IndexError, NotImplementedError (v7.3), ... on bad files.
+        cause = (str(err).splitlines() or [""])[0][:120] or type(err).__name__
+        raise DataError(f"Cannot read {path} as a MATLAB .mat file ({cause}); {fix}.") from err
+    missing = [key for key in ("X", "y") if key not in contents]
+    if missing:
+        raise DataError(f"{path} lacks the variable(s) {', '.join(missing)}; {fix}.")
+    images, labels = contents["X"], contents["y"]
+    if images.ndim != 4 or images.shape[:3] != (32, 32, 3) or images.dtype != np.uint8:
+        found = "x".join(str(d) for d in images.shape)
+        raise DataError(f"{path}: X is a {images.dtype} array of shape {found}; {fix}.")
+    count = images.shape[3]
+    if count == 0:
+        raise DataError(f"{path}: X holds no images; {fix}.")
+    if labels.ndim > 2 or (labels.ndim == 2 and 1 not in labels.shape) or labels.size != count:
+        found = "x".join(str(d) for d in labels.shape)
+        raise DataError(
+            f"{path}: y has shape {found}, but X holds {count} images: one label per image "
+            f"is needed; {fix}."
+        )
+    labels = labels.reshape(-1)
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise DataError(f"{path}: y is a {labels.dtype} array, not numbers; {fix}.")
+    bad = labels[(labels < 1) | (labels > 10) | (labels != np.round(labels))]
+    if bad.size:
+        raise DataError(
+            f"{path}: y holds {bad[0]} ({bad.size} bad of {labels.size}), but SVHN labels are "
+            f"the integers 1..10 (10 = digit 0); {fix}."
+        )
+    return np.transpose(images, (3, 0, 1, 2)), labels.astype(np.int64) % 10
+
+
+def _load_svhn_mat(spec: DatasetSpec, directory: pathlib.Path) -> _Splits:
+    missing = [name for name in _SVHN_MAT_FILES.values() if not (directory / name).is_file()]
+    if missing:
+        raise DataError(
+            f"--data_dir={directory} holds SVHN .mat files but lacks {', '.join(missing)}; put "
+            f"both train_32x32.mat and test_32x32.mat there (extra_32x32.mat is not used)."
+        )
+    splits = {}
+    for split, name in _SVHN_MAT_FILES.items():
+        path = directory / name
+        images, labels = _read_svhn_mat(path)
+        splits[split] = _from_arrays(spec, images, labels, f"{path}[X]", f"{path}[y]")
+    return splits
+
+
+# --------------------------------------------------------------------------
 # Image folders
 
 
@@ -508,52 +598,132 @@ def _flat_image_dir(directory: pathlib.Path) -> pathlib.Path:
     return directory
 
 
-def _find_partition_file(image_dir: pathlib.Path, data_dir: pathlib.Path) -> pathlib.Path | None:
+def _find_annotation(
+    image_dir: pathlib.Path, data_dir: pathlib.Path, names: Sequence[str]
+) -> pathlib.Path | None:
+    """The first of `names` in the image folder or one of its parents up to data_dir's parent."""
     folders = [image_dir, *image_dir.parents]
     for folder in folders[: folders.index(data_dir) + 2]:
-        for name in _PARTITION_FILES:
+        for name in names:
             if (folder / name).is_file():
                 return folder / name
     return None
 
 
+def _annotation_lines(path: pathlib.Path, fix: str) -> list[str]:
+    """The lines of a text annotation file (LF or CRLF); DataError when it is unreadable."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"Cannot read {path} as a text file ({err}); {fix}") from err
+
+
 def _read_partition(path: pathlib.Path) -> dict[str, int]:
     """CelebA's file -> partition map (0 train, 1 validation, 2 test)."""
+    fix = "use CelebA's original list_eval_partition file or remove it."
     partition = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_annotation_lines(path, fix), start=1):
         fields = line.replace(",", " ").split()
         if not fields or (number == 1 and fields[-1] == "partition"):
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
             raise DataError(
-                f"{path} line {number}: expected '<file name> <0|1|2>', found {line!r}; "
-                f"use CelebA's original list_eval_partition file or remove it."
+                f"{path} line {number}: expected '<file name> <0|1|2>', found {line!r}; {fix}"
             )
         partition[fields[0]] = int(fields[1])
     return partition
 
 
+def _read_identities(path: pathlib.Path) -> dict[str, int]:
+    """CelebA's file -> identity map (identity_CelebA.txt: `<file> <identity number>` lines)."""
+    fix = "use CelebA's original identity_CelebA.txt or remove it."
+    identities = {}
+    for number, line in enumerate(_annotation_lines(path, fix), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise DataError(
+                f"{path} line {number}: expected '<image file> <identity number>', found "
+                f"{line.strip()[:100]!r}; {fix}"
+            )
+        identities[fields[0]] = int(fields[1])
+    return identities
+
+
+def _test_identities(identities: Sequence[int]) -> set[int]:
+    """The held-out identities: max(1, round(10%)) of them (halves round up), those whose
+    SHA-256 digest of the decimal identity number sorts first. Depends on nothing but the
+    set of identities (no RNG, file order or library version)."""
+    ranked = sorted(set(identities), key=lambda i: hashlib.sha256(str(i).encode()).hexdigest())
+    return set(ranked[: max(1, (len(ranked) + 5) // 10)])
+
+
 def _split_flat(
-    files: list[pathlib.Path], partition_file: pathlib.Path | None
-) -> dict[str, list[pathlib.Path]]:
-    if partition_file is None:
-        num_test = max(1, len(files) // 10)
-        return {"train": files[:-num_test], "test": files[-num_test:]}
-    partition = _read_partition(partition_file)
-    unlisted = [f for f in files if f.name not in partition]
-    if unlisted:
-        raise DataError(
-            f"{unlisted[0]} (and {len(unlisted) - 1} more) is not listed in "
-            f"{partition_file}; remove the extra images or the partition file."
+    image_dir: pathlib.Path, files: list[pathlib.Path], data_dir: pathlib.Path
+) -> tuple[dict[str, list[pathlib.Path]], str]:
+    """({"train": files, "test": files}, description of how they were split)."""
+    partition_file = _find_annotation(image_dir, data_dir, _PARTITION_FILES)
+    if partition_file is not None:
+        partition = _read_partition(partition_file)
+        unlisted = [f for f in files if f.name not in partition]
+        if unlisted:
+            raise DataError(
+                f"{unlisted[0]} (and {len(unlisted) - 1} more) is not listed in "
+                f"{partition_file}; remove the extra images or the partition file."
+            )
+        splits = {
+            "train": [f for f in files if partition[f.name] == 0],
+            "test": [f for f in files if partition[f.name] == 2],
+        }
+        for split, paths in splits.items():
+            if not paths:
+                raise DataError(
+                    f"No {split} images in {image_dir} according to {partition_file}; "
+                    f"check that the partition file belongs to these images."
+                )
+        return splits, (
+            f"official partition ({partition_file.name}): {len(splits['train'])} train (0) / "
+            f"{len(splits['test'])} test (2) images, validation (1) unused"
         )
-    return {
-        "train": [f for f in files if partition[f.name] == 0],
-        "test": [f for f in files if partition[f.name] == 2],
-    }
+    identity_file = _find_annotation(image_dir, data_dir, _IDENTITY_FILES)
+    if identity_file is not None:
+        identities = _read_identities(identity_file)
+        unlisted = [f for f in files if f.name not in identities]
+        if unlisted:
+            raise DataError(
+                f"{identity_file} lists no identity for {unlisted[0]} (nor for "
+                f"{len(unlisted) - 1} more of the {len(files)} images); use the identity file "
+                f"of these images or remove it."
+            )
+        people = {identities[f.name] for f in files}
+        if len(people) < 2:
+            raise DataError(
+                f"The {len(files)} images in {image_dir} show {len(people)} identity according "
+                f"to {identity_file}; an identity split needs at least 2: add images of other "
+                f"identities."
+            )
+        test_people = _test_identities(sorted(people))
+        splits = {
+            "train": [f for f in files if identities[f.name] not in test_people],
+            "test": [f for f in files if identities[f.name] in test_people],
+        }
+        return splits, (
+            f"identity split: {len(people) - len(test_people)} train / {len(test_people)} test "
+            f"identities ({identity_file.name}), {len(splits['train'])} / {len(splits['test'])} "
+            f"images"
+        )
+    num_test = max(1, len(files) // 10)
+    splits = {"train": files[:-num_test], "test": files[-num_test:]}
+    return splits, (
+        f"last 10% of the sorted file names as test (no {_PARTITION_FILES[0]} or "
+        f"{_IDENTITY_FILES[0]} found; identities may overlap), {len(files) - num_test} / "
+        f"{num_test} images"
+    )
 
 
-def _flat_folder_files(spec: DatasetSpec, data_dir: pathlib.Path) -> _FileSplits:
-    """{split: (image paths, labels -1)} of a flat folder split by the partition file."""
+def _flat_folder_files(spec: DatasetSpec, data_dir: pathlib.Path) -> tuple[_FileSplits, str]:
+    """({split: (image paths, labels -1)}, split description) of a flat image folder."""
     image_dir = _flat_image_dir(data_dir)
     if spec.num_classes:
         raise DataError(
@@ -567,16 +737,94 @@ def _flat_folder_files(spec: DatasetSpec, data_dir: pathlib.Path) -> _FileSplits
             f"--data_dir={image_dir} holds {len(files)} image(s); at least 2 are needed "
             f"to make train and test splits."
         )
-    partition_file = _find_partition_file(image_dir, data_dir)
-    splits = {}
-    for split, paths in _split_flat(files, partition_file).items():
-        if not paths:
+    splits, description = _split_flat(image_dir, files, data_dir)
+    return {split: (paths, [-1] * len(paths)) for split, paths in splits.items()}, description
+
+
+# --------------------------------------------------------------------------
+# CelebA attributes
+
+
+@dataclasses.dataclass(frozen=True)
+class CelebAAttributes:
+    """CelebA's binary attributes (list_attr_celeba.txt).
+
+    Attributes:
+      path: the file they were read from.
+      names: the attribute names in file order (40 in CelebA: 5_o_Clock_Shadow ... Young).
+      files: the image file names, in file order.
+      values: int8 [len(files), len(names)] of -1 / +1.
+    """
+
+    path: pathlib.Path
+    names: tuple[str, ...]
+    files: tuple[str, ...]
+    values: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """{image file name: int8 [len(names)]}."""
+        return dict(zip(self.files, self.values))
+
+    def for_files(self, files: Sequence[str | pathlib.Path]) -> np.ndarray:
+        """int8 [len(files), len(names)] rows for image files (names or paths; only the
+        base name is looked up), e.g. a split of `split_files`, in that order."""
+        row = {name: index for index, name in enumerate(self.files)}
+        names = [pathlib.Path(f).name for f in files]
+        missing = [name for name in names if name not in row]
+        if missing:
             raise DataError(
-                f"No {split} images in {image_dir} according to {partition_file}; "
-                f"check that the partition file belongs to these images."
+                f"{self.path} has no attributes for {missing[0]} (nor for {len(missing) - 1} "
+                f"more of the {len(names)} images); use the attribute file of these images."
             )
-        splits[split] = (paths, [-1] * len(paths))
-    return splits
+        return self.values[[row[name] for name in names]].reshape(len(names), len(self.names))
+
+
+def read_celeba_attributes(path: str | pathlib.Path) -> CelebAAttributes:
+    """Reads CelebA's list_attr_celeba.txt: a count line, a line of attribute names, then
+    one row `<file> v_1 ... v_n` per image with values -1 or 1 (LF or CRLF line ends).
+    Raises a DataError naming the file (and line) when it does not have this format."""
+    path = pathlib.Path(path)
+    fix = "use CelebA's original list_attr_celeba.txt (count line, names line, -1/1 rows)."
+    lines = [line for line in _annotation_lines(path, fix) if line.strip()]
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        found = repr(lines[0].strip()[:60]) if lines else "an empty file"
+        raise DataError(f"{path} line 1: expected the number of images, found {found}; {fix}")
+    count, names = int(lines[0]), tuple(lines[1].split())
+    rows = lines[2:]
+    if len(rows) != count:
+        raise DataError(
+            f"{path}: line 1 announces {count} images but {len(rows)} rows follow (truncated "
+            f"or edited); {fix}"
+        )
+    files, values = [], []
+    for number, row in enumerate(rows, start=3):
+        fields = row.split()
+        if len(fields) != len(names) + 1 or not all(v in ("1", "-1") for v in fields[1:]):
+            raise DataError(
+                f"{path} line {number}: expected '<image file>' and {len(names)} values -1 or 1, "
+                f"found {row.strip()[:100]!r}; {fix}"
+            )
+        files.append(fields[0])
+        values.append(fields[1:])
+    if not names or len(set(files)) != len(files):
+        problem = "no attribute names on line 2" if not names else "an image listed twice"
+        raise DataError(f"{path} has {problem}; {fix}")
+    array = np.asarray(values, dtype=np.int8).reshape(len(files), len(names))
+    return CelebAAttributes(path, names, tuple(files), array)
+
+
+def celeba_attributes(data_dir: str) -> CelebAAttributes:
+    """The attributes of a local CelebA folder: list_attr_celeba.txt found like the
+    partition file (the image folder or one of its parents up to data_dir's parent)."""
+    root = pathlib.Path(data_dir).expanduser().resolve()
+    image_dir = _flat_image_dir(root) if root.is_dir() else root
+    path = _find_annotation(image_dir, root, _ATTRIBUTE_FILES) if root.is_dir() else None
+    if path is None:
+        raise DataError(
+            f"No {_ATTRIBUTE_FILES[0]} in {image_dir} or its parents up to {root.parent}; "
+            f"put CelebA's attribute file next to img_align_celeba/."
+        )
+    return read_celeba_attributes(path)
 
 
 # --------------------------------------------------------------------------
@@ -589,25 +837,43 @@ def _no_data_error(directory: pathlib.Path) -> DataError:
         f"--data_dir={directory} holds no supported data (found: "
         f"{', '.join(entries) or 'nothing'}). Expected one of: the 4 MNIST IDX files "
         f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        f"t10k-labels-idx1-ubyte.gz; one .npz with keys {', '.join(_NPZ_KEYS)}; image "
-        f"folders train/<class_name>/*.png and test/<class_name>/*.png; or a flat image "
-        f"folder such as CelebA's img_align_celeba/."
+        f"t10k-labels-idx1-ubyte.gz; SVHN's train_32x32.mat and test_32x32.mat; one .npz with "
+        f"keys {', '.join(_NPZ_KEYS)}; image folders train/<class_name>/*.png and "
+        f"test/<class_name>/*.png; or a flat image folder such as CelebA's img_align_celeba/."
     )
 
 
-def _local_source(spec: DatasetSpec, data_dir: str) -> tuple[str, pathlib.Path | _FileSplits]:
-    """Detects the kind of local data: ("npz", file), ("idx", directory) or
-    ("files", {split: (image paths, labels)})."""
+@dataclasses.dataclass(frozen=True)
+class _LocalSource:
+    """Local data: kind "npz" (source: the file), "idx" or "mat" (the directory) or
+    "files" ({split: (image paths, labels)}), and how train/test were made."""
+
+    kind: str
+    source: pathlib.Path | _FileSplits
+    split: str
+
+
+def _local_source(spec: DatasetSpec, data_dir: str) -> _LocalSource:
+    """Detects the kind of local data (see the module docstring for the order)."""
     path = pathlib.Path(data_dir).expanduser().resolve()
     if path.is_file() and path.suffix == ".npz":
-        return "npz", path
+        return _LocalSource("npz", path, f"{path.name}: x_train / x_test as stored")
+    if path.is_file() and path.suffix == ".mat":
+        raise DataError(
+            f"--data_dir={data_dir} is a .mat file; pass the directory holding SVHN's "
+            f"train_32x32.mat and test_32x32.mat."
+        )
     if not path.is_dir():
         raise DataError(
             f"--data_dir={data_dir} is neither a directory nor an .npz file; "
             f"point it at the local copy of the {spec.name} data."
         )
     if _has_idx(path):
-        return "idx", path
+        return _LocalSource("idx", path, "IDX files: train-* / t10k-* as stored")
+    if _has_svhn_mat(path):
+        return _LocalSource(
+            "mat", path, "SVHN .mat files: train_32x32.mat / test_32x32.mat (extra_32x32.mat unused)"
+        )
     npz_files = sorted(path.glob("*.npz"))
     if len(npz_files) > 1:
         raise DataError(
@@ -615,21 +881,50 @@ def _local_source(spec: DatasetSpec, data_dir: str) -> tuple[str, pathlib.Path |
             f"pass the one to use as --data_dir=<file.npz>."
         )
     if npz_files:
-        return "npz", npz_files[0]
+        return _LocalSource("npz", npz_files[0], f"{npz_files[0].name}: x_train / x_test as stored")
     if (path / "train").is_dir() and (path / "test").is_dir():
-        return "files", _class_folder_files(spec, path)
+        return _LocalSource("files", _class_folder_files(spec, path), "image folders train/ / test/ as stored")
     if _image_files(_flat_image_dir(path)):
-        return "files", _flat_folder_files(spec, path)
+        return _LocalSource("files", *_flat_folder_files(spec, path))
     raise _no_data_error(path)
 
 
 def _load_local(spec: DatasetSpec, data_dir: str) -> _Splits:
-    kind, source = _local_source(spec, data_dir)
-    if kind == "npz":
-        return _load_npz(spec, source)
-    if kind == "idx":
-        return _load_idx(spec, source)
-    return {split: _from_files(spec, *files) for split, files in source.items()}
+    local = _local_source(spec, data_dir)
+    log = logger.warning if local.split.startswith("last 10%") else logger.info
+    log("%s from --data_dir=%s, split: %s", spec.name, data_dir, local.split)
+    if local.kind == "npz":
+        return _load_npz(spec, local.source)
+    if local.kind == "idx":
+        return _load_idx(spec, local.source)
+    if local.kind == "mat":
+        return _load_svhn_mat(spec, local.source)
+    return {split: _from_files(spec, *files) for split, files in local.source.items()}
+
+
+def split_files(name: str, data_dir: str) -> dict[str, list[pathlib.Path]]:
+    """{"train": image files, "test": image files} of a local image-folder source, in the
+    order of `load_splits`' elements (e.g. to align CelebA attributes with a split)."""
+    local = _local_source(get_spec(name), data_dir)
+    if local.kind != "files":
+        raise DataError(f"--data_dir={data_dir} holds {local.kind} arrays, not image files.")
+    return {split: paths for split, (paths, _) in local.source.items()}
+
+
+def describe_split(name: str, data_dir: str | None = None) -> str:
+    """How `load_splits(name, data_dir=...)` makes its train and test splits, for the
+    run record, e.g. "identity split: 835 train / 93 test identities (identity_CelebA.txt),
+    4175 / 465 images". Raises the DataError `load_splits` would for bad local data."""
+    spec = get_spec(name)
+    if spec.tfds_name is None:
+        total = 1797
+        return (
+            f"embedded digits: fixed permutation (seed {_DIGITS_SEED}), "
+            f"{total - _DIGITS_TEST_SIZE} / {_DIGITS_TEST_SIZE} images"
+        )
+    if data_dir:
+        return _local_source(spec, data_dir).split
+    return f"TFDS {spec.tfds_name}: 'train' / 'test' splits"
 
 
 # --------------------------------------------------------------------------
@@ -643,10 +938,11 @@ _MNIST_FORMAT_HINT = (
 _LOCAL_FORMAT_HINTS = {
     "mnist": _MNIST_FORMAT_HINT,
     "fashion_mnist": _MNIST_FORMAT_HINT,
-    "svhn_cropped": "an .npz with x_train, y_train, x_test, y_test (32x32x3 uint8), or "
-    "image folders train/<class>/*.png and test/<class>/*.png",
+    "svhn_cropped": "a directory with SVHN's train_32x32.mat and test_32x32.mat, an .npz "
+    "with x_train, y_train, x_test, y_test (32x32x3 uint8), or image folders "
+    "train/<class>/*.png and test/<class>/*.png",
     "celeb_a": "CelebA's img_align_celeba/ folder of JPEGs, with list_eval_partition.txt "
-    "next to it",
+    "or identity_CelebA.txt next to it",
 }
 
 
@@ -759,9 +1055,9 @@ def failing_element_error(
             f"being saved than it holds; the files changed while reading them: run again."
         )
     if data_dir:
-        kind, source = _local_source(spec, data_dir)
-        if kind == "files" and index < len(source[split][0]):
-            path = source[split][0][index]
+        local = _local_source(spec, data_dir)
+        if local.kind == "files" and index < len(local.source[split][0]):
+            path = local.source[split][0][index]
             _check_image(spec, path)  # raises the DataError naming the file
             return DataError(f"Cannot load image {path}: {_error_text(error)}. Fix or remove it.")
     return DataError(
