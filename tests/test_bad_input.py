@@ -205,6 +205,31 @@ def test_damaged_data_cache_without_its_source_is_refused(tmp_path, damage):
     assert not (workdir / "trainer").exists()
 
 
+# SVHN's official .mat files and CelebA's identity split (writers and words shared with the
+# unit tests in tests/test_data.py): one error line naming the file, no examples written.
+from tests.test_data import CELEB_A_IDENTITY_FAULTS, SVHN_MAT_FAULTS  # noqa: E402
+
+SVHN_CELEB_A_CASES = {
+    **{f"svhn_{name}": ("svhn", SVHN_MAT_FAULTS[name][0], [*SVHN_MAT_FAULTS[name][1], "test_32x32.mat"]) for name in (
+        "no_X", "no_y", "X_wrong_shape", "X_float", "y_wrong_length", "label_0", "not_a_mat")},
+    **{f"celeb_a_{name}": ("celeb_a", *CELEB_A_IDENTITY_FAULTS[name]) for name in (
+        "image_not_listed", "malformed_line", "one_identity")},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SVHN_CELEB_A_CASES))
+def test_bad_svhn_or_celeb_a_data_ends_in_one_line_and_leaves_nothing(tmp_path, case):
+    dataset, write, words = SVHN_CELEB_A_CASES[case]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write(data_dir)
+    workdir = tmp_path / "run"
+    done = run_script("train.py", f"--dataset={dataset}", "--noexport", "--epochs=1", "--config.train.verbose=0",
+                      f"--data_dir={data_dir}", f"--workdir={workdir}", timeout=HANG_TIMEOUT)
+    assert_one_error_line(done, *words)
+    assert not (workdir / "examples").exists() and not glob.glob(str(workdir / "*.tmp-*"))
+
+
 # --- evaluation: evaluate, compare, check_attacks -------------------------------------
 
 import json  # noqa: E402  (kept in this section: each area's table is edited independently)

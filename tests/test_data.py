@@ -612,3 +612,276 @@ def test_to_float_range():
     out = data.to_float(np.array([0, 51, 255], np.uint8))
     assert out.dtype == tf.float32
     np.testing.assert_allclose(out.numpy(), [0.0, 0.2, 1.0])
+
+
+# ---------------------------------------------------------------- SVHN .mat files
+
+
+def write_svhn_mat(path: pathlib.Path, count: int, rng: np.random.Generator, **overrides) -> dict:
+    """An SVHN cropped-digits .mat like the official ones: X uint8 [32, 32, 3, N],
+    y uint8 [N, 1] in 1..10. `overrides` replace (value) or drop (None) X / y."""
+    from scipy import io as scipy_io
+
+    arrays = {
+        "X": rng.integers(0, 256, (32, 32, 3, count), dtype=np.uint8),
+        "y": (np.arange(count, dtype=np.uint8) % 10 + 1)[:, None],
+    }
+    arrays.update(overrides)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy_io.savemat(path, {key: value for key, value in arrays.items() if value is not None})
+    return arrays
+
+
+def test_svhn_mat_round_trip_maps_label_10_to_digit_0(tmp_path):
+    rng = np.random.default_rng(10)
+    written = {split: write_svhn_mat(tmp_path / f"{split}_32x32.mat", count, rng)
+               for split, count in (("train", 12), ("test", 5))}
+    write_svhn_mat(tmp_path / "extra_32x32.mat", 3, rng)  # not used
+    splits = data.load_splits("svhn", data_dir=str(tmp_path))
+    for split in ("train", "test"):
+        check_split_format(splits[split], data.get_spec("svhn"))
+        images, labels = data.take_arrays(splits[split])
+        np.testing.assert_array_equal(images, np.transpose(written[split]["X"], (3, 0, 1, 2)))
+        np.testing.assert_array_equal(labels, written[split]["y"][:, 0] % 10)
+    assert data.take_arrays(splits["train"])[1].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
+    assert "train_32x32.mat" in data.describe_split("svhn", str(tmp_path))
+
+
+def test_svhn_mat_accepts_matlab_double_labels_in_a_row(tmp_path):
+    rng = np.random.default_rng(11)
+    for split in ("train", "test"):
+        write_svhn_mat(tmp_path / f"{split}_32x32.mat", 3, rng, y=np.array([[10.0, 1.0, 5.0]]))
+    assert data.take_arrays(data.load_splits("svhn", data_dir=str(tmp_path))["test"])[1].tolist() == [0, 1, 5]
+
+
+def _svhn_bad_test_file(tmp_path, **overrides):
+    write_svhn_mat(tmp_path / "train_32x32.mat", 4, np.random.default_rng(12))
+    write_svhn_mat(tmp_path / "test_32x32.mat", 4, np.random.default_rng(13), **overrides)
+
+
+SVHN_MAT_FAULTS = {  # name: (writes the test file's fault, words of the error)
+    "no_X": (lambda d: _svhn_bad_test_file(d, X=None), ["lacks the variable(s) X"]),
+    "no_y": (lambda d: _svhn_bad_test_file(d, y=None), ["lacks the variable(s) y"]),
+    "X_wrong_shape": (lambda d: _svhn_bad_test_file(d, X=np.zeros((28, 28, 1, 4), np.uint8)),
+                      ["X is a uint8 array of shape 28x28x1x4", "[32, 32, 3, N]"]),
+    "X_images_first": (lambda d: _svhn_bad_test_file(d, X=np.zeros((4, 32, 32, 3), np.uint8)),
+                       ["shape 4x32x32x3"]),
+    "X_float": (lambda d: _svhn_bad_test_file(d, X=np.zeros((32, 32, 3, 4), np.float64)),
+                ["X is a float64 array", "uint8"]),
+    "y_wrong_length": (lambda d: _svhn_bad_test_file(d, y=np.ones((3, 1), np.uint8)),
+                       ["y has shape 3x1", "X holds 4 images"]),
+    "label_0": (lambda d: _svhn_bad_test_file(d, y=np.array([[0], [1], [2], [3]], np.uint8)),
+                ["y holds 0", "1..10", "10 = digit 0"]),
+    "label_11": (lambda d: _svhn_bad_test_file(d, y=np.array([[1], [11], [2], [3]], np.uint8)),
+                 ["y holds 11"]),
+    "label_fraction": (lambda d: _svhn_bad_test_file(d, y=np.array([[1.5], [1], [2], [3]])),
+                       ["y holds 1.5"]),
+    "not_a_mat": (lambda d: (_svhn_bad_test_file(d), (d / "test_32x32.mat").write_text("<html>moved</html>")),
+                  ["Cannot read", "as a MATLAB .mat file"]),
+    "random_bytes": (lambda d: (_svhn_bad_test_file(d),
+                                (d / "test_32x32.mat").write_bytes(np.random.default_rng(0).bytes(400))),
+                     ["Cannot read", "as a MATLAB .mat file"]),
+    "truncated": (lambda d: (_svhn_bad_test_file(d), (d / "test_32x32.mat").write_bytes(
+                      (d / "train_32x32.mat").read_bytes()[:2000])), ["Cannot read", "as a MATLAB .mat file"]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(SVHN_MAT_FAULTS))
+def test_svhn_mat_faults_name_the_file(tmp_path, fault):
+    write, words = SVHN_MAT_FAULTS[fault]
+    write(tmp_path)
+    with pytest.raises(DataError) as info:
+        data.load_splits("svhn", data_dir=str(tmp_path))
+    message = str(info.value)
+    assert str(tmp_path / "test_32x32.mat") in message and "\n" not in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_svhn_mat_missing_test_file_or_mat_file_as_data_dir(tmp_path):
+    write_svhn_mat(tmp_path / "train_32x32.mat", 2, np.random.default_rng(14))
+    with pytest.raises(DataError, match="lacks test_32x32.mat"):
+        data.load_splits("svhn", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="pass the directory holding SVHN's train_32x32.mat"):
+        data.load_splits("svhn", data_dir=str(tmp_path / "train_32x32.mat"))
+
+
+def test_svhn_mat_for_grey_dataset_is_rejected(tmp_path):
+    for split in ("train", "test"):
+        write_svhn_mat(tmp_path / f"{split}_32x32.mat", 2, np.random.default_rng(15))
+    with pytest.raises(DataError, match=r"train_32x32.mat\[X\]: images have shape 32x32x3.*28x28x1"):
+        data.load_splits("mnist", data_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- CelebA identity split
+
+
+def write_celeb_a_identities(root: pathlib.Path, people: list[int], per_person: int = 2) -> dict[str, int]:
+    """img_align_celeba/ with `per_person` tiny-but-valid JPEG images of each identity
+    (file names interleave identities) and identity_CelebA.txt (CRLF) listing them plus
+    images that are not there; returns {file name: identity}."""
+    image = tf.io.encode_jpeg(np.full((218, 178, 3), 128, np.uint8)).numpy()
+    (root / "img_align_celeba").mkdir(parents=True)
+    identities = {}
+    for index in range(per_person * len(people)):
+        name = f"{index + 1:06d}.jpg"
+        (root / "img_align_celeba" / name).write_bytes(image)
+        identities[name] = people[index % len(people)]
+    listed = {**identities, "999999.jpg": 77}  # a full identity file lists absent images too
+    (root / "identity_CelebA.txt").write_bytes(
+        "".join(f"{name} {person}\r\n" for name, person in listed.items()).encode()
+    )
+    return identities
+
+
+def test_celeb_a_identity_split_holds_out_whole_identities(tmp_path):
+    people = list(range(1, 31))
+    identities = write_celeb_a_identities(tmp_path, people)
+    files = data.split_files("celeb_a", str(tmp_path))
+    train = {identities[f.name] for f in files["train"]}
+    test = {identities[f.name] for f in files["test"]}
+    assert len(test) == 3 and len(train) == 27 and not train & test
+    assert len(files["test"]) == 6 and len(files["train"]) == 54
+    assert files["test"] == sorted(files["test"]) and files["train"] == sorted(files["train"])
+    # The rule of the docstring: the 10% of identities whose SHA-256 digest sorts first.
+    import hashlib
+
+    assert test == set(sorted(people, key=lambda p: hashlib.sha256(str(p).encode()).hexdigest())[:3])
+    assert data.describe_split("celeb_a", str(tmp_path)) == (
+        "identity split: 27 train / 3 test identities (identity_CelebA.txt), 54 / 6 images")
+    splits = data.load_splits("celeb_a", data_dir=str(tmp_path / "img_align_celeba"))
+    assert data.count_examples(splits["test"]) == 6 and data.count_examples(splits["train"]) == 54
+
+
+def test_celeb_a_identity_split_is_deterministic_and_ignores_file_names(tmp_path):
+    write_celeb_a_identities(tmp_path / "a", [5, 900, 17, 4, 3000])
+    write_celeb_a_identities(tmp_path / "b", [3000, 4, 17, 900, 5], per_person=3)
+    test_people = []
+    for root in ("a", "b"):
+        lines = (tmp_path / root / "identity_CelebA.txt").read_text().split()
+        identities = dict(zip(lines[::2], map(int, lines[1::2])))
+        test_people.append({identities[f.name] for f in data.split_files("celeb_a", str(tmp_path / root))["test"]})
+    assert len(test_people[0]) == 1 and test_people[0] == test_people[1]
+
+
+def test_celeb_a_partition_file_wins_over_identity_file(tmp_path):
+    identities = write_celeb_a_identities(tmp_path, [1, 2, 3])
+    names = sorted(identities)
+    (tmp_path / "list_eval_partition.txt").write_text(
+        "".join(f"{name} {0 if i < 4 else 2}\n" for i, name in enumerate(names)))
+    files = data.split_files("celeb_a", str(tmp_path))
+    assert [f.name for f in files["test"]] == names[4:]
+    assert data.describe_split("celeb_a", str(tmp_path)).startswith("official partition (list_eval_partition.txt)")
+
+
+def test_celeb_a_without_annotations_says_it_holds_out_the_last_tenth(tmp_path, caplog):
+    _write_celeb_a(tmp_path, 10)
+    assert "last 10% of the sorted file names" in data.describe_split("celeb_a", str(tmp_path))
+    with caplog.at_level("WARNING", logger="robust_dae_tf.data"):
+        data.load_splits("celeb_a", data_dir=str(tmp_path))
+    assert "identities may overlap" in caplog.text
+
+
+def _identity_file_without(root):
+    identities = write_celeb_a_identities(root, [1, 2, 3])
+    del identities["000004.jpg"]
+    (root / "identity_CelebA.txt").write_text("".join(f"{n} {p}\n" for n, p in identities.items()))
+
+
+CELEB_A_IDENTITY_FAULTS = {  # name: (writes the folder, words of the error)
+    "image_not_listed": (_identity_file_without,
+                         ["identity_CelebA.txt lists no identity for", "000004.jpg", "of the 6 images"]),
+    "malformed_line": (lambda root: (write_celeb_a_identities(root, [1, 2]), (root / "identity_CelebA.txt").write_text(
+        "000001.jpg 1\n000002.jpg two\n")), ["identity_CelebA.txt line 2", "<identity number>", "'000002.jpg two'"]),
+    "binary_file": (lambda root: (write_celeb_a_identities(root, [1, 2]), (root / "identity_CelebA.txt").write_bytes(
+        b"\xff\xfe\x00garbage")), ["Cannot read", "identity_CelebA.txt"]),
+    "one_identity": (lambda root: write_celeb_a_identities(root, [7], per_person=4),
+                     ["show 1 identity", "identity_CelebA.txt", "at least 2"]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CELEB_A_IDENTITY_FAULTS))
+def test_celeb_a_identity_faults_are_one_clear_error(tmp_path, fault):
+    write, words = CELEB_A_IDENTITY_FAULTS[fault]
+    write(tmp_path)
+    for call in (lambda: data.load_splits("celeb_a", data_dir=str(tmp_path)),
+                 lambda: data.describe_split("celeb_a", str(tmp_path))):
+        with pytest.raises(DataError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message, message
+        for word in words:
+            assert word in message, (word, message)
+
+
+def test_describe_split_of_other_sources(tmp_path):
+    assert data.describe_split("digits") == "embedded digits: fixed permutation (seed 0), 1500 / 297 images"
+    assert data.describe_split("celeba") == "TFDS celeb_a: 'train' / 'test' splits"
+    write_mnist_idx(tmp_path, np.random.default_rng(16))
+    assert data.describe_split("mnist", str(tmp_path)).startswith("IDX files")
+
+
+# ---------------------------------------------------------------- CelebA attributes
+
+
+ATTRIBUTE_NAMES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive"] + [f"A{i}" for i in range(36)] + ["Young"]
+
+
+def write_attributes(path: pathlib.Path, rows: dict[str, list[int]], names=ATTRIBUTE_NAMES,
+                     count=None, newline="\r\n") -> None:
+    """list_attr_celeba.txt in the official layout (count, names with a trailing space,
+    right-aligned values)."""
+    lines = [str(len(rows) if count is None else count), " ".join(names) + " "]
+    lines += [f"{name} " + " ".join(f"{v:2d}" for v in values) for name, values in rows.items()]
+    path.write_bytes((newline.join(lines) + newline).encode())
+
+
+def test_read_celeba_attributes_official_format(tmp_path):
+    rng = np.random.default_rng(17)
+    rows = {f"{i:06d}.jpg": rng.choice([-1, 1], 40).tolist() for i in range(1, 6)}
+    write_attributes(tmp_path / "list_attr_celeba.txt", rows)
+    attributes = data.read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
+    assert attributes.names == tuple(ATTRIBUTE_NAMES) and len(attributes.names) == 40
+    assert attributes.values.dtype == np.int8 and attributes.values.shape == (5, 40)
+    mapping = attributes.as_dict()
+    for name, values in rows.items():
+        np.testing.assert_array_equal(mapping[name], values)
+    aligned = attributes.for_files([tmp_path / "000004.jpg", "000002.jpg"])
+    np.testing.assert_array_equal(aligned, [rows["000004.jpg"], rows["000002.jpg"]])
+    with pytest.raises(DataError, match=r"list_attr_celeba.txt has no attributes for 000009.jpg"):
+        attributes.for_files(["000001.jpg", "000009.jpg"])
+
+
+def test_celeba_attributes_align_with_a_split(tmp_path):
+    identities = write_celeb_a_identities(tmp_path, list(range(1, 11)))
+    rows = {name: [1 if person % 2 else -1] * 40 for name, person in identities.items()}
+    write_attributes(tmp_path / "list_attr_celeba.txt", rows)
+    test_files = data.split_files("celeb_a", str(tmp_path))["test"]
+    aligned = data.celeba_attributes(str(tmp_path / "img_align_celeba")).for_files(test_files)
+    assert aligned.shape == (len(test_files), 40)
+    np.testing.assert_array_equal(aligned[:, 0], [1 if identities[f.name] % 2 else -1 for f in test_files])
+    with pytest.raises(DataError, match="No list_attr_celeba.txt"):
+        data.celeba_attributes(str(tmp_path / "img_align_celeba" / "000001.jpg"))
+
+
+ROW = "000001.jpg " + " ".join(["-1"] * 40)
+ATTRIBUTE_FAULTS = {  # name: (file text, words of the error)
+    "no_count_line": ("\n".join([" ".join(ATTRIBUTE_NAMES), ROW]), ["line 1", "number of images"]),
+    "empty": ("", ["line 1", "an empty file"]),
+    "truncated": ("\n".join(["3", " ".join(ATTRIBUTE_NAMES), ROW]), ["announces 3 images but 1 rows"]),
+    "value_0": ("\n".join(["1", " ".join(ATTRIBUTE_NAMES), ROW[:-2] + " 0"]), ["line 3", "-1 or 1"]),
+    "short_row": ("\n".join(["1", " ".join(ATTRIBUTE_NAMES), ROW[:-3]]), ["line 3", "40 values"]),
+    "duplicate": ("\n".join(["2", " ".join(ATTRIBUTE_NAMES), ROW, ROW]), ["listed twice"]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(ATTRIBUTE_FAULTS))
+def test_read_celeba_attributes_bad_format_names_the_file(tmp_path, fault):
+    text, words = ATTRIBUTE_FAULTS[fault]
+    (tmp_path / "list_attr_celeba.txt").write_text(text)
+    with pytest.raises(DataError) as info:
+        data.read_celeba_attributes(tmp_path / "list_attr_celeba.txt")
+    message = str(info.value)
+    assert str(tmp_path / "list_attr_celeba.txt") in message and "\n" not in message, message
+    for word in words:
+        assert word in message, (word, message)
