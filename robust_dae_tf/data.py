@@ -145,7 +145,7 @@ _PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
 _IDENTITY_FILES = ("identity_CelebA.txt",)
 _ATTRIBUTE_FILES = ("list_attr_celeba.txt",)
 _SVHN_MAT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
-_DIGITS_TEST_SIZE = 297
+_DIGITS_SIZE, _DIGITS_TEST_SIZE = 1797, 297  # scikit-learn's digits
 _DIGITS_SEED = 0
 
 _Splits = dict[str, tf.data.Dataset]
@@ -872,7 +872,7 @@ def _local_source(spec: DatasetSpec, data_dir: str) -> _LocalSource:
         return _LocalSource("idx", path, "IDX files: train-* / t10k-* as stored")
     if _has_svhn_mat(path):
         return _LocalSource(
-            "mat", path, "SVHN .mat files: train_32x32.mat / test_32x32.mat (extra_32x32.mat unused)"
+            "mat", path, "SVHN's train_32x32.mat / test_32x32.mat (extra_32x32.mat unused)"
         )
     npz_files = sorted(path.glob("*.npz"))
     if len(npz_files) > 1:
@@ -883,7 +883,8 @@ def _local_source(spec: DatasetSpec, data_dir: str) -> _LocalSource:
     if npz_files:
         return _LocalSource("npz", npz_files[0], f"{npz_files[0].name}: x_train / x_test as stored")
     if (path / "train").is_dir() and (path / "test").is_dir():
-        return _LocalSource("files", _class_folder_files(spec, path), "image folders train/ / test/ as stored")
+        files = _class_folder_files(spec, path)
+        return _LocalSource("files", files, "image folders train/ / test/ as stored")
     if _image_files(_flat_image_dir(path)):
         return _LocalSource("files", *_flat_folder_files(spec, path))
     raise _no_data_error(path)
@@ -917,10 +918,9 @@ def describe_split(name: str, data_dir: str | None = None) -> str:
     4175 / 465 images". Raises the DataError `load_splits` would for bad local data."""
     spec = get_spec(name)
     if spec.tfds_name is None:
-        total = 1797
         return (
             f"embedded digits: fixed permutation (seed {_DIGITS_SEED}), "
-            f"{total - _DIGITS_TEST_SIZE} / {_DIGITS_TEST_SIZE} images"
+            f"{_DIGITS_SIZE - _DIGITS_TEST_SIZE} / {_DIGITS_TEST_SIZE} images"
         )
     if data_dir:
         return _local_source(spec, data_dir).split
