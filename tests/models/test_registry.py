@@ -17,7 +17,7 @@ from robust_dae_tf import config_lib, export, models, networks, pipeline
 from robust_dae_tf.baselines.vae import StandardNormalPrior
 from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.models import registry
-from tests.helpers import small_config, two_cpu_strategy
+from tests.helpers import assert_two_replicas_match_one_device, small_config
 
 # -- the toy model's module: everything a new model needs ------------------------------
 
@@ -146,21 +146,4 @@ def test_base_reduces_the_objective_and_metrics_across_replicas(toy_registered):
     the number of replicas and averages the replica-local metric values."""
     config = _toy_config()
     batches = np.random.default_rng(0).uniform(size=(3, 100, 32, 32, 1)).astype(np.float32)
-
-    def train(model):
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        history = model.fit(tf.data.Dataset.from_tensor_slices(batches), epochs=1, verbose=0, shuffle=False).history
-        return [v.numpy() for v in model.trainable_variables], history
-
-    single = build(config, (32, 32, 1))
-    initial = single.get_weights()
-    weights_single, hist_single = train(single)
-    with two_cpu_strategy().scope():
-        mirrored = build(config, (32, 32, 1))
-        mirrored.set_weights(initial)
-        weights_mirrored, hist_mirrored = train(mirrored)
-    for name in ToyAutoencoder.metric_names:
-        np.testing.assert_allclose(hist_mirrored[name], hist_single[name], rtol=1e-5, err_msg=name)
-    for a, b in zip(weights_mirrored, weights_single):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert not np.allclose(weights_single[0], initial[0])
+    assert_two_replicas_match_one_device(lambda: build(config, (32, 32, 1)), batches, 1e-5, 1e-4, 1e-6)
