@@ -7,7 +7,8 @@ the same training step in eager PyTorch -- the stack of the paper's reference co
 on the same CPU, interleaved with the TensorFlow measurements. It needs
 `pip install torch==2.13.0` (the CPU build).
 
-The steps mirror `robust_dae_tf.models.RegularizedAutoencoder.train_step` op for op
+The steps mirror the `robust_dae_tf.models` training step (`Autoencoder.train_step` around
+`RegularizedAutoencoder.compute_terms`) op for op
 (same networks, same losses, same number of encoder/decoder passes), written in
 idiomatic eager PyTorch (no torch.compile):
 

@@ -251,7 +251,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         rows = [self.preview, model.decode(z).numpy()]
         with self.train_writer.as_default(step=step):
             tf.summary.image("reconstructions (top: x, bottom: f(g(x)))", image_grid(rows))
-            if getattr(model, "is_adversarial", False):
+            if model.is_adversarial:
                 x_adv = model.adversarial_examples(x, z, tf.constant([0, 0], tf.int64))
                 adv_rows = [self.preview, x_adv.numpy(), model.decode(model.encode(x_adv)).numpy()]
                 tf.summary.image("adversarial (x, x_adv, f(g(x_adv)))", image_grid(adv_rows))

@@ -318,8 +318,9 @@ class Exporter(Component):
             },
             "run_dir": os.path.abspath(model.uri),
         }
-        if hasattr(keras_model, "export_metadata"):  # e.g. the Lipschitz VAE's certificate
-            metadata["model_details"] = keras_model.export_metadata()
+        details = keras_model.export_metadata()  # e.g. the Lipschitz VAE's certificate
+        if details:
+            metadata["model_details"] = details
         export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)

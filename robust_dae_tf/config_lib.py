@@ -15,12 +15,21 @@ import ml_collections
 
 from robust_dae_tf.errors import ConfigError
 
-#: The paper's models (one keras.Model, `models.RegularizedAutoencoder`).
-VARIANTS = ("gmm_dae", "augmented", "robust")
-#: The VAE-family baselines (`robust_dae_tf.baselines`), one keras.Model each.
-BASELINES = ("vae", "beta_vae", "beta_tcvae", "lipschitz_vae", "se", "avae")
-#: Everything `--model` accepts (stored in `config.model.variant`).
-MODELS = VARIANTS + BASELINES
+
+def _registry():
+    from robust_dae_tf.models import registry  # imported late: the registry's modules import TensorFlow
+
+    return registry
+
+
+def __getattr__(name):
+    """`VARIANTS` (the paper's models), `BASELINES` (the VAE family) and `MODELS` (every
+    name `--model` accepts, stored in `config.model.variant`), read from the model
+    registry (`robust_dae_tf.models.registry`, the only list of names) when asked."""
+    families = {"VARIANTS": "ours", "BASELINES": "baseline", "MODELS": None}
+    if name in families:
+        return _registry().names(families[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -37,101 +46,18 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     # gmm_dae (eqs. 4-5) | augmented (eqs. 7-8) | robust (eqs. 9-11), or a baseline:
-    # vae | beta_vae | beta_tcvae | lipschitz_vae | se | avae (sections below)
+    # vae | beta_vae | beta_tcvae | lipschitz_vae | se | avae (models.registry)
     c.model.variant = "robust"
     c.model.architecture = "fc"  # fc | conv
     c.model.latent_dim = 10
     c.model.hidden_units = (200, 200, 200, 200)  # fc nets
     c.model.conv_filters = (128, 256, 512, 1024)  # conv nets
 
-    c.prior = ml_collections.ConfigDict()
-    c.prior.num_modes = 10
-    c.prior.centers = "one_hot"  # one_hot (scale * e_k) | sobol
-    c.prior.center_scale = 10.0
-    c.prior.std = 1.0
-    c.prior.min_distance = 6.0  # sobol only
-    c.prior.seed = 0  # sobol only
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.reconstruction_weight = 500.0  # lambda_REC (times pixel MSE)
-    c.loss.latent_noise_std = 0.1  # N(0, s^2 I) added to z before decoding in training
-    # Coupling alpha of eq. 10. Neither the paper nor the reference's config.ini states
-    # the value used (the reference reads a missing `coup` key). The target cross-
-    # covariance alpha * Sigma_GMM implies E||z - z_adv||^2 = 2 (1 - alpha) tr(Sigma_GMM)
-    # (tr = 100 for the MNIST prior): alpha = 0.5 would ask for shifts as large as the
-    # mode spacing, so we default to 0.9 (expected shift ~4.5 vs spacing ~14).
-    c.loss.coupling = 0.9
-    # Cross-covariance block of eqs. 8 / 10: "target" compares it with alpha * Sigma_GMM
-    # (0 for augmented, eq. 8 as written); "ignore" leaves it unconstrained (only
-    # cov(z) and cov(z_adv) are matched to Sigma_GMM), the other reading of eq. 8.
-    c.loss.cross_covariance = "target"
-    c.loss.weight_estimation_batches = 100  # prior batches for lambda_KS / lambda_CV
-
-    c.adversarial = ml_collections.ConfigDict()
-    c.adversarial.epsilon = 0.3  # L-inf budget of the FGSM training examples (eq. 6)
-    c.adversarial.step_size = 0.375
-    c.adversarial.random_start = True
-
-    # -- baselines (used only when model.variant names one; see robust_dae_tf.baselines)
-    c.vae = ml_collections.ConfigDict()  # vae and beta_vae
-    c.vae.reconstruction = "bernoulli"  # likelihood of every VAE baseline: bernoulli | gaussian
-    c.vae.beta = 4.0  # beta_vae's KL weight (Higgins et al. 2017); vae always uses 1
-    c.beta_tcvae = ml_collections.ConfigDict()  # Chen et al. 2018 (baselines/beta_tcvae.py)
-    c.beta_tcvae.alpha = 1.0  # mutual-information weight (paper sec. 4: alpha = 1)
-    c.beta_tcvae.beta = 6.0  # total-correlation weight (authors' README example `-beta 6 --tcvae`)
-    c.beta_tcvae.gamma = 1.0  # dimension-wise KL weight (paper sec. 4: gamma = 1)
-    c.beta_tcvae.estimator = "mws"  # TC estimator: mws (sec. 4.1, authors' default) | mss (app. C.2)
-    c.beta_tcvae.dataset_size = 0  # N of the estimators; 0 = number of training examples (set by the trainer)
-    c.lipschitz_vae = ml_collections.ConfigDict()  # Barrett et al. 2022 (baselines/lipschitz_vae.py)
-    # l2 Lipschitz constants of the linear stacks (authors' "l_constant"; the std net and the
-    # decoder add a 1/4-Lipschitz sigmoid). Not stated by Saseendran et al.; the authors'
-    # MNIST scripts train 6-10, Fashion-MNIST 4; 8 is our choice.
-    c.lipschitz_vae.encoder_mean_lipschitz = 8.0
-    c.lipschitz_vae.encoder_std_lipschitz = 8.0
-    c.lipschitz_vae.decoder_lipschitz = 8.0
-    c.lipschitz_vae.group_size = 2  # GroupSort group size (authors' config: 2 = MaxMin); widths = model.hidden_units
-    c.lipschitz_vae.bjorck_iters = 3  # Bjorck iterations in training (authors' training scripts)
-    c.lipschitz_vae.bjorck_inference_iters = 20  # ... in evaluation / export (Anil et al.; authors' config)
-    # r_s of the ||sigma||_2 clip that makes the certificate at r_s positive; 0 = sigmoid bound
-    # only (authors' default config; their constrained-std config uses 5.0).
-    c.lipschitz_vae.std_norm_r = 0.0
-    c.lipschitz_vae.certificate_r = 8.0  # r of the reported r-robustness radius (authors' margin script default)
-    c.lipschitz_vae.certificate_p = 0.5  # probability of r-robustness (their definition: 1/2)
-    c.se = ml_collections.ConfigDict()  # Cemgil et al. 2020, smooth encoders (baselines/smooth_encoder.py)
-    c.se.beta = 1.0  # KL weight; SE's Algorithm 1 adds the prior-fidelity term with weight 1 (paper)
-    # Weight of W(q(z|x), q(z|x')): our choice (their Algorithm 1 adds the divergence with
-    # unit weight, its strength set inside by the coupling gamma, whose value we could not find).
-    c.se.weight = 1.0
-    c.se.norm = "linf"  # selection ball: linf | l2 (our choice: the threat model of our FGSM training)
-    # Ball radius in pixel units ([0, 1] scale). Our choice: the MNIST budget of our own
-    # adversarial training (adversarial.epsilon, Madry et al. 2018); use ~1.0 with norm=l2.
-    c.se.epsilon = 0.3
-    # PGD ascent steps. Our choice: the paper we reproduce says one SE iteration costs about
-    # twice one of its FGSM iterations, which a forward/backward count puts at ~5 PGD steps.
-    c.se.pgd_steps = 5
-    c.se.relative_step_size = 2.5  # PGD step = 2.5 * epsilon / pgd_steps (Madry et al. 2018 rule of thumb)
-    c.se.random_start = True  # PGD from a uniform random point of the ball (Madry et al. 2018)
-    # W between the posteriors: gaussian_w2 (closed-form W2^2, the zero-entropy limit of SE's
-    # entropy-regularised divergence; our default) | entropic (closed-form debiased entropic
-    # OT between the Gaussians) | sinkhorn (sample-based Sinkhorn distance; slow).
-    c.se.distance = "gaussian_w2"
-    c.se.entropy_epsilon = 0.1  # entropic regulariser of entropic / sinkhorn (our choice)
-    c.se.sinkhorn_samples = 16  # posterior samples per image for sinkhorn (our choice)
-    c.se.sinkhorn_iters = 50  # Sinkhorn sweeps for sinkhorn (our choice)
-    c.avae = ml_collections.ConfigDict()  # Cemgil et al. 2020 (baselines/avae.py)
-    # Coupling r(z'|z) = N(rho z, (1 - rho^2) I), 0 <= rho < 1: the authors' released
-    # ColorMNIST-MLP command uses 0.975 (their code's flag default is 0.8).
-    c.avae.rho = 0.975
-    # Weight of the self-consistency term; 1 = their bound (our name for it, paper value).
-    c.avae.self_consistency_weight = 1.0
-    # x' fed back to the encoder: "mean" = decoder mean (authors' code) | "sample" = a
-    # draw from p(x|z) (Bernoulli pixels / Gaussian with the likelihood's std); our choice.
-    c.avae.decoder_sample = "mean"
-    # True = x' is a constant (authors' code): the term trains only the encoder.
-    c.avae.stop_gradient_decoder_sample = True
-    # E over z in log r(z'|z): "analytic" = over q(z|x) in closed form (authors' code) |
-    # "sample" = at the z that generated x' (the chain as written); our default: analytic.
-    c.avae.coupling_expectation = "analytic"
+    # The sections of the models (prior / loss / adversarial of the GMM models, vae,
+    # beta_tcvae, lipschitz_vae, se, avae of the baselines), each defined beside its
+    # model's module (`config_sections()`), collected in registry order.
+    for name, section in _registry().config_sections().items():
+        c[name] = section
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 100
@@ -162,8 +88,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     def fail(field, message):
         raise ConfigError(f"config.{field}: {message}")
 
-    if config.model.variant not in MODELS:
-        fail("model.variant", f"{config.model.variant!r} is unknown; choose one of {', '.join(MODELS)} (flag --model).")
+    models = _registry().names()
+    if config.model.variant not in models:
+        fail("model.variant", f"{config.model.variant!r} is unknown; choose one of {', '.join(models)} (flag --model).")
     if config.model.latent_dim < 1:
         fail("model.latent_dim", "must be >= 1.")
     if config.prior.num_modes < 1:

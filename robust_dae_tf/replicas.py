@@ -7,6 +7,8 @@
   one device and N devices see the same random numbers per example (stateless seeds).
 * `gather(tensor)`: the global batch of a per-replica tensor (differentiable
   `all_gather` along axis 0; the tensor itself with one replica).
+* `mean(value)`: the mean of a per-replica value across replicas (`all_reduce`; the
+  value itself with one replica).
 """
 
 from __future__ import annotations
@@ -42,3 +44,10 @@ def gather(tensor) -> tf.Tensor:
     if ctx.num_replicas_in_sync == 1:
         return tensor
     return ctx.all_gather(tensor, axis=0)
+
+
+def mean(value) -> tf.Tensor:
+    ctx = tf.distribute.get_replica_context()
+    if ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce("mean", value)

@@ -308,8 +308,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     if restored:
         logger.info("Resuming from %s (step %d, epoch %d + %d steps), learning rate %g.",
                     restored, step, start_epoch, skip, float(model.optimizer.learning_rate.numpy()))
-    if getattr(model, "dataset_size", None) == 0:  # estimators that need N (beta-TCVAE)
-        model.dataset_size = num_train
+    model.prepare(num_train)  # e.g. beta-TCVAE's estimator needs N
     per_execution = effective_steps_per_execution(config.train.steps_per_execution, steps, skip)
     if per_execution > 1 and strategy.num_replicas_in_sync > 1:
         # Keras' multi-step loop (a while_loop of tf.conds) fails to run the models'

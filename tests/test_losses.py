@@ -106,6 +106,15 @@ def test_adversarial_ks_is_eq9(prior):
         np.testing.assert_allclose(
             losses.adversarial_ks_loss(t(z), t(za), prior, w), 2 / 3 * aug + w / 3 * two, rtol=1e-4
         )
+        # A two-sample term the caller already computed is used as given, not recomputed.
+        given = losses.two_sample_ks_loss(t(z), t(za), prior)
+        assert float(losses.adversarial_ks_loss(t(z), t(za), prior, w, two_sample=given)) == float(
+            losses.adversarial_ks_loss(t(z), t(za), prior, w)
+        )
+        np.testing.assert_allclose(
+            losses.adversarial_ks_loss(t(z), t(za), prior, w, two_sample=t(3.0)),
+            2 / 3 * aug + w, rtol=1e-4,
+        )
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, -0.3, 1.0])

@@ -31,9 +31,9 @@ parameters; the objective's gradients are unaffected. Use estimator="mss" when t
 magnitudes of the reported terms matter.
 
 Dataset size: `BetaTCVAE.dataset_size` is a Python int read when the loss is traced.
-`config.beta_tcvae.dataset_size = 0` means "filled in by the trainer" (the trainer sets
-`model.dataset_size` to the number of training examples before `fit`); tracing the loss
-while it is still 0 raises a ConfigError.
+`config.beta_tcvae.dataset_size = 0` means "filled in by the trainer" (the trainer calls
+`model.prepare(number of training examples)` before `fit`, which sets it when it is
+0); tracing the loss while it is still 0 raises a ConfigError.
 
 Choices where the paper is open or that differ from the authors' code:
 
@@ -50,11 +50,23 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
+import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf.baselines import vae_losses
-from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_gaussian_networks
+from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
+
+
+def config_sections() -> dict:
+    """The `beta_tcvae` section (Chen et al. 2018); its fields are `BetaTCVAE`'s arguments."""
+    section = ml_collections.ConfigDict()
+    section.alpha = 1.0  # mutual-information weight (paper sec. 4: alpha = 1)
+    section.beta = 6.0  # total-correlation weight (authors' README example `-beta 6 --tcvae`)
+    section.gamma = 1.0  # dimension-wise KL weight (paper sec. 4: gamma = 1)
+    section.estimator = "mws"  # TC estimator: mws (sec. 4.1, authors' default) | mss (app. C.2)
+    section.dataset_size = 0  # N of the estimators; 0 = number of training examples (set by the trainer)
+    return {"beta_tcvae": section}
 
 
 def tcvae_objective(reconstruction, terms: dict, alpha: float, beta: float, gamma: float):
@@ -87,7 +99,7 @@ class BetaTCVAE(VariationalAutoencoder):
         dimension-wise KL (paper: alpha = gamma = 1).
       estimator: "mws" or "mss" (`vae_losses.TC_ESTIMATORS`).
       dataset_size: N, the number of training examples; 0 = not known yet (the trainer
-        sets `model.dataset_size` before training).
+        sets it through `prepare` before training).
 
     `self.beta` (the base class's KL weight) holds the TC weight; the base class's
     beta-VAE objective is not used.
@@ -101,6 +113,11 @@ class BetaTCVAE(VariationalAutoencoder):
         "total_correlation",
         "dimension_wise_kl",
     )
+    about = {
+        "model": "beta_tcvae",
+        "reference": "Chen et al. 2018, Isolating Sources of Disentanglement in VAEs",
+        "objective": "reconstruction + alpha * MI + beta * TC + gamma * dimension-wise KL",
+    }
 
     def __init__(
         self,
@@ -132,6 +149,11 @@ class BetaTCVAE(VariationalAutoencoder):
         self.dataset_size = int(dataset_size)
         self.loss_weights = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
 
+    def prepare(self, num_train_examples: int) -> None:
+        """Takes N = the number of training examples unless the config set it."""
+        if self.dataset_size == 0:
+            self.dataset_size = int(num_train_examples)
+
     def _checked_dataset_size(self) -> int:
         n = self.dataset_size
         if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
@@ -157,36 +179,17 @@ class BetaTCVAE(VariationalAutoencoder):
         z = self.sample_posterior(mean, log_var, sample_seed)
         return self.terms_from_sample(x, mean, log_var, z, training=training)
 
-    def export_metadata(self) -> dict:
-        """Recorded under "model_details" in the SavedModel metadata."""
+    def export_details(self) -> dict:
         return {
-            "model": "beta_tcvae",
-            "reference": "Chen et al. 2018, Isolating Sources of Disentanglement in VAEs",
-            "objective": "reconstruction + alpha * MI + beta * TC + gamma * dimension-wise KL",
             "alpha": self.alpha,
             "beta": self.beta,
             "gamma": self.gamma,
             "tc_estimator": self.estimator,
             "dataset_size": int(self.dataset_size),
-            "reconstruction_likelihood": self.reconstruction,
         }
 
 
 def build(config, image_shape) -> BetaTCVAE:
     """The `beta_tcvae` of a run config (networks of `config.model`, weights of `config.beta_tcvae`)."""
-    if config.model.variant != "beta_tcvae":
-        raise ConfigError(f"beta_tcvae.build makes 'beta_tcvae', not {config.model.variant!r}.")
-    section = config.beta_tcvae
-    posterior, decoder = build_gaussian_networks(config.model, image_shape)
-    return BetaTCVAE(
-        posterior,
-        decoder,
-        alpha=section.alpha,
-        beta=section.beta,
-        gamma=section.gamma,
-        estimator=section.estimator,
-        dataset_size=section.dataset_size,
-        seed=config.train.seed,
-        reconstruction=config.vae.reconstruction,
-        name="beta_tcvae",
-    )
+    check_variant(config, "beta_tcvae.build", "beta_tcvae")
+    return build_on_gaussian_networks(BetaTCVAE, config, image_shape, **config.beta_tcvae)

@@ -1,10 +1,11 @@
 """VAE and beta-VAE, and the base class of every VAE-family baseline: `VariationalAutoencoder`.
 
 Every baseline (vae, beta_vae, beta_tcvae, lipschitz_vae, se, avae) is a subclass of
-`VariationalAutoencoder`, a `keras.Model` with a custom `train_step` / `test_step`
-around one overridable method, `compute_terms(x, training, step, stream)`, which
-returns the objective (batch mean, nats per image) and a dict of metric values. The
-base implementation is the (beta-)VAE of Kingma & Welling (2014) / Higgins et al.
+`VariationalAutoencoder`, itself a `models.base.Autoencoder` (the one base class of
+every model: train / test steps, metric trackers, seeds, cross-replica reduction)
+that adds the Gaussian posterior; each model overrides `compute_terms(x, training,
+step, stream)`, which returns the objective (batch mean, nats per image) and a dict of
+metric values. The base implementation is the (beta-)VAE of Kingma & Welling (2014) / Higgins et al.
 (2017): mean_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || N(0, I)) ], one
 reparameterised sample z_n per image.
 
@@ -23,11 +24,15 @@ Conventions:
 * Randomness is stateless: per step, `step_seeds(step, stream, n)` derives n seeds from
   (train.seed, optimizer step); `global_random` draws for the global batch and slices
   this replica's rows, so one device and N devices see the same numbers per example.
-* Multi-device: `compute_terms` works on the LOCAL batch; the objective is divided by
-  the number of replicas because Keras sums gradients across replicas, and reported
-  metric values are averaged across replicas. Batch-level estimators (the beta-TCVAE
-  minibatch-weighted sampling) therefore use the local batch; with equal local batches
-  this is the average of per-replica estimates.
+* Multi-device: `compute_terms` works on the LOCAL batch; the base class divides the
+  objective by the number of replicas (Keras sums gradients across replicas) and
+  averages the reported metric values across replicas. Batch-level estimators (the
+  beta-TCVAE minibatch-weighted sampling) therefore use the local batch; with equal
+  local batches this is the average of per-replica estimates.
+
+`config_sections()` defines the `vae` config section (the likelihood every VAE
+baseline shares and beta_vae's beta); `build_on_gaussian_networks` is how the
+baselines' `build` functions make their model from a run config.
 """
 
 from __future__ import annotations
@@ -35,11 +40,21 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import ml_collections
 import tensorflow as tf
 
-from robust_dae_tf import networks, replicas
+from robust_dae_tf import networks
 from robust_dae_tf.baselines import vae_losses
 from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.models.base import Autoencoder
+
+
+def config_sections() -> dict:
+    """The `vae` section: the likelihood of every VAE baseline and beta_vae's beta."""
+    vae = ml_collections.ConfigDict()  # vae and beta_vae
+    vae.reconstruction = "bernoulli"  # likelihood of every VAE baseline: bernoulli | gaussian
+    vae.beta = 4.0  # beta_vae's KL weight (Higgins et al. 2017); vae always uses 1
+    return {"vae": vae}
 
 
 class StandardNormalPrior:
@@ -92,7 +107,7 @@ def mean_encoder(posterior_network: keras.Model, latent_dim: int) -> keras.Model
     return keras.Model(posterior_network.input, mean, name="encoder")
 
 
-class VariationalAutoencoder(keras.Model):
+class VariationalAutoencoder(Autoencoder):
     """VAE / beta-VAE (beta = 1 is the VAE) and the base class of every baseline.
 
     Args:
@@ -105,10 +120,10 @@ class VariationalAutoencoder(keras.Model):
         training; None disables it.
     """
 
-    #: Metric names, in display order; subclasses extend it.
-    metric_names: tuple = ("loss", "reconstruction", "kl")
-    #: True for models whose training crafts adversarial inputs (TensorBoard preview).
-    is_adversarial = False
+    metric_names = ("loss", "reconstruction", "kl")
+    #: {"model", "reference", "objective"}: recorded in the SavedModel metadata by
+    #: subclasses that report details (`export_details`).
+    about: dict = {}
 
     def __init__(
         self,
@@ -121,32 +136,29 @@ class VariationalAutoencoder(keras.Model):
         log_var_bounds=(-12.0, 8.0),
         **kwargs,
     ):
-        super().__init__(**kwargs)
         if not beta >= 0:
             raise ConfigError(f"beta must be >= 0, got {beta}.")
         if reconstruction not in vae_losses.RECONSTRUCTION_KINDS:
             raise ConfigError(f"reconstruction must be one of {vae_losses.RECONSTRUCTION_KINDS}, got {reconstruction!r}.")
-        self.posterior_network = posterior_network
-        self.decoder = decoder
-        self.latent_dim = int(decoder.input_shape[-1])
-        if int(posterior_network.output_shape[-1]) != 2 * self.latent_dim:
+        latent_dim = int(decoder.input_shape[-1])
+        if int(posterior_network.output_shape[-1]) != 2 * latent_dim:
             raise ConfigError(
-                f"the posterior network must output 2 * latent_dim = {2 * self.latent_dim} values "
+                f"the posterior network must output 2 * latent_dim = {2 * latent_dim} values "
                 f"(mean || log_var), got {posterior_network.output_shape[-1]}."
             )
-        self.encoder = mean_encoder(posterior_network, self.latent_dim)
-        self.prior = StandardNormalPrior(self.latent_dim)
+        super().__init__(
+            mean_encoder(posterior_network, latent_dim),
+            decoder,
+            StandardNormalPrior(latent_dim),
+            seed=seed,
+            loss_weights={"beta": float(beta)},  # subclasses record their own weights
+            **kwargs,
+        )
+        self.posterior_network = posterior_network
+        self.latent_dim = latent_dim
         self.beta = float(beta)
-        self.seed = int(seed)
         self.reconstruction = reconstruction
         self.log_var_bounds = tuple(log_var_bounds) if log_var_bounds is not None else None
-        #: Recorded in the SavedModel metadata (the GMM models record their lambdas).
-        self.loss_weights = {"beta": self.beta}
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # -- inference ------------------------------------------------------------------
 
@@ -162,22 +174,7 @@ class VariationalAutoencoder(keras.Model):
         """Posterior mean."""
         return self.posterior(images, training=training)[0]
 
-    def decode(self, latents, training=False):
-        return self.decoder(latents, training=training)
-
-    def call(self, images, training=False):
-        return self.decode(self.encode(images, training=training), training=training)
-
     # -- randomness -----------------------------------------------------------------
-
-    def step_seeds(self, step, stream: int, num: int):
-        """`num` independent stateless seeds (each shape [2]) for this step and stream
-        (stream 0 = training, 1 = evaluation)."""
-        base = tf.stack([tf.constant(self.seed + 7919 * stream, tf.int64), tf.cast(step, tf.int64)])
-        return tf.unstack(tf.random.experimental.stateless_split(base, num=num))
-
-    #: `replicas.global_random`: draws for the global batch, returns this replica's rows.
-    global_random = staticmethod(replicas.global_random)
 
     def sample_posterior(self, mean, log_var, seed):
         """z = mean + exp(log_var / 2) eps (reparameterisation), eps from `seed`."""
@@ -204,45 +201,44 @@ class VariationalAutoencoder(keras.Model):
         loss = reconstruction + self.beta * kl
         return loss, {"loss": loss, "reconstruction": reconstruction, "kl": kl}
 
-    def _update_metrics(self, values):
-        ctx = tf.distribute.get_replica_context()
-        for name in self.metric_names:
-            value = tf.stop_gradient(values[name])
-            if ctx.num_replicas_in_sync > 1:
-                value = ctx.all_reduce("mean", value)
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+    # -- export -----------------------------------------------------------------------
 
-    # -- Keras hooks ------------------------------------------------------------------
+    def export_details(self) -> dict | None:
+        """Model-specific entries of `export_metadata` (None: the model records none)."""
+        return None
 
-    def train_step(self, data):
-        x = replicas.images_of(data)
-        num_replicas = replicas.num_replicas()
-        with tf.GradientTape() as tape:
-            objective, values = self.compute_terms(x, training=True, step=self.optimizer.iterations, stream=0)
-            objective = objective / num_replicas
-        variables = self.trainable_variables
-        grads = tape.gradient(objective, variables)
-        self.optimizer.apply(grads, variables)
-        return self._update_metrics(values)
+    def export_metadata(self) -> dict:
+        """{} or, when `export_details` gives some, `about` and the likelihood with them
+        (SavedModel metadata "model_details")."""
+        details = self.export_details()
+        if details is None:
+            return {}
+        return {**self.about, "reconstruction_likelihood": self.reconstruction, **details}
 
-    def test_step(self, data):
-        x = replicas.images_of(data)
-        _, values = self.compute_terms(x, training=False, step=0, stream=1)
-        return self._update_metrics(values)
+
+def check_variant(config, builder: str, *names: str) -> None:
+    """ConfigError unless `config.model.variant` is one of `names` (what `builder` makes)."""
+    if config.model.variant not in names:
+        made = " or ".join(repr(name) for name in names)
+        raise ConfigError(f"{builder} makes {made}, not {config.model.variant!r}.")
+
+
+def build_on_gaussian_networks(cls, config, image_shape, **settings):
+    """`cls(posterior, decoder, **settings)` on the fc / conv networks of `config.model`
+    (`build_gaussian_networks`), with the run's seed and likelihood, named after the model."""
+    posterior, decoder = build_gaussian_networks(config.model, image_shape)
+    return cls(
+        posterior,
+        decoder,
+        seed=config.train.seed,
+        reconstruction=config.vae.reconstruction,
+        name=config.model.variant,
+        **settings,
+    )
 
 
 def build(config, image_shape) -> VariationalAutoencoder:
     """The `vae` (beta = 1) or `beta_vae` (beta = config.vae.beta) of a run config."""
-    name = config.model.variant
-    if name not in ("vae", "beta_vae"):
-        raise ConfigError(f"vae.build makes 'vae' or 'beta_vae', not {name!r}.")
-    posterior, decoder = build_gaussian_networks(config.model, image_shape)
-    return VariationalAutoencoder(
-        posterior,
-        decoder,
-        beta=1.0 if name == "vae" else config.vae.beta,
-        seed=config.train.seed,
-        reconstruction=config.vae.reconstruction,
-        name=name,
-    )
+    check_variant(config, "vae.build", "vae", "beta_vae")
+    beta = 1.0 if config.model.variant == "vae" else config.vae.beta
+    return build_on_gaussian_networks(VariationalAutoencoder, config, image_shape, beta=beta)

@@ -11,7 +11,12 @@ from robust_dae_tf import models
 from robust_dae_tf.baselines import smooth_encoder, vae
 from robust_dae_tf.baselines.smooth_encoder import SmoothEncoder
 from robust_dae_tf.errors import ConfigError
-from tests.helpers import assert_baseline_export_round_trip, digits_arrays, small_config, two_cpu_strategy
+from tests.helpers import (
+    assert_baseline_export_round_trip,
+    assert_two_replicas_match_one_device,
+    digits_arrays,
+    small_config,
+)
 
 
 def _config(**se):
@@ -262,24 +267,7 @@ def test_short_training_lowers_the_loss():
 def test_two_replicas_select_and_step_like_one_device():
     # The random starts are drawn for the global batch and sliced per replica.
     batches = digits_arrays()[0][:200].reshape(2, 100, 32, 32, 1)
-
-    def train(model):
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        history = model.fit(tf.data.Dataset.from_tensor_slices(batches), epochs=1, verbose=0).history
-        return model.get_weights(), history
-
-    single = _build()
-    initial = single.get_weights()
-    weights_single, history_single = train(single)
-    with two_cpu_strategy().scope():
-        mirrored = _build()
-        mirrored.set_weights(initial)
-        weights_mirrored, history_mirrored = train(mirrored)
-    for name in SmoothEncoder.metric_names:
-        np.testing.assert_allclose(history_mirrored[name], history_single[name], rtol=1e-4, err_msg=name)
-    for a, b in zip(weights_mirrored, weights_single):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-    assert not np.allclose(weights_single[0], initial[0])
+    assert_two_replicas_match_one_device(_build, batches, rtol=1e-4, weight_rtol=1e-3, weight_atol=1e-5)
 
 
 def test_export_round_trip_encodes_the_posterior_mean(tmp_path):

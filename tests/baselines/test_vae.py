@@ -10,7 +10,12 @@ import tensorflow as tf
 from robust_dae_tf import fid, models
 from robust_dae_tf.baselines import vae
 from robust_dae_tf.errors import ConfigError
-from tests.helpers import assert_baseline_export_round_trip, digits_arrays, small_config, two_cpu_strategy
+from tests.helpers import (
+    assert_baseline_export_round_trip,
+    assert_two_replicas_match_one_device,
+    digits_arrays,
+    small_config,
+)
 
 
 def _build(name="vae", **vae_fields):
@@ -102,25 +107,7 @@ def test_training_lowers_the_loss_and_test_step_is_deterministic():
 
 
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
-    batches = digits_arrays()[0][:300].reshape(3, 100, 32, 32, 1)
-
-    def train(model):
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        history = model.fit(tf.data.Dataset.from_tensor_slices(batches), epochs=1, verbose=0)
-        return [v.numpy() for v in model.trainable_variables], history.history
-
-    single = _build()
-    initial = single.get_weights()
-    weights_single, hist_single = train(single)
-    with two_cpu_strategy().scope():
-        mirrored = _build()
-        mirrored.set_weights(initial)
-        weights_mirrored, hist_mirrored = train(mirrored)
-    for name in hist_single:
-        np.testing.assert_allclose(hist_mirrored[name], hist_single[name], rtol=2e-4, err_msg=name)
-    for a, b in zip(weights_mirrored, weights_single):
-        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
-    assert not np.allclose(weights_single[0], initial[0])
+    assert_two_replicas_match_one_device(_build, digits_arrays()[0][:300].reshape(3, 100, 32, 32, 1))
 
 
 def test_export_round_trip_encodes_the_posterior_mean(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from robust_dae_tf import adversarial, losses, models
-from tests.helpers import digits_arrays, small_config, two_cpu_strategy
+from tests.helpers import assert_two_replicas_match_one_device, digits_arrays, small_config
 
 
 def _build(variant, **overrides):
@@ -48,13 +48,28 @@ def test_test_step_reports_the_variant_objective(variant, cross):
     np.testing.assert_allclose(logs["loss"], expected_total, rtol=1e-4)
 
 
+def test_the_robust_model_applies_eq9_through_losses_adversarial_ks_loss(monkeypatch):
+    model = _build("robust")
+    calls = []
+    original = losses.adversarial_ks_loss
+
+    def spy(z, z_adv, prior, two_sample_weight=1.0, **kwargs):
+        calls.append(two_sample_weight)
+        return original(z, z_adv, prior, two_sample_weight, **kwargs)
+
+    monkeypatch.setattr(losses, "adversarial_ks_loss", spy)
+    model.compute_terms(tf.constant(digits_arrays()[2][:20]), training=False, step=0, stream=1)
+    w = model.loss_weights
+    assert calls == [w["two_sample_ks"] / w["ks"]]
+
+
 def test_train_step_descends_the_gradient_of_the_objective():
     model = _build("robust")
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3))
     x = tf.constant(digits_arrays()[0][:100])
     before = [v.numpy().copy() for v in model.trainable_variables]
-    with tf.GradientTape() as tape:
-        objective, _ = model._forward(x, training=True, step=model.optimizer.iterations, stream=0)
+    with tf.GradientTape() as tape:  # one replica: the step's objective is compute_terms' own
+        objective, _ = model.compute_terms(x, training=True, step=model.optimizer.iterations, stream=0)
     grads = tape.gradient(objective, model.trainable_variables)
     model.train_step(x)
     for b, g, v in zip(before, grads, model.trainable_variables):
@@ -66,9 +81,9 @@ def test_latent_noise_is_used_in_training_only():
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
     x = tf.constant(digits_arrays()[2][:50])
     clean = float(model.test_step(x)["reconstruction"])
-    _, noisy = model._forward(x, training=True, step=0, stream=0)
-    _, noisy_again = model._forward(x, training=True, step=0, stream=0)
-    _, other_step = model._forward(x, training=True, step=1, stream=0)
+    _, noisy = model.compute_terms(x, training=True, step=0, stream=0)
+    _, noisy_again = model.compute_terms(x, training=True, step=0, stream=0)
+    _, other_step = model.compute_terms(x, training=True, step=1, stream=0)
     assert float(noisy["reconstruction"]) != clean
     assert float(noisy["reconstruction"]) == float(noisy_again["reconstruction"])  # seeded per step
     assert float(noisy["reconstruction"]) != float(other_step["reconstruction"])
@@ -88,31 +103,10 @@ def test_short_training_lowers_every_loss_term(variant):
     assert after["reconstruction"] < 0.6 * before["reconstruction"]
 
 
-def _train_three_steps(model, batches):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit(tf.data.Dataset.from_tensor_slices(batches), epochs=1, verbose=0)
-    return [v.numpy() for v in model.trainable_variables], history.history
-
-
 @pytest.mark.parametrize("variant", ["gmm_dae", "robust"])
 def test_mirrored_strategy_on_two_cpus_matches_one_device(variant):
     batches = digits_arrays()[0][:300].reshape(3, 100, 32, 32, 1)
-
-    single = _build(variant)
-    initial = single.get_weights()
-    weights_single, hist_single = _train_three_steps(single, batches)
-
-    with two_cpu_strategy().scope():
-        mirrored = _build(variant)
-        mirrored.set_weights(initial)
-        weights_mirrored, hist_mirrored = _train_three_steps(mirrored, batches)
-
-    for name in hist_single:
-        np.testing.assert_allclose(hist_mirrored[name], hist_single[name], rtol=2e-4, err_msg=name)
-    for a, b in zip(weights_mirrored, weights_single):
-        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
-    # The step really moved the weights (so the comparison is not vacuous).
-    assert not np.allclose(weights_single[0], initial[0])
+    assert_two_replicas_match_one_device(lambda: _build(variant), batches)
 
 
 def test_adversarial_examples_use_the_random_start_and_fill_the_budget():

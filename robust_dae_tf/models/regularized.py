@@ -1,6 +1,7 @@
 """GMM-regularized deterministic autoencoders: `gmm_dae`, `augmented` and `robust`.
 
-One `keras.Model`, `RegularizedAutoencoder`, whose `variant` selects the objective:
+One model class, `RegularizedAutoencoder` (a `models.base.Autoencoder` implementing only
+`compute_terms`), whose `variant` selects the objective:
 
 * ``gmm_dae``   (paper sec. 3.1, [27]): lambda_REC L_REC + lambda_KS L_KS (eq. 4)
   + lambda_CV L_CV (eq. 5) on the clean latents z = g(x).
@@ -16,33 +17,73 @@ is not reconstructed (as in the reference). Loss weights lambda_KS, lambda_CV an
 two-sample weight are 1 / (mean loss on prior batches), see
 `losses.estimate_loss_weights`; the two-sample term is normalised by its own weight,
 as in the reference, so eq. 9 is applied as
-lambda_KS * (2/3 KS_aug + 1/3 (lambda_2S / lambda_KS) KS_2S).
+lambda_KS * (2/3 KS_aug + 1/3 (lambda_2S / lambda_KS) KS_2S)
+(`losses.adversarial_ks_loss` with two-sample weight lambda_2S / lambda_KS).
 
 Multi-device (tf.distribute.MirroredStrategy): the KS and covariance statistics are
 computed on the GLOBAL batch (latents are all-gathered across replicas, which is
-differentiable), the reconstruction on the local batch, and the loss is divided by
-the number of replicas because Keras sums gradients across replicas. Random numbers
+differentiable), the reconstruction on the local batch (its metric is all-reduced),
+so the reported values are global (`metrics_are_global`); the base class divides the
+objective by the number of replicas because Keras sums gradients across replicas. Random numbers
 (FGSM start, latent noise) are drawn for the global batch from a stateless seed
 (train.seed, optimizer step) and sliced per replica, so one device and N devices
 compute the same step, and a resumed run continues the same random stream.
 
 Every term is tracked as a metric; `test_step` reports the same terms without latent
 noise (adversarial examples are still crafted, in inference mode, from a fixed seed).
+
+The config sections these models read (`prior`, `loss`, `adversarial`) are defined
+here (`config_sections`); `build` makes the model of a run config.
 """
 
 from __future__ import annotations
 
-import keras
+import ml_collections
 import tensorflow as tf
 
-from robust_dae_tf import adversarial, config_lib, losses, networks, replicas
+from robust_dae_tf import adversarial, losses, networks, replicas
 from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.models.base import Autoencoder
 from robust_dae_tf.priors import GMMPrior
 
+#: The variants of `RegularizedAutoencoder`, in the order of the paper.
+VARIANTS = ("gmm_dae", "augmented", "robust")
 ADVERSARIAL_VARIANTS = ("augmented", "robust")
 
 
-class RegularizedAutoencoder(keras.Model):
+def config_sections() -> dict:
+    """The config sections of the GMM models: `prior`, `loss` and `adversarial`."""
+    prior = ml_collections.ConfigDict()
+    prior.num_modes = 10
+    prior.centers = "one_hot"  # one_hot (scale * e_k) | sobol
+    prior.center_scale = 10.0
+    prior.std = 1.0
+    prior.min_distance = 6.0  # sobol only
+    prior.seed = 0  # sobol only
+
+    loss = ml_collections.ConfigDict()
+    loss.reconstruction_weight = 500.0  # lambda_REC (times pixel MSE)
+    loss.latent_noise_std = 0.1  # N(0, s^2 I) added to z before decoding in training
+    # Coupling alpha of eq. 10. Neither the paper nor the reference's config.ini states
+    # the value used (the reference reads a missing `coup` key). The target cross-
+    # covariance alpha * Sigma_GMM implies E||z - z_adv||^2 = 2 (1 - alpha) tr(Sigma_GMM)
+    # (tr = 100 for the MNIST prior): alpha = 0.5 would ask for shifts as large as the
+    # mode spacing, so we default to 0.9 (expected shift ~4.5 vs spacing ~14).
+    loss.coupling = 0.9
+    # Cross-covariance block of eqs. 8 / 10: "target" compares it with alpha * Sigma_GMM
+    # (0 for augmented, eq. 8 as written); "ignore" leaves it unconstrained (only
+    # cov(z) and cov(z_adv) are matched to Sigma_GMM), the other reading of eq. 8.
+    loss.cross_covariance = "target"
+    loss.weight_estimation_batches = 100  # prior batches for lambda_KS / lambda_CV
+
+    adversarial_section = ml_collections.ConfigDict()
+    adversarial_section.epsilon = 0.3  # L-inf budget of the FGSM training examples (eq. 6)
+    adversarial_section.step_size = 0.375
+    adversarial_section.random_start = True
+    return {"prior": prior, "loss": loss, "adversarial": adversarial_section}
+
+
+class RegularizedAutoencoder(Autoencoder):
     """Deterministic autoencoder regularized towards a GMM prior.
 
     Args:
@@ -59,6 +100,8 @@ class RegularizedAutoencoder(keras.Model):
       epsilon, step_size, random_start: FGSM settings (eq. 6).
       seed: base seed of the per-step stateless random streams.
     """
+
+    metrics_are_global = True
 
     def __init__(
         self,
@@ -78,14 +121,13 @@ class RegularizedAutoencoder(keras.Model):
         seed: int = 0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if variant not in config_lib.VARIANTS:
-            raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(config_lib.VARIANTS)}.")
-        self.encoder = encoder
-        self.decoder = decoder
-        self.prior = prior
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+        names = ["loss", "reconstruction", "ks", "covariance"]
+        if variant in ADVERSARIAL_VARIANTS:
+            names += ["two_sample_ks", "latent_shift"]
+        super().__init__(encoder, decoder, prior, seed=seed, loss_weights=loss_weights, metric_names=names, **kwargs)
         self.variant = variant
-        self.loss_weights = {k: float(v) for k, v in loss_weights.items()}
         self.reconstruction_weight = float(reconstruction_weight)
         self.latent_noise_std = float(latent_noise_std)
         self.coupling = float(coupling) if variant == "robust" else 0.0
@@ -93,44 +135,14 @@ class RegularizedAutoencoder(keras.Model):
         self.epsilon = float(epsilon)
         self.step_size = float(step_size)
         self.random_start = bool(random_start)
-        self.seed = int(seed)
         self.is_adversarial = variant in ADVERSARIAL_VARIANTS
-
-        names = ["loss", "reconstruction", "ks", "covariance"]
-        if self.is_adversarial:
-            names += ["two_sample_ks", "latent_shift"]
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    # -- inference ----------------------------------------------------------------
-
-    def call(self, images, training=False):
-        return self.decoder(self.encoder(images, training=training), training=training)
-
-    def encode(self, images, training=False):
-        return self.encoder(images, training=training)
-
-    def decode(self, latents, training=False):
-        return self.decoder(latents, training=training)
-
-    # -- randomness ---------------------------------------------------------------
-
-    def _step_seeds(self, step, stream: int):
-        """Two independent stateless seeds for (FGSM start, latent noise)."""
-        base = tf.stack([tf.constant(self.seed + 7919 * stream, tf.int64), tf.cast(step, tf.int64)])
-        return tf.unstack(tf.random.experimental.stateless_split(base, num=2))
-
-    _global_random = staticmethod(replicas.global_random)
 
     def adversarial_examples(self, x, z, seed, training=False):
         """FGSM latent adversarial examples of eq. 6 for images `x` with latents `z`,
         with the random start drawn from the stateless `seed` (shape [2])."""
         initial_delta = None
         if self.random_start:
-            uniform = self._global_random(
+            uniform = self.global_random(
                 lambda shape, s: tf.random.stateless_uniform(shape, s, -1.0, 1.0), tf.shape(x), seed
             )
             initial_delta = adversarial.random_start(x, self.epsilon, uniform)
@@ -152,14 +164,13 @@ class RegularizedAutoencoder(keras.Model):
             ks = losses.augmented_ks_loss(z, z_adv, prior)
         else:
             ratio = self.loss_weights["two_sample_ks"] / self.loss_weights["ks"]
-            ks = (2.0 / 3.0) * losses.augmented_ks_loss(z, z_adv, prior) + (1.0 / 3.0) * ratio * two_sample
+            ks = losses.adversarial_ks_loss(z, z_adv, prior, ratio, two_sample=two_sample)
         covariance = losses.coupled_covariance_loss(z, z_adv, prior, self.coupling, self.cross_covariance)
         return ks, covariance, extra
 
-    def _forward(self, x, *, training: bool, step, stream: int):
-        """Returns (objective for this replica's gradient, dict of global metric values)."""
-        ctx = tf.distribute.get_replica_context()
-        start_seed, noise_seed = self._step_seeds(step, stream)
+    def compute_terms(self, x, *, training: bool, step, stream: int):
+        """(objective of this replica's batch, global metric values): eq. 11 and its terms."""
+        start_seed, noise_seed = self.step_seeds(step, stream, 2)
         z = self.encoder(x, training=training)
         z_adv = None
         if self.is_adversarial:
@@ -167,7 +178,7 @@ class RegularizedAutoencoder(keras.Model):
             z_adv = self.encoder(x_adv, training=training)
         z_dec = z
         if training and self.latent_noise_std > 0:
-            z_dec = z + self.latent_noise_std * self._global_random(
+            z_dec = z + self.latent_noise_std * self.global_random(
                 tf.random.stateless_normal, tf.shape(z), noise_seed
             )
         x_rec = self.decoder(z_dec, training=training)
@@ -179,10 +190,7 @@ class RegularizedAutoencoder(keras.Model):
         regularizer = self.loss_weights["ks"] * ks + self.loss_weights["covariance"] * covariance
         objective = self.reconstruction_weight * reconstruction + regularizer
 
-        num_replicas = ctx.num_replicas_in_sync
-        global_reconstruction = tf.stop_gradient(reconstruction)
-        if num_replicas > 1:
-            global_reconstruction = ctx.all_reduce("mean", global_reconstruction)
+        global_reconstruction = replicas.mean(tf.stop_gradient(reconstruction))
         values = {
             "loss": self.reconstruction_weight * global_reconstruction + tf.stop_gradient(regularizer),
             "reconstruction": global_reconstruction,
@@ -190,39 +198,12 @@ class RegularizedAutoencoder(keras.Model):
             "covariance": covariance,
             **extra,
         }
-        return objective / num_replicas, values
-
-    def _update_metrics(self, values):
-        for name, value in values.items():
-            self.trackers[name].update_state(tf.stop_gradient(value))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    # -- Keras hooks --------------------------------------------------------------
-
-    def train_step(self, data):
-        x = replicas.images_of(data)
-        with tf.GradientTape() as tape:
-            objective, values = self._forward(x, training=True, step=self.optimizer.iterations, stream=0)
-        variables = self.trainable_variables
-        grads = tape.gradient(objective, variables)
-        self.optimizer.apply(grads, variables)
-        return self._update_metrics(values)
-
-    def test_step(self, data):
-        x = replicas.images_of(data)
-        _, values = self._forward(x, training=False, step=0, stream=1)
-        return self._update_metrics(values)
+        return objective, values
 
 
-def build_model(config, image_shape) -> keras.Model:
-    """Builds the (uncompiled) model a run config names: a `RegularizedAutoencoder`
-    (prior, networks, prior-estimated loss weights) or a baseline of
-    `robust_dae_tf.baselines`."""
-    config_lib.validate(config)
-    if config.model.variant in config_lib.BASELINES:
-        from robust_dae_tf.baselines import registry
-
-        return registry.build_baseline(config, image_shape)
+def build(config, image_shape) -> RegularizedAutoencoder:
+    """The `gmm_dae` / `augmented` / `robust` model of a run config: prior, networks and
+    prior-estimated loss weights."""
     prior = GMMPrior.from_config(config.prior, config.model.latent_dim)
     encoder, decoder = networks.build_networks(config.model, image_shape)
     weights = losses.estimate_loss_weights(

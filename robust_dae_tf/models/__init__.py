@@ -1,0 +1,34 @@
+"""Models: the one base class, our GMM-regularized autoencoders and the registry.
+
+* `base.Autoencoder`: the contract every model implements (one `compute_terms` hook
+  inside shared train / test steps, metric trackers, per-step stateless seeds,
+  cross-replica reduction, prior, loss weights, export metadata, `prepare`).
+* `regularized.RegularizedAutoencoder`: `gmm_dae`, `augmented`, `robust` (paper eqs. 4-11).
+* `registry`: the list of model names and the module that builds each; the VAE-family
+  baselines live in `robust_dae_tf.baselines`, subclasses of the same base.
+
+`build_model(config, image_shape)` builds the model a run config names.
+"""
+
+from __future__ import annotations
+
+from robust_dae_tf.models import registry
+from robust_dae_tf.models.base import Autoencoder
+from robust_dae_tf.models.regularized import ADVERSARIAL_VARIANTS, VARIANTS, RegularizedAutoencoder
+
+__all__ = [
+    "ADVERSARIAL_VARIANTS",
+    "VARIANTS",
+    "Autoencoder",
+    "RegularizedAutoencoder",
+    "build_model",
+    "registry",
+]
+
+
+def build_model(config, image_shape) -> Autoencoder:
+    """Builds the (uncompiled) model `config.model.variant` names (see `registry`)."""
+    from robust_dae_tf import config_lib
+
+    config_lib.validate(config)
+    return registry.build(config, image_shape)
