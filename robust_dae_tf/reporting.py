@@ -542,7 +542,8 @@ def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
         ax.set_xlabel("λ (L2 budget)")
         ax.set_title(panel_title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7 if ax is axes[-1] else 8, framealpha=0.6)
+        if ax.get_legend_handles_labels()[0]:  # an attack the report lacks has an empty panel
+            ax.legend(fontsize=7 if ax is axes[-1] else 8, framealpha=0.6)
     axes[-1].set_ylim(-0.02, 1.02)
     if title:
         fig.suptitle(title)
