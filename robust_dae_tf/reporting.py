@@ -67,7 +67,6 @@ FIGURES_DIR = "figures"
 TENSORBOARD_DIR = "tensorboard"
 
 
-
 def table1_legend(objectives=PAPER_OBJECTIVES) -> str:
     """The legend under Table 1 for the attacks in it."""
     return (
@@ -79,7 +78,7 @@ def table1_legend(objectives=PAPER_OBJECTIVES) -> str:
     )
 
 
-TABLE1_LEGEND = table1_legend()
+TABLE1_LEGEND = table1_legend()  # of the paper's two attacks
 GRID_ROWS = ("x", "reconstruction", "adversarial", "adversarial_reconstruction", "target")
 GRID_ROW_LABELS = {"x": "x", "reconstruction": "x~ (rec.)", "adversarial": "x_a",
                    "adversarial_reconstruction": "x~_a", "target": "x_t (target)"}

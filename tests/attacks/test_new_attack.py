@@ -17,6 +17,7 @@ from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import DataError
 from tests.attacks.toy_models import SHAPE, LinearModel
 from tests.helpers import digits_arrays
+from tests.test_robustness import TinyAutoencoder
 
 
 class TargetedReconstructionAttack(attacks.Objective):
@@ -105,23 +106,6 @@ def test_toy_attack_runs_through_both_optimisers(method):
     assert np.all(result.loss <= optimum * (1 + tolerance) + 1e-5), (result.loss, optimum)
     with pytest.raises(DataError, match="targets must be"):
         attacks.run(TOY, model, x, lam, config)  # it needs targets
-
-
-class TinyAutoencoder:
-    """A random MLP autoencoder on 32x32x1 images (sigmoid output)."""
-
-    def __init__(self, seed=0):
-        tf.keras.utils.set_random_seed(seed)
-        self.encoder = tf.keras.Sequential([tf.keras.Input((32, 32, 1)), tf.keras.layers.Flatten(),
-                                            tf.keras.layers.Dense(8)])
-        self.decoder = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(1024, activation="sigmoid"),
-                                            tf.keras.layers.Reshape((32, 32, 1))])
-
-    def encode(self, images):
-        return self.encoder(images, training=False)
-
-    def decode(self, latents):
-        return self.decoder(latents, training=False)
 
 
 @pytest.fixture(scope="module")
