@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time the full robustness protocol and the speed-up of batched attacks.
 
-Runs `robustness.evaluate_robustness` (2 attacks x budgets x --num_images x --trials,
+Runs `robustness.evaluate_robustness` (the paper's 2 attacks x budgets x --num_images x --trials,
 the paper's protocol by default: 2 x 3 x 100 x 10) on the test split and reports the
 wall time and images*trials per second. Then measures the speed-up of attacking all
 num_images * trials images in one batched call over attacking one image per call: one
@@ -66,15 +66,15 @@ def main(argv):
                                    seed=FLAGS.seed, attack=config)
     threads = (tf.config.threading.get_intra_op_parallelism_threads(), os.cpu_count())
     print(f"model {FLAGS.model} ({dataset}), {FLAGS.num_images} images x {FLAGS.trials} trials x "
-          f"{len(budgets)} budgets x 2 attacks, {config}, CPUs: {threads[1]}", flush=True)
+          f"{len(budgets)} budgets x {len(protocol.objectives)} attacks, {config}, CPUs: {threads[1]}", flush=True)
     report = robustness.evaluate_robustness(model, images, labels, protocol, progress=True)
     out = {"model": FLAGS.model, "dataset": dataset, "protocol": report["protocol"], "timing": report["timing"],
            "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
     print(f"full protocol: {report['timing']['seconds']:.1f} s, "
           f"{report['timing']['images_x_trials_per_second']:.2f} images x trials / s", flush=True)
-    for kind in ("latent", "max_damage"):
-        for key, entry in report[kind].items():
-            print(f"  {kind:10s} lambda={key}: attack loss {entry['attack_loss']['mean']:.4f} "
+    for objective in protocol.objectives:
+        for key, entry in report[objective.name].items():
+            print(f"  {objective.name:10s} lambda={key}: attack loss {entry['attack_loss']['mean']:.4f} "
                   f"+- {entry['attack_loss']['std']:.4f}", flush=True)
     if FLAGS.sequential_n > 0:
         pool = images[np.random.default_rng(FLAGS.seed).choice(len(images), FLAGS.num_images * FLAGS.trials,

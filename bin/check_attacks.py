@@ -2,7 +2,7 @@
 """Check the strength of the PGD attacker: convergence and a second, independent attacker.
 
 On --num_images random test images (targets of another class) and for every budget and
-both attacks (latent, eq. 12; maximum damage, eq. 13) it runs
+attack (`attacks.PAPER_OBJECTIVES`: latent, eq. 12; maximum damage, eq. 13) it runs
 
   * "pgd":    robust_dae_tf.attacks with the given --steps / --restarts (what evaluation uses);
   * "pgd_4x": the same attacker with --strong_factor times the steps AND the restarts;
@@ -13,9 +13,10 @@ both attacks (latent, eq. 12; maximum damage, eq. 13) it runs
 and writes to --output: summary.md (table of mean losses and relative gaps), results.json,
 convergence.png (best-so-far mean loss vs iteration per budget).
 
-Gap = how much worse "pgd" is than the other attacker, relative to the other's mean loss:
-(pgd - other) / other for the latent attack (lower loss = stronger attack) and
-(other - pgd) / other for maximum damage (higher = stronger). Negative = pgd is stronger.
+Gap = how much worse "pgd" is than the other attacker, relative to the other's mean loss
+(`Objective.shortfall`): (pgd - other) / other for the latent attack (lower loss = stronger
+attack) and (other - pgd) / other for maximum damage (higher = stronger). Negative = pgd
+is stronger.
 
     python bin/check_attacks.py --model=saved_models/digits_robust --output=attack_check
     python bin/check_attacks.py --model=sm --dataset=mnist --data_dir=/path/to/mnist --num_images=20
@@ -46,13 +47,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the image selection and the attacks.")
 flags.DEFINE_string("output", "attack_check", "Output directory.")
 
 
-def _gap(kind, ours, other):
-    if kind == "latent":
-        return (ours - other) / abs(other)
-    return (other - ours) / abs(other)
-
-
-def _plot(results, budgets, path):
+def _plot(results, budgets, objectives, path):
     """One panel per (attack, budget): best-so-far mean loss vs gradient iteration per start."""
     import matplotlib
 
@@ -61,12 +56,13 @@ def _plot(results, budgets, path):
 
     from robust_dae_tf import reporting
 
-    fig, axes = plt.subplots(2, len(budgets), figsize=(3.2 * len(budgets), 5.4), squeeze=False)
+    fig, axes = plt.subplots(len(objectives), len(budgets), figsize=(3.2 * len(budgets), 2.7 * len(objectives)),
+                             squeeze=False)
     styles = {"pgd": ("-", "C0"), "pgd_4x": ("--", "C1"), "lbfgsb": (":", "C2")}
-    for row, kind in enumerate(("latent", "max_damage")):
+    for row, objective in enumerate(objectives):
         for col, budget in enumerate(budgets):
             ax = axes[row, col]
-            entry = results[kind][str(budget)]
+            entry = results[objective.name][str(budget)]
             for name, (style, color) in styles.items():
                 explore = entry[name].get("exploration_curve") or []
                 curve = list(explore) + list(entry[name]["curve"])
@@ -74,11 +70,10 @@ def _plot(results, budgets, path):
                 if explore:
                     ax.axvline(len(explore) + 0.5, color=color, lw=0.6, alpha=0.5)
             ax.set_xscale("log")
-            ax.set_title(f"{'latent (lower = stronger)' if kind == 'latent' else 'max damage (higher = stronger)'}"
-                         f", $\lambda$={budget:g}", fontsize=8)
+            ax.set_title(f"{objective.short_label} ({objective.stronger} = stronger), $\lambda$={budget:g}", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-            if row == 1:
+            if row == len(objectives) - 1:
                 ax.set_xlabel("iteration (exploration | refinement)", fontsize=7)
             if col == 0:
                 ax.set_ylabel("mean best-so-far loss", fontsize=7)
@@ -90,12 +85,12 @@ def _plot(results, budgets, path):
         plt.close(fig)
 
 
-def _markdown(results, budgets, meta):
+def _markdown(results, budgets, objectives, meta):
     lines = [
         "# Attack check",
         "",
         f"Model `{meta['model']}`, dataset `{meta['dataset']}`, {meta['num_images']} test images, seed {meta['seed']}.",
-        f"pgd: latent {meta['pgd']['latent']}, max damage {meta['pgd']['max_damage']} (steps, restarts, "
+        "pgd: " + ", ".join(f"{o.short_label} {meta['pgd'][o.name]}" for o in objectives) + " (steps, restarts, "
         f"exploration starts per restart); pgd_4x: {meta['strong_factor']}x the steps and the restarts; "
         f"lbfgsb: maxiter={meta['lbfgsb_steps']}, "
         f"restarts={meta['lbfgsb_restarts']}, memory 25.",
@@ -105,11 +100,11 @@ def _markdown(results, budgets, meta):
         "| attack | lambda | pgd | pgd_4x | lbfgsb | gap vs pgd_4x | gap vs lbfgsb | images pgd >= lbfgsb - 2% | time pgd / pgd_4x / lbfgsb (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind in ("latent", "max_damage"):
+    for objective in objectives:
         for budget in budgets:
-            e = results[kind][str(budget)]
+            e = results[objective.name][str(budget)]
             lines.append(
-                f"| {kind} | {budget:g} | {e['pgd']['mean']:.4f} | {e['pgd_4x']['mean']:.4f} | {e['lbfgsb']['mean']:.4f} "
+                f"| {objective.name} | {budget:g} | {e['pgd']['mean']:.4f} | {e['pgd_4x']['mean']:.4f} | {e['lbfgsb']['mean']:.4f} "
                 f"| {100 * e['gap_vs_pgd_4x']:+.2f}% | {100 * e['gap_vs_lbfgsb']:+.2f}% "
                 f"| {e['images_within_2pct_of_lbfgsb']}/{meta['num_images']} "
                 f"| {e['pgd']['seconds']:.1f} / {e['pgd_4x']['seconds']:.1f} / {e['lbfgsb']['seconds']:.1f} |"
@@ -143,7 +138,7 @@ def main(argv):
     from robust_dae_tf import attacks, data, robustness
     from robust_dae_tf.errors import DataError
 
-    budgets = [attacks.validate_budget(b, "budget (--budgets)") for b in budgets]
+    budgets = robustness.validate_budgets(budgets)  # once, here: the attacks below do not check again
     model, dataset, images, labels = cli.load_model_and_test_images()
     protocol = robustness.Protocol(num_images=FLAGS.num_images, trials=1, seed=FLAGS.seed)
     if FLAGS.num_images > images.shape[0]:
@@ -151,9 +146,11 @@ def main(argv):
     _, sources, targets = robustness.select_trials(labels, protocol)
     x, x_t = images[sources[0]], images[targets[0]]
 
-    def configs_for(kind):
-        pgd = attacks.resolve(attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
-                                                   exploration_starts=FLAGS.exploration_starts), kind)
+    objectives = attacks.PAPER_OBJECTIVES
+
+    def configs_for(objective):
+        pgd = objective.resolve(attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
+                                                     exploration_starts=FLAGS.exploration_starts))
         return {
             "pgd": pgd,
             "pgd_4x": dataclasses.replace(pgd, steps=pgd.steps * FLAGS.strong_factor,
@@ -161,44 +158,42 @@ def main(argv):
             "lbfgsb": attacks.AttackConfig(steps=FLAGS.lbfgsb_steps, restarts=FLAGS.lbfgsb_restarts, method="lbfgsb"),
         }
 
-    results = {"latent": {}, "max_damage": {}}
+    results = {o.name: {} for o in objectives}
     for b_index, budget in enumerate(budgets):
-        for kind in ("latent", "max_damage"):
+        for objective in objectives:
             entry = {}
             losses = {}
-            for name, config in configs_for(kind).items():
+            for name, config in configs_for(objective).items():
                 seed = FLAGS.seed + 1000 * b_index + (0 if name == "pgd" else 17 if name == "pgd_4x" else 29)
                 t0 = time.perf_counter()
-                if kind == "latent":
-                    res = attacks.latent_attack(model, x, x_t, budget, config, seed=seed, record_curve=True)
-                else:
-                    res = attacks.max_damage_attack(model, x, budget, config, seed=seed, record_curve=True)
+                res = attacks.run_validated(objective, model, x, budget, config, targets=x_t, seed=seed,
+                                            record_curve=True)
                 seconds = time.perf_counter() - t0
                 losses[name] = res.loss.astype(np.float64)
                 entry[name] = {"mean": float(res.loss.mean()), "seconds": seconds,
                                "curve": [float(v) for v in res.loss_curve], "per_image": losses[name].tolist()}
                 if res.exploration_curve is not None:
                     entry[name]["exploration_curve"] = [float(v) for v in res.exploration_curve]
-                print(f"{kind:10s} lambda={budget:g} {name:7s} mean loss {res.loss.mean():.4f} ({seconds:.1f}s)",
+                print(f"{objective.name:10s} lambda={budget:g} {name:7s} mean loss {res.loss.mean():.4f} ({seconds:.1f}s)",
                       flush=True)
-            entry["gap_vs_pgd_4x"] = float(_gap(kind, entry["pgd"]["mean"], entry["pgd_4x"]["mean"]))
-            entry["gap_vs_lbfgsb"] = float(_gap(kind, entry["pgd"]["mean"], entry["lbfgsb"]["mean"]))
-            per_image_gap = _gap(kind, losses["pgd"], losses["lbfgsb"])
+            entry["gap_vs_pgd_4x"] = float(objective.shortfall(entry["pgd"]["mean"], entry["pgd_4x"]["mean"]))
+            entry["gap_vs_lbfgsb"] = float(objective.shortfall(entry["pgd"]["mean"], entry["lbfgsb"]["mean"]))
+            per_image_gap = objective.shortfall(losses["pgd"], losses["lbfgsb"])
             entry["images_within_2pct_of_lbfgsb"] = int(np.sum(per_image_gap <= 0.02))
-            results[kind][str(budget)] = entry
+            results[objective.name][str(budget)] = entry
 
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
             "seed": FLAGS.seed, "steps": FLAGS.steps, "restarts": FLAGS.restarts,
             "exploration_starts": FLAGS.exploration_starts,
-            "pgd": {k: [getattr(configs_for(k)["pgd"], f) for f in ("steps", "restarts", "exploration_starts")]
-                    for k in ("latent", "max_damage")},
+            "pgd": {o.name: [getattr(configs_for(o)["pgd"], f) for f in ("steps", "restarts", "exploration_starts")]
+                    for o in objectives},
             "strong_factor": FLAGS.strong_factor, "lbfgsb_steps": FLAGS.lbfgsb_steps,
             "lbfgsb_restarts": FLAGS.lbfgsb_restarts,
             "command": "python " + " ".join(sys.argv)}
     # Each file is written to a temporary name and renamed into place.
     reporting.write_text(os.path.join(output, "results.json"), json.dumps({"meta": meta, "results": results}, indent=1))
-    _plot(results, budgets, os.path.join(output, "convergence.png"))
-    summary = _markdown(results, budgets, meta)
+    _plot(results, budgets, objectives, os.path.join(output, "convergence.png"))
+    summary = _markdown(results, budgets, objectives, meta)
     reporting.write_text(os.path.join(output, "summary.md"), summary)
     print(summary)
 

@@ -140,11 +140,10 @@ def validated_model(saved_model: Artifact, examples: Artifact) -> export.Exporte
 
 
 def check_budgets(budgets) -> tuple:
-    from robust_dae_tf import attacks  # pylint: disable=import-outside-toplevel
+    """The budgets as floats; the one check of a budget list is `robustness.validate_budgets`."""
+    from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
 
-    if not budgets:
-        raise ConfigError("pass at least one attack budget (--budgets=1,3,5).")
-    return tuple(attacks.validate_budget(b, "budget (--budgets)") for b in budgets)
+    return robustness.validate_budgets(budgets)
 
 
 def _check_positive(value, flag: str) -> None:

@@ -27,6 +27,8 @@ its "Ours" is `robust`, GMM-DAE is `gmm_dae`. Dataset keys are this project's da
 names (SVHN = `svhn_cropped`, CELEBA = `celeb_a`).
 """
 
+from robust_dae_tf.attacks.objectives import INPUT_MSSSIM, LATENT_OBJECTIVE, MAX_DAMAGE_OBJECTIVE
+
 BUDGETS = (1, 3, 5)
 DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "celeb_a")
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "FASHIONMNIST", "svhn_cropped": "SVHN", "celeb_a": "CELEBA"}
@@ -46,13 +48,13 @@ PAPER_NAMES = {
 }
 MODEL_ORDER = tuple(PAPER_NAMES)
 
-# Table 1/2 column key -> (attack, metric key of our robustness reports,
-# see robust_dae_tf.reporting.TABLE1_GROUPS / ATTACK_METRICS).
+# Table 1/2 column key -> (attack, metric key of our robustness reports; the names are the
+# objectives' own, see robust_dae_tf.attacks.objectives and reporting.table1_columns).
 COLUMNS = {
-    "latent_target_vs_adv_rec": ("latent", "msssim_target_adv_rec"),
-    "latent_input_vs_adv": ("latent", "msssim_input_adv"),
-    "max_damage_rec_vs_adv_rec": ("max_damage", "msssim_rec_adv_rec"),
-    "max_damage_input_vs_adv": ("max_damage", "msssim_input_adv"),
+    "latent_target_vs_adv_rec": (LATENT_OBJECTIVE.name, LATENT_OBJECTIVE.main_metric),
+    "latent_input_vs_adv": (LATENT_OBJECTIVE.name, INPUT_MSSSIM),
+    "max_damage_rec_vs_adv_rec": (MAX_DAMAGE_OBJECTIVE.name, MAX_DAMAGE_OBJECTIVE.main_metric),
+    "max_damage_input_vs_adv": (MAX_DAMAGE_OBJECTIVE.name, INPUT_MSSSIM),
 }
 
 # Table 1: dataset -> model -> column -> (λ=1, λ=3, λ=5); "fid" -> FID.

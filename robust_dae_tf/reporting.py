@@ -22,7 +22,8 @@ outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.evaluatio
 
 Every file is written to a temporary name and renamed into place.
 
-Table 1 columns (paper convention): for each budget lambda,
+Table 1 columns (paper convention): for each attack (`attacks.Objective.table_columns`;
+the paper's two, then any other registered attack found in the reports) and budget lambda,
 latent attack MS-SSIM(x_r, x~_a) with x_r = x_t (lower = more robust) and
 MS-SSIM(x_r, x_a) which, as in the paper's text, compares the clean input x with the
 adversarial input x_a; maximum damage MS-SSIM(x~_r, x~_a) with x~_r the clean
@@ -53,6 +54,9 @@ import os
 import numpy as np
 
 from robust_dae_tf import paper_results
+from robust_dae_tf.attacks import objectives as attack_objectives
+from robust_dae_tf.attacks.config import budget_key
+from robust_dae_tf.attacks.objectives import LATENT, MAX_DAMAGE, PAPER_OBJECTIVES
 from robust_dae_tf.errors import ConfigError, UserError
 
 ROBUSTNESS_DIR, CLASSIFIER_DIR, CLASSIFIER_MODEL_DIR, FID_DIR = "robustness", "classifier", "classifier_model", "fid"
@@ -62,27 +66,19 @@ SUMMARY_FILE = "summary.json"
 FIGURES_DIR = "figures"
 TENSORBOARD_DIR = "tensorboard"
 
-LATENT, MAX_DAMAGE = "latent", "max_damage"
-# (attack, metric key, Markdown header, direction)
-TABLE1_GROUPS = (
-    (LATENT, "msssim_target_adv_rec", "Latent: MS-SSIM(x_r, x~_a)", "↓"),
-    (LATENT, "msssim_input_adv", "Latent: MS-SSIM(x_r, x_a)", "↓"),
-    (MAX_DAMAGE, "msssim_rec_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a)", "↑"),
-    (MAX_DAMAGE, "msssim_input_adv", "Max damage: MS-SSIM(x_r, x_a)", "↓"),
-)
-ATTACK_METRICS = {
-    LATENT: ("attack_loss", "msssim_target_adv_rec", "msssim_target_adv_rec_standard", "l2_target_adv_rec",
-             "msssim_input_adv", "l2_input_adv"),
-    MAX_DAMAGE: ("attack_loss", "msssim_rec_adv_rec", "msssim_rec_adv_rec_standard", "l2_rec_adv_rec",
-                 "msssim_input_adv", "l2_input_adv"),
-}
-TABLE1_LEGEND = (
-    "x: clean test image, x_a: adversarial image, x~_a: reconstruction of x_a; latent attack: "
-    "x_r = target image x_t; maximum damage: x~_r = reconstruction of x. The MS-SSIM(x_r, x_a) columns "
-    "compare the clean input x with x_a (as in the paper's text). Cells: mean ± std over trials "
-    "(MS-SSIM in the paper's convention). FD: Frechet distance of decoded prior samples vs test images "
-    "with the named feature extractor (FID-keras-inception is not comparable to published FIDs)."
-)
+
+def table1_legend(objectives=PAPER_OBJECTIVES) -> str:
+    """The legend under Table 1 for the attacks in it."""
+    return (
+        "x: clean test image, x_a: adversarial image, x~_a: reconstruction of x_a; "
+        + "; ".join(o.legend for o in objectives)
+        + ". The MS-SSIM(x_r, x_a) columns compare the clean input x with x_a (as in the paper's text). Cells: "
+        "mean ± std over trials (MS-SSIM in the paper's convention). FD: Frechet distance of decoded prior samples "
+        "vs test images with the named feature extractor (FID-keras-inception is not comparable to published FIDs)."
+    )
+
+
+TABLE1_LEGEND = table1_legend()  # of the paper's two attacks
 GRID_ROWS = ("x", "reconstruction", "adversarial", "adversarial_reconstruction", "target")
 GRID_ROW_LABELS = {"x": "x", "reconstruction": "x~ (rec.)", "adversarial": "x_a",
                    "adversarial_reconstruction": "x~_a", "target": "x_t (target)"}
@@ -141,9 +137,19 @@ def check_writable(path: str, flag: str = "--output", directory: bool = False) -
 # ------------------------------------------------------------------ rows
 
 
-def budget_key(budget) -> str:
-    """The key of a budget in robustness reports: str(float(b)) ("1.0")."""
-    return str(float(budget))
+def objectives_of(rows: list[dict]) -> list:
+    """The attacks of the tables: the paper's two (always, "—" when missing), then every
+    other registered objective (`attacks.register`) that some row's robustness report holds."""
+    present = set()
+    for row in rows:
+        present.update((row.get("robustness") or {}).keys())
+    extra = [o for o in attack_objectives.OBJECTIVES.values() if o not in PAPER_OBJECTIVES and o.name in present]
+    return [*PAPER_OBJECTIVES, *extra]
+
+
+def table1_columns(objectives=PAPER_OBJECTIVES) -> list[tuple[str, str, str, str]]:
+    """(attack, metric, Markdown header, direction) of the Table 1 column groups."""
+    return [(o.name, metric, header, arrow) for o in objectives for metric, header, arrow in o.table_columns]
 
 
 def _budget_label(key: str) -> str:
@@ -170,8 +176,8 @@ def budgets_of(rows: list[dict]) -> list[str]:
     keys = set()
     for row in rows:
         rob = row.get("robustness") or {}
-        for attack in (LATENT, MAX_DAMAGE):
-            keys.update((rob.get(attack) or {}).keys())
+        for objective in objectives_of([row]):
+            keys.update((rob.get(objective.name) or {}).keys())
     return sorted(keys, key=float)
 
 
@@ -214,9 +220,9 @@ def _csv(header: list[str], body: list[list]) -> str:
 # ------------------------------------------------------------------ Table 1
 
 
-def table1_header(budgets: list[str]) -> list[str]:
+def table1_header(budgets: list[str], objectives=PAPER_OBJECTIVES) -> list[str]:
     header = ["Model"]
-    for _, _, title, arrow in TABLE1_GROUPS:
+    for _, _, title, arrow in table1_columns(objectives):
         header += [f"{title} {arrow} λ={_budget_label(b)}" for b in budgets]
     return header + ["FD ↓", "FD features"]
 
@@ -224,34 +230,36 @@ def table1_header(budgets: list[str]) -> list[str]:
 def table1_markdown(rows: list[dict], digits: int = 3) -> str:
     """Markdown table in the layout of the paper's Table 1, one row per model."""
     budgets = budgets_of(rows)
+    objectives = objectives_of(rows)
     body = []
     for row in rows:
         cells = [str(row["name"])]
-        for attack, metric, _, _ in TABLE1_GROUPS:
+        for attack, metric, _, _ in table1_columns(objectives):
             cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
         value, name = _fd(row)
         cells += ["—" if value is None else f"{value:.2f}", name or "—"]
         body.append(cells)
-    return _markdown(table1_header(budgets), body)
+    return _markdown(table1_header(budgets, objectives), body)
 
 
 def table1_csv(rows: list[dict]) -> str:
     """CSV with full precision: every attack metric's mean and std per budget, then the FD."""
     budgets = budgets_of(rows)
+    objectives = objectives_of(rows)
     header = ["model"]
-    for attack in (LATENT, MAX_DAMAGE):
-        for metric in ATTACK_METRICS[attack]:
+    for objective in objectives:
+        for metric in objective.metrics:
             for b in budgets:
-                header += [f"{attack}.{metric}.lambda={_budget_label(b)}.mean",
-                           f"{attack}.{metric}.lambda={_budget_label(b)}.std"]
+                header += [f"{objective.name}.{metric}.lambda={_budget_label(b)}.mean",
+                           f"{objective.name}.{metric}.lambda={_budget_label(b)}.std"]
     header += ["fd", "fd_name"]
     body = []
     for row in rows:
         cells = [row["name"]]
-        for attack in (LATENT, MAX_DAMAGE):
-            for metric in ATTACK_METRICS[attack]:
+        for objective in objectives:
+            for metric in objective.metrics:
                 for b in budgets:
-                    stat = _stat(row, attack, metric, b)
+                    stat = _stat(row, objective.name, metric, b)
                     cells += ["", ""] if stat is None else [repr(stat[0]), repr(stat[1])]
         value, name = _fd(row)
         cells += ["" if value is None else repr(value), name]
@@ -486,54 +494,56 @@ def _series(robustness: dict, attack: str, metric: str):
     return np.array(xs), np.array(means), np.array(stds)
 
 
-SUCCESS_LEVEL_LABELS = {LATENT: "complete success, x~_a = x~_t", MAX_DAMAGE: "unrelated image, x~_a = x~_t"}
-
-
 def success_levels_markdown(robustness: dict | None, digits: int = 3) -> str:
-    """One sentence with the report's success levels (see `robustness` module docstring)."""
+    """One sentence with the report's success levels (see `robustness` module docstring),
+    one clause per attack that has one (`Objective.success_level_text`); "" without levels."""
     levels = (robustness or {}).get("success_levels") or {}
-    latent = (levels.get(LATENT) or {}).get("msssim_target_adv_rec")
-    damage = (levels.get(MAX_DAMAGE) or {}).get("msssim_rec_adv_rec")
-    if latent is None or damage is None:
+    clauses = []
+    for objective in objectives_of([{"robustness": robustness}]):
+        level = (levels.get(objective.name) or {}).get(objective.main_metric)
+        if level is not None:
+            clauses.append(objective.success_level_text.format(value=f"{level['mean']:.{digits}f}"))
+    if not clauses:
         return ""
-    return (f"Success levels (same images and targets, no attack): a latent attack that made x~_a = x~_t would "
-            f"reach MS-SSIM(x_t, x~_a) = {latent['mean']:.{digits}f}; reconstructions of unrelated images "
-            f"(x_t, another class) have MS-SSIM(x~, x~_t) = {damage['mean']:.{digits}f}, the maximum-damage "
-            "value of an attack that turns x into another image.")
+    return f"Success levels (same images and targets, no attack): {'; '.join(clauses)}."
 
 
 def plot_attack_curves(robustness: dict, path: str, title: str = "") -> str:
-    """Fig. 2-style figure: (a) latent attack loss, (b) max damage attack loss, (c) MS-SSIM
-    metrics, each vs lambda with std error bars, and dashed lines at the report's success
-    levels (`success_levels`, if present). PNG of CURVES_SIZE_IN * CURVES_DPI pixels."""
+    """Fig. 2-style figure: one panel per attack with its loss ((a) latent, eq. 12, (b)
+    max damage, eq. 13, then any other attack of the report), and a last panel with the
+    MS-SSIM metrics of all, each vs lambda with std error bars, and dashed lines at the
+    report's success levels (`success_levels`, if present). PNG of CURVES_SIZE_IN *
+    CURVES_DPI pixels for the paper's two attacks (wider with more)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=CURVES_SIZE_IN, dpi=CURVES_DPI)
-    panels = (
-        (axes[0], [(LATENT, "attack_loss", "||g(x_a) - g(x_t)||_2")], "(a) latent attack loss (eq. 12)"),
-        (axes[1], [(MAX_DAMAGE, "attack_loss", "||f(g(x_a)) - f(g(x))||_2")], "(b) max damage loss (eq. 13)"),
-        (axes[2], [(LATENT, "msssim_target_adv_rec", "latent: MS-SSIM(x_t, x~_a)"),
-                   (LATENT, "msssim_input_adv", "latent: MS-SSIM(x, x_a)"),
-                   (MAX_DAMAGE, "msssim_rec_adv_rec", "max damage: MS-SSIM(x~, x~_a)"),
-                   (MAX_DAMAGE, "msssim_input_adv", "max damage: MS-SSIM(x, x_a)")], "(c) MS-SSIM"),
-    )
+    objectives = objectives_of([{"robustness": robustness}])
+    width, height = CURVES_SIZE_IN
+    fig, axes = plt.subplots(1, len(objectives) + 1, figsize=(width * (len(objectives) + 1) / 3, height),
+                             dpi=CURVES_DPI)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    panels = [(axes[i], [(o, "attack_loss", o.loss_label)], f"({letters[i]}) {o.loss_title}")
+              for i, o in enumerate(objectives)]
+    panels.append((axes[-1], [(o, metric, label) for o in objectives for metric, label in o.curve_lines],
+                   f"({letters[len(objectives)]}) MS-SSIM"))
     levels = robustness.get("success_levels") or {}
+    first = next((robustness[o.name] for o in objectives if robustness.get(o.name)), {})
     for ax, lines, panel_title in panels:
-        for attack, metric, label in lines:
-            xs, means, stds = _series(robustness, attack, metric)
+        for objective, metric, label in lines:
+            xs, means, stds = _series(robustness, objective.name, metric)
             if len(xs):
                 line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
-                level = (levels.get(attack) or {}).get(metric)
+                level = (levels.get(objective.name) or {}).get(metric)
                 if level is not None:
                     ax.axhline(level["mean"], linestyle="--", linewidth=1, color=line[0].get_color(),
-                               label=f"{label.split(':')[0]}: {SUCCESS_LEVEL_LABELS[attack]}")
-        budgets = sorted(float(k) for k in (robustness.get(LATENT) or robustness.get(MAX_DAMAGE) or {}))
+                               label=f"{objective.short_label}: {objective.success_level_label}")
+        budgets = sorted(float(k) for k in first)
         if budgets:
             ax.set_xticks(budgets)
         ax.set_xlabel("λ (L2 budget)")
         ax.set_title(panel_title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7 if ax is axes[2] else 8, framealpha=0.6)
-    axes[2].set_ylim(-0.02, 1.02)
+        if ax.get_legend_handles_labels()[0]:  # an attack the report lacks has an empty panel
+            ax.legend(fontsize=7 if ax is axes[-1] else 8, framealpha=0.6)
+    axes[-1].set_ylim(-0.02, 1.02)
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.13, top=0.85 if title else 0.9, wspace=0.25)
@@ -627,7 +637,7 @@ def write_tensorboard(logdir: str, robustness: dict | None = None, figure_paths:
     with writer.as_default():
         if robustness:
             steps = tensorboard_steps(budgets_of([{"robustness": robustness}]))
-            for attack in (LATENT, MAX_DAMAGE):
+            for attack in (o.name for o in objectives_of([{"robustness": robustness}])):
                 for key, metrics in (robustness.get(attack) or {}).items():
                     for metric, stat in metrics.items():
                         if isinstance(stat, dict) and "mean" in stat:
@@ -789,7 +799,7 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     if row.get("robustness"):
         figures["attack_curves"] = plot_attack_curves(row["robustness"], os.path.join(figures_dir, "attack_curves.png"),
                                                       title=str(row["name"]))
-    titles = {LATENT: "latent-space attack", MAX_DAMAGE: "maximum damage attack"}
+    titles = {o.name: o.grid_title for o in attack_objectives.OBJECTIVES.values()}
     for attack, entry in (examples or {}).items():
         if entry and _grid_rows(entry):
             figures[f"grid_{attack}"] = plot_image_grid(entry, os.path.join(figures_dir, f"grid_{attack}.png"),
@@ -799,7 +809,7 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     if tensorboard:
         write_tensorboard(os.path.join(output_dir, TENSORBOARD_DIR), row.get("robustness"), figures, grids,
                           row.get("classifier"), row.get("fid"))
-    markdown = f"## {row['name']}\n\n### Table 1 (robustness, fidelity)\n\n{t1}\n{TABLE1_LEGEND}\n\n"
+    markdown = f"## {row['name']}\n\n### Table 1 (robustness, fidelity)\n\n{t1}\n{table1_legend(objectives_of([row]))}\n\n"
     levels = success_levels_markdown(row.get("robustness"), digits)
     if levels:
         markdown += f"{levels}\n\n"
@@ -837,7 +847,8 @@ def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None) -> 
         raise UserError("pass at least one evaluation directory.")
     rows = [load_evaluation(d) for d in eval_dirs]
     _disambiguate(rows, [os.path.basename(os.path.normpath(d)) for d in eval_dirs])
-    markdown = f"### Table 1 (robustness, fidelity)\n\n{table1_markdown(rows, digits)}\n{TABLE1_LEGEND}\n"
+    markdown = (f"### Table 1 (robustness, fidelity)\n\n{table1_markdown(rows, digits)}\n"
+                f"{table1_legend(objectives_of(rows))}\n")
     if any(r.get("classifier") for r in rows):
         markdown += f"\n### Table 3 (downstream classifier)\n\n{table3_markdown(rows)}"
     if paper is not None:

@@ -4,10 +4,14 @@ Per trial t (of `trials`): a numpy generator seeded with `trial_seeds[t]` (deriv
 `protocol.seed` and t, recorded in the report) picks `num_images` distinct test images
 and, for each, a target image of a DIFFERENT class drawn uniformly from the whole split
 (datasets without classes, labels < 0, e.g. CelebA: a different random image). For
-each budget both attacks (`robust_dae_tf.attacks`) run on the images of ALL trials
-together (num_images * trials images per call, chunked by `protocol.attack.chunk_size`).
+each budget each attack of `protocol.objectives` (`robust_dae_tf.attacks`; by default the
+paper's latent and maximum-damage attacks) runs on the images of ALL trials together
+(num_images * trials images per call, chunked by `protocol.attack.chunk_size`).
 
-Per image:
+Per image and attack (report key `objective.name`, metric names `objective.metrics`):
+the attack loss; MS-SSIM (paper convention, and standard) and L2 of the image the
+objective compares with (`objective.compared_with`) vs the adversarial reconstruction
+f(g(x_a)); MS-SSIM(x, x_a) (paper) and L2(x, x_a). For the paper's attacks:
 
 * latent attack (eq. 12): attack loss ||g(x_a) - g(x_t)||_2; MS-SSIM(x_t, f(g(x_a)))
   (paper convention, and standard); L2(x_t, f(g(x_a))); MS-SSIM(x, x_a) (paper); L2(x, x_a).
@@ -16,7 +20,7 @@ Per image:
 
 Success levels (`report["success_levels"]`, budget-free, same images and targets): the
 value each attack's main MS-SSIM takes when the attacked image is reconstructed exactly
-as the target is, f(g(x_a)) = f(g(x_t)):
+as the target is, f(g(x_a)) = f(g(x_t)), i.e. MS-SSIM(compared_with, f(g(x_t))):
 
 * latent: MS-SSIM(x_t, f(g(x_t))), what a complete latent attack reaches (it cannot do
   better than the model reconstructs x_t itself, up to chance);
@@ -35,9 +39,12 @@ images of a trial; the report gives the mean and the standard deviation (numpy s
 ddof=0) of these per-trial averages over the trials.
 
 Seeds: trial t uses `trial_seeds[t] = SeedSequence([seed, t])`'s first 32-bit word; the
-attack on budget number b uses seed `SeedSequence([seed, 1_000_000 + 2 b + a])` with a = 0
-for the latent and 1 for the maximum-damage attack. The same protocol therefore gives
-identical results.
+attack on budget number b uses seed `SeedSequence([seed, *objective.seed_entropy(b)])`:
+[seed, 1_000_000 + 2 b + a] with a = 0 for the latent and 1 for the maximum-damage
+attack. The same protocol therefore gives identical results.
+
+A `Protocol` is validated when it is built (budgets, image counts, attack config,
+objectives), once; the attacks it runs do not check them again.
 """
 
 from __future__ import annotations
@@ -49,46 +56,63 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf import attacks
-from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
 
 NUM_EXAMPLES = 8
 MSSSIM_CONVENTION = "paper (see metrics.msssim.ms_ssim_paper)"
-LATENT_METRICS = (
-    "attack_loss", "msssim_target_adv_rec", "msssim_target_adv_rec_standard", "l2_target_adv_rec",
-    "msssim_input_adv", "l2_input_adv",
-)
-MAX_DAMAGE_METRICS = (
-    "attack_loss", "msssim_rec_adv_rec", "msssim_rec_adv_rec_standard", "l2_rec_adv_rec",
-    "msssim_input_adv", "l2_input_adv",
-)
 _METRIC_BATCH = 500
+
+
+def validate_budgets(budgets, flag: str = "--budgets") -> tuple[float, ...]:
+    """The budgets (a number or a sequence) as a tuple of floats; ConfigError naming `flag`
+    when there is none, one is not a finite number > 0, or one repeats."""
+    budgets = tuple(budgets) if isinstance(budgets, (tuple, list)) else (budgets,)
+    if not budgets:
+        raise ConfigError(f"{flag} is empty; give at least one L2 budget > 0, e.g. {flag}=1,3,5.")
+    budgets = tuple(attacks.validate_budget(b, f"budget ({flag})") for b in budgets)
+    if len(set(budget_key(b) for b in budgets)) != len(budgets):
+        raise ConfigError(f"{flag} has repeated values {list(budgets)}; give each budget once.")
+    return budgets
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """The evaluation protocol: `trials` x `num_images` random test images per budget."""
+    """The evaluation protocol: `trials` x `num_images` random test images per budget,
+    attacked by each of `objectives` (`attacks.Objective`s or registered names; default
+    the paper's latent and maximum-damage attacks). Validated when built (ConfigError);
+    `budgets` becomes a tuple of floats and `objectives` a tuple of objectives."""
 
     num_images: int = 100
     trials: int = 10
     budgets: tuple = (1.0, 3.0, 5.0)
     seed: int = 0
     attack: AttackConfig = AttackConfig()
+    objectives: tuple = attacks.PAPER_OBJECTIVES
 
-
-def budget_key(budget: float) -> str:
-    """The key of a budget in the report: str(float(b)), e.g. "1.0"."""
-    return str(float(budget))
+    def __post_init__(self):
+        for name, flag in (("num_images", "--num_images"), ("trials", "--trials")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}.")
+        object.__setattr__(self, "budgets", validate_budgets(self.budgets))
+        attacks.validate_config(self.attack)
+        specs = tuple(self.objectives) if isinstance(self.objectives, (tuple, list)) else (self.objectives,)
+        objectives = tuple(attacks.objective(spec) for spec in specs)
+        names = [o.name for o in objectives]
+        if not objectives or len(set(names)) != len(names):
+            raise ConfigError(f"protocol objectives must be one or more attacks with distinct names, got {names}.")
+        object.__setattr__(self, "objectives", objectives)
 
 
 def trial_seeds(protocol: Protocol) -> list[int]:
     return [int(np.random.SeedSequence([int(protocol.seed), t]).generate_state(1)[0]) for t in range(protocol.trials)]
 
 
-def attack_seed(protocol: Protocol, budget_index: int, kind: str) -> int:
-    offset = 0 if kind == attacks.LATENT else 1
-    entropy = [int(protocol.seed), 1_000_000 + 2 * budget_index + offset]
+def attack_seed(protocol: Protocol, budget_index: int, objective) -> int:
+    """Seed of attack `objective` (or its name) on budget number `budget_index` (module docstring)."""
+    entropy = [int(protocol.seed), *attacks.objective(objective).seed_entropy(budget_index)]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
@@ -96,21 +120,9 @@ def attack_seed(protocol: Protocol, budget_index: int, kind: str) -> int:
 # Validation and image selection
 
 
-def _validate_protocol(protocol: Protocol) -> tuple[float, ...]:
+def _check_protocol(protocol: Protocol) -> None:
     if not isinstance(protocol, Protocol):
         raise ConfigError(f"protocol must be a robustness.Protocol, got {type(protocol).__name__}.")
-    for name, flag in (("num_images", "--num_images"), ("trials", "--trials")):
-        value = getattr(protocol, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}.")
-    budgets = tuple(protocol.budgets) if isinstance(protocol.budgets, (tuple, list)) else (protocol.budgets,)
-    if not budgets:
-        raise ConfigError("--budgets is empty; give at least one L2 budget > 0, e.g. --budgets=1,3,5.")
-    budgets = tuple(attacks.validate_budget(b, "budget (--budgets)") for b in budgets)
-    if len(set(budget_key(b) for b in budgets)) != len(budgets):
-        raise ConfigError(f"--budgets has repeated values {list(budgets)}; give each budget once.")
-    attacks.validate_config(protocol.attack)
-    return budgets
 
 
 def _validate_labels(labels, num_images_total: int) -> tuple[np.ndarray, bool]:
@@ -210,11 +222,9 @@ def _summary(values: np.ndarray, trials: int) -> dict:
     return {"mean": float(per_trial.mean()), "std": float(per_trial.std())}
 
 
-def _success_levels(x_t, rec, rec_t, trials: int) -> dict:
-    return {
-        attacks.LATENT: {"msssim_target_adv_rec": _summary(_msssim(x_t, rec_t), trials)},
-        attacks.MAX_DAMAGE: {"msssim_rec_adv_rec": _summary(_msssim(rec, rec_t), trials)},
-    }
+def _success_levels(objectives, x, x_t, rec, rec_t, trials: int) -> dict:
+    return {o.name: {o.main_metric: _summary(_msssim(o.compared_with(x, x_t, rec), rec_t), trials)}
+            for o in objectives}
 
 
 # --------------------------------------------------------------------------
@@ -224,7 +234,7 @@ def _success_levels(x_t, rec, rec_t, trials: int) -> dict:
 def _trial_images(images, labels, protocol: Protocol):
     """Validates the inputs; returns (trial seeds, x, x_t) of all trials, trial-major
     ([trials * num_images, H, W, C] each)."""
-    _validate_protocol(protocol)
+    _check_protocol(protocol)
     images = attacks.validate_images(images, "test images")
     labels, has_classes = _validate_labels(labels, images.shape[0])
     if protocol.num_images > images.shape[0]:
@@ -239,10 +249,12 @@ def _trial_images(images, labels, protocol: Protocol):
 def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol = Protocol()) -> dict:
     """The report's "success_levels" (see the module docstring) for the protocol's images
     and targets, without running any attack (e.g. for reports written before they
-    existed): {"latent": {"msssim_target_adv_rec": {mean, std}}, "max_damage":
-    {"msssim_rec_adv_rec": {mean, std}}}. Arguments as for `evaluate_robustness`."""
+    existed): {objective name: {objective.main_metric: {mean, std}}}, for the paper's attacks
+    {"latent": {"msssim_target_adv_rec": ...}, "max_damage": {"msssim_rec_adv_rec": ...}}.
+    Arguments as for `evaluate_robustness`."""
     _, x, x_t = _trial_images(images, labels, protocol)
-    return _success_levels(x_t, _reconstruct(model, x), _reconstruct(model, x_t), protocol.trials)
+    return _success_levels(protocol.objectives, x, x_t, _reconstruct(model, x), _reconstruct(model, x_t),
+                           protocol.trials)
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
@@ -254,14 +266,15 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
         (`robust_dae_tf.export.ExportedAutoencoder`).
       images: float32 [M, H, W, C] test images in [0, 1].
       labels: int64 [M]; labels < 0 (all of them) = a dataset without classes.
-      protocol: `Protocol`.
+      protocol: `Protocol` (validated when it was built).
       progress: show a tqdm progress bar over the attack runs.
     """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    budgets = _validate_protocol(protocol)
     seeds, x, x_t = _trial_images(images, labels, protocol)
+    budgets = protocol.budgets
+    objectives = protocol.objectives
     trials = protocol.trials
     n = protocol.num_images
     rec = _reconstruct(model, x)
@@ -276,40 +289,34 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             "trial_seeds": seeds,
             "attack": dataclasses.asdict(protocol.attack),
             # The settings each attack ran with (fields left None take per-attack defaults).
-            "attack_by_kind": {kind: dataclasses.asdict(attacks.resolve(protocol.attack, kind))
-                               for kind in (attacks.LATENT, attacks.MAX_DAMAGE)},
+            "attack_by_kind": {o.name: dataclasses.asdict(o.resolve(protocol.attack)) for o in objectives},
             "msssim_convention": MSSSIM_CONVENTION,
         },
-        attacks.LATENT: {},
-        attacks.MAX_DAMAGE: {},
-        "success_levels": _success_levels(x_t, rec, rec_t, trials),
+        **{o.name: {} for o in objectives},
+        "success_levels": _success_levels(objectives, x, x_t, rec, rec_t, trials),
     }
     k = min(NUM_EXAMPLES, n)
     examples = {}
     max_budget = max(budgets)
-    runs = [(b_index, budget, kind) for b_index, budget in enumerate(budgets)
-            for kind in (attacks.LATENT, attacks.MAX_DAMAGE)]
+    runs = [(b_index, budget, objective) for b_index, budget in enumerate(budgets) for objective in objectives]
     bar = tqdm(runs, desc="attacks", unit="run", disable=not progress)
-    for b_index, budget, kind in bar:
-        bar.set_postfix_str(f"{kind} lambda={budget:g} ({x.shape[0]} images)")
-        seed = attack_seed(protocol, b_index, kind)
-        if kind == attacks.LATENT:
-            result = attacks.latent_attack(model, x, x_t, budget, protocol.attack, seed=seed)
-        else:
-            result = attacks.max_damage_attack(model, x, budget, protocol.attack, seed=seed)
+    for b_index, budget, objective in bar:
+        bar.set_postfix_str(f"{objective.name} lambda={budget:g} ({x.shape[0]} images)")
+        seed = attack_seed(protocol, b_index, objective)
+        result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
         x_a = result.adversarial
         rec_a = _reconstruct(model, x_a)
-        reference = x_t if kind == attacks.LATENT else rec
-        name = "target_adv_rec" if kind == attacks.LATENT else "rec_adv_rec"
+        reference = objective.compared_with(x, x_t, rec)
+        loss, msssim, msssim_standard, l2, msssim_input, l2_input = objective.metrics
         per_image = {
-            "attack_loss": result.loss,
-            f"msssim_{name}": _msssim(reference, rec_a),
-            f"msssim_{name}_standard": _msssim(reference, rec_a, standard=True),
-            f"l2_{name}": _l2(reference, rec_a),
-            "msssim_input_adv": _msssim(x, x_a),
-            "l2_input_adv": _l2(x, x_a),
+            loss: result.loss,
+            msssim: _msssim(reference, rec_a),
+            msssim_standard: _msssim(reference, rec_a, standard=True),
+            l2: _l2(reference, rec_a),
+            msssim_input: _msssim(x, x_a),
+            l2_input: _l2(x, x_a),
         }
-        report[kind][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
+        report[objective.name][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
         if budget == max_budget:
             ex = {
                 "budget": float(budget),
@@ -318,9 +325,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
                 "adversarial": x_a[:k].copy(),
                 "adversarial_reconstruction": rec_a[:k].copy(),
             }
-            if kind == attacks.LATENT:
+            if objective.needs_targets:
                 ex["target"] = x_t[:k].copy()
-            examples[kind] = ex
+            examples[objective.name] = ex
     seconds = time.perf_counter() - start
     report["examples"] = examples
     report["timing"] = {"seconds": float(seconds), "images_x_trials_per_second": float(n * trials / seconds)}
@@ -333,24 +340,25 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
 
 def attack_one_at_a_time_speedup(model, images: np.ndarray, budget: float = 1.0,
                                  config: AttackConfig = AttackConfig(), n: int = 5,
-                                 kind: str = attacks.MAX_DAMAGE, targets: np.ndarray | None = None,
+                                 kind=attacks.MAX_DAMAGE, targets: np.ndarray | None = None,
                                  seed: int = 0) -> dict:
     """Speed-up of attacking all `images` in one batched call over one image per call.
 
-    Times one batched attack on all N images, then attacks the first `n` images one per
-    call (after one untimed warm-up call, so tracing is excluded from both) and
-    extrapolates the one-at-a-time time to N images.
+    Times one batched attack `kind` (an objective or its name) on all N images, then
+    attacks the first `n` images one per call (after one untimed warm-up call, so tracing
+    is excluded from both) and extrapolates the one-at-a-time time to N images. An
+    objective that needs targets gets the images shifted by one unless `targets` is given.
     """
+    objective = attacks.objective(kind)
     images = attacks.validate_images(images, "images")
     if n < 1:
         raise ConfigError(f"n (images attacked one at a time) must be >= 1, got {n}.")
-    if kind == attacks.LATENT and targets is None:
+    if objective.needs_targets and targets is None:
         targets = np.roll(images, 1, axis=0)
 
     def attack(sl):
-        if kind == attacks.LATENT:
-            return attacks.latent_attack(model, images[sl], targets[sl], budget, config, seed=seed)
-        return attacks.max_damage_attack(model, images[sl], budget, config, seed=seed)
+        return attacks.run(objective, model, images[sl], budget, config,
+                           targets=None if targets is None else targets[sl], seed=seed)
 
     attack(slice(0, min(2, images.shape[0])))  # warm-up: trace
     t0 = time.perf_counter()
@@ -364,7 +372,7 @@ def attack_one_at_a_time_speedup(model, images: np.ndarray, budget: float = 1.0,
     per_image = (time.perf_counter() - t0) / n
     total = images.shape[0]
     return {
-        "kind": kind,
+        "kind": objective.name,
         "budget": float(budget),
         "images": int(total),
         "batched_seconds": float(batched),

@@ -156,7 +156,7 @@ def test_keys_are_our_model_and_metric_names():
     from robust_dae_tf import reporting
 
     assert set(paper_results.MODEL_ORDER) == set(config_lib.MODELS)
-    metrics = {(attack, metric) for attack, metric, _, _ in reporting.TABLE1_GROUPS}
+    metrics = {(attack, metric) for attack, metric, _, _ in reporting.table1_columns()}
     assert set(paper_results.COLUMNS.values()) == metrics
     assert paper_results.PAPER_NAMES["avae"] == "AAVE" and paper_results.PAPER_NAMES["robust"] == "Ours"
     mnist = paper_results.robustness_rows("mnist")

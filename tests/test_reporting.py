@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from robust_dae_tf import components, paper_results, reporting
+from robust_dae_tf import attacks, components, paper_results, reporting
 from robust_dae_tf.errors import ConfigError, UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BUDGETS = (1.0, 3.0, 5.0)
-LATENT_METRICS = reporting.ATTACK_METRICS["latent"]
-MAX_METRICS = reporting.ATTACK_METRICS["max_damage"]
+LATENT_METRICS = attacks.LATENT_OBJECTIVE.metrics
+MAX_METRICS = attacks.MAX_DAMAGE_OBJECTIVE.metrics
 
 
 def fake_robustness(offset: float, budgets=BUDGETS) -> dict:
@@ -60,7 +60,7 @@ def test_table1_markdown_cells_hold_the_right_numbers():
     assert header[4].startswith("Latent: MS-SSIM(x_r, x_a)") and header[7].startswith("Max damage: MS-SSIM(x~_r")
     assert header[-2:] == ["FD ↓", "FD features"]
     for row, parsed_row in zip(data, parsed):
-        for attack, metric, title, arrow in reporting.TABLE1_GROUPS:
+        for attack, metric, title, arrow in reporting.table1_columns():
             for b in BUDGETS:
                 mean, std = (float(v) for v in parsed_row[f"{title} {arrow} λ={b:g}"].split(" ± "))
                 want_mean, want_std = expected(row["robustness"], attack, metric, b)

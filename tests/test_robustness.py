@@ -68,7 +68,14 @@ def test_report_format(report):
     assert proto["attack_by_kind"]["latent"]["steps"] == 6
     defaults = robustness.Protocol().attack
     assert attacks.resolve(defaults, "latent").steps == 400 and attacks.resolve(defaults, "max_damage").steps == 200
-    for kind, metrics in (("latent", robustness.LATENT_METRICS), ("max_damage", robustness.MAX_DAMAGE_METRICS)):
+    # The report's keys (read by reporting, bin/compare.py and earlier evaluations) are fixed.
+    latent_metrics = ("attack_loss", "msssim_target_adv_rec", "msssim_target_adv_rec_standard", "l2_target_adv_rec",
+                      "msssim_input_adv", "l2_input_adv")
+    max_damage_metrics = ("attack_loss", "msssim_rec_adv_rec", "msssim_rec_adv_rec_standard", "l2_rec_adv_rec",
+                          "msssim_input_adv", "l2_input_adv")
+    assert attacks.LATENT_OBJECTIVE.metrics == latent_metrics
+    assert attacks.MAX_DAMAGE_OBJECTIVE.metrics == max_damage_metrics
+    for kind, metrics in (("latent", latent_metrics), ("max_damage", max_damage_metrics)):
         assert set(report[kind]) == {"1.0", "2.0"}
         for key, budget in (("1.0", 1.0), ("2.0", 2.0)):
             entry = report[kind][key]

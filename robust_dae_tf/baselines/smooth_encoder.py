@@ -26,7 +26,7 @@ thumb alpha = 2.5 eps / K), from a random start:
   clip is the exact projection).
 * norm "l2": delta_0 uniform in the L2 ball (Gaussian direction, radius eps u^(1/P));
   delta <- P(delta + alpha grad / ||grad||_2), P the exact Euclidean projection onto the
-  L2 ball ∩ pixel box (`attacks.project_l2_box`).
+  L2 ball ∩ pixel box (`attacks.projection.project_l2_box`, shared with the evaluation attacks).
 
 Both starts are clipped to the pixel box, which keeps them in the ball (the box contains
 0, so clipping only shrinks coordinates). The target q(z | x) is fixed (stop-gradient).
@@ -102,7 +102,8 @@ from numbers import Integral, Real
 import ml_collections
 import tensorflow as tf
 
-from robust_dae_tf import adversarial, attacks
+from robust_dae_tf import adversarial
+from robust_dae_tf.attacks import projection
 from robust_dae_tf.baselines import vae_losses, wasserstein
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
@@ -345,7 +346,7 @@ class SmoothEncoder(VariationalAutoencoder):
         flat_grad = tf.reshape(grad, [n, -1])
         unit = flat_grad / tf.maximum(tf.norm(flat_grad, axis=1, keepdims=True), _TINY)
         moved = tf.reshape(delta, [n, -1]) + self.step_size * unit
-        projected = attacks.project_l2_box(moved, -flat_x, 1.0 - flat_x, self.epsilon)
+        projected = projection.project_l2_box(moved, -flat_x, 1.0 - flat_x, self.epsilon)
         return tf.reshape(projected, tf.shape(x))
 
     def select(self, x, seed) -> tf.Tensor:

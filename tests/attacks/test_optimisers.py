@@ -1,5 +1,6 @@
-"""Tests for robust_dae_tf.attacks: exact projection, optimality on linear models,
-result invariants, PGD vs L-BFGS-B, and error messages."""
+"""Tests for the attack optimisers (robust_dae_tf.attacks.pgd, .lbfgsb) and entry points:
+optimality on linear models, the update rule, result invariants, PGD vs L-BFGS-B, and
+error messages."""
 
 import numpy as np
 import pytest
@@ -7,129 +8,9 @@ import tensorflow as tf
 from scipy import optimize
 
 from robust_dae_tf import attacks
-from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.attacks import AttackConfig, pgd
 from robust_dae_tf.errors import ConfigError, DataError
-
-SHAPE = (4, 4, 1)  # P = 16 pixels for the linear models
-P = 16
-
-
-class LinearModel:
-    """g(x) = W x, f(z) = V z + b on flattened images."""
-
-    def __init__(self, latent_dim=6, seed=0):
-        rng = np.random.default_rng(seed)
-        self.W = rng.normal(size=(latent_dim, P)).astype(np.float32)
-        self.V = rng.normal(size=(P, latent_dim)).astype(np.float32)
-        self.b = rng.normal(size=P).astype(np.float32)
-
-    def encode(self, images):
-        flat = tf.reshape(tf.convert_to_tensor(images, tf.float32), [-1, P])
-        return tf.matmul(flat, self.W, transpose_b=True)
-
-    def decode(self, latents):
-        out = tf.matmul(latents, self.V, transpose_b=True) + self.b
-        return tf.reshape(out, [-1, *SHAPE])
-
-
-class MLPModel:
-    """A tiny random nonlinear autoencoder on 8x8x1 images."""
-
-    def __init__(self, seed=0):
-        tf.keras.utils.set_random_seed(seed)
-        self.encoder = tf.keras.Sequential([
-            tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
-            tf.keras.layers.Dense(16, activation="tanh"), tf.keras.layers.Dense(4),
-        ])
-        self.decoder = tf.keras.Sequential([
-            tf.keras.Input((4,)), tf.keras.layers.Dense(16, activation="tanh"),
-            tf.keras.layers.Dense(64, activation="sigmoid"), tf.keras.layers.Reshape((8, 8, 1)),
-        ])
-
-    def encode(self, images):
-        return self.encoder(images, training=False)
-
-    def decode(self, latents):
-        return self.decoder(latents, training=False)
-
-
-class NaNModel(MLPModel):
-    def encode(self, images):
-        z = super().encode(images)
-        return tf.where(tf.range(tf.shape(z)[0])[:, None] == 1, np.nan, z)
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return MLPModel()
-
-
-@pytest.fixture(scope="module")
-def mlp_images():
-    rng = np.random.default_rng(3)
-    x = rng.random((6, 8, 8, 1)).astype(np.float32)
-    x[:, :, :2] = 0.0  # some pixels on the box boundary, like MNIST background
-    x[:, :, -1] = 1.0
-    return x
-
-
-# ------------------------------------------------------------------ projection
-
-
-def _scipy_projection(v, x, lam):
-    res = optimize.minimize(
-        lambda u: 0.5 * np.sum((u - v) ** 2), np.zeros_like(v), jac=lambda u: u - v, method="SLSQP",
-        bounds=list(zip(-x, 1 - x)),
-        constraints=[{"type": "ineq", "fun": lambda u: lam ** 2 - u @ u, "jac": lambda u: -2 * u}],
-        options={"ftol": 1e-15, "maxiter": 1000},
-    )
-    return res.x
-
-
-def _random_cases(rng, count, p=8):
-    for _ in range(count):
-        x = rng.random(p)
-        x[rng.random(p) < 0.3] = 0.0
-        x[rng.random(p) < 0.2] = 1.0
-        v = rng.normal(size=p) * rng.uniform(0.1, 3.0)
-        yield x, v, rng.uniform(0.1, 2.0)
-
-
-def test_projection_matches_constrained_minimisation():
-    rng = np.random.default_rng(0)
-    for x, v, lam in _random_cases(rng, 25):
-        d = attacks.project_l2_box(v[None].astype(np.float32), -x[None].astype(np.float32),
-                                   (1 - x)[None].astype(np.float32), lam).numpy()[0]
-        np.testing.assert_allclose(d, _scipy_projection(v, x, lam), atol=2e-5)
-
-
-def test_projection_feasible_idempotent_and_fixed_on_feasible_points():
-    rng = np.random.default_rng(1)
-    x = rng.random((50, 64)).astype(np.float32)
-    x[:, :20] = 0.0
-    v = (rng.standard_cauchy((50, 64)) * rng.uniform(0.1, 5, (50, 1))).astype(np.float32)
-    lam = rng.uniform(0.2, 4.0, 50).astype(np.float32)
-    d = attacks.project_l2_box(v, -x, 1 - x, lam).numpy()
-    assert np.all(np.linalg.norm(d, axis=1) <= lam * (1 + 1e-6))
-    assert np.all(d >= -x) and np.all(d <= 1 - x)
-    np.testing.assert_allclose(attacks.project_l2_box(d, -x, 1 - x, lam).numpy(), d, atol=1e-6)
-    # A feasible point stays where it is.
-    inside = d * 0.5
-    np.testing.assert_allclose(attacks.project_l2_box(inside, -x, 1 - x, lam).numpy(), inside, atol=1e-7)
-    # The projection is the closest feasible point: no feasible d' is closer to v.
-    for _ in range(20):
-        other = attacks.project_l2_box(d + rng.normal(size=d.shape).astype(np.float32) * 0.1, -x, 1 - x, lam).numpy()
-        assert np.all(np.linalg.norm(other - v, axis=1) >= np.linalg.norm(d - v, axis=1) - 1e-4)
-
-
-def test_random_starts_are_feasible_and_prefix_consistent():
-    rng = np.random.default_rng(2)
-    x = rng.random((5, *SHAPE)).astype(np.float32)
-    s4 = attacks.random_starts(x, 0.7, 4, seed=3)
-    s2 = attacks.random_starts(x[:3], 0.7, 2, seed=3)
-    np.testing.assert_array_equal(s4[:2, :3], s2)  # fewer restarts / images = a prefix
-    norms = np.linalg.norm(s4.reshape(4, 5, -1), axis=2)
-    assert np.all(norms <= 0.7 * (1 + 1e-6)) and np.all(x + s4 >= 0) and np.all(x + s4 <= 1)
+from tests.attacks.toy_models import P, SHAPE, LinearModel, MLPModel, NaNModel, scipy_projection
 
 
 # ------------------------------------------------------------------ linear models
@@ -218,7 +99,7 @@ def test_one_pgd_step_is_projected_feasible_direction():
     x[6:10] = 1.0  # on the upper bound: a positive step there is blocked
     z_t = rng.normal(size=(1, 6)).astype(np.float32) * 3
     lam, frac = 0.8, 0.5
-    run = attacks._pgd_function(model, "latent", SHAPE, 6, jit_compile=False)
+    run = pgd._pgd_function(model, attacks.LATENT, SHAPE, 6, jit_compile=False)
     d, _, _ = run(tf.constant(x.reshape(1, *SHAPE)), tf.constant(z_t), tf.zeros((1, *SHAPE)),
                   tf.constant(lam), tf.constant(1), tf.constant(1), tf.constant(frac))
     W = model.W.astype(np.float64)
@@ -227,7 +108,7 @@ def test_one_pgd_step_is_projected_feasible_direction():
     blocked = ((x <= 0) & (step < 0)) | ((x >= 1) & (step > 0))
     assert blocked.any() and not blocked.all()
     grad[blocked] = 0.0
-    expected = _scipy_projection(-frac * lam * grad / np.linalg.norm(grad), x.astype(np.float64), lam)
+    expected = scipy_projection(-frac * lam * grad / np.linalg.norm(grad), x.astype(np.float64), lam)
     np.testing.assert_allclose(d.numpy().reshape(-1), expected, atol=2e-5)
     # The blocked pixels did not move; the step used its whole length on the others.
     np.testing.assert_allclose(d.numpy().reshape(-1)[blocked], 0.0, atol=1e-7)
@@ -257,11 +138,11 @@ def test_latent_attack_first_start_points_at_the_target():
     x[:, :2] = 0.0
     x_t = rng.random((3, *SHAPE)).astype(np.float32)
     lam = 0.7
-    guided = attacks._StartStream(lam, 3, seed=1).next(x, x_t - x)
-    plain = attacks._StartStream(lam, 3, seed=1).next(x)
+    guided = attacks.StartStream(lam, 3, seed=1).next(x, x_t - x)
+    plain = attacks.StartStream(lam, 3, seed=1).next(x)
     np.testing.assert_array_equal(guided[1:], plain[1:])
     for i in range(3):
-        expected = _scipy_projection((x_t[i] - x[i]).reshape(-1).astype(np.float64), x[i].reshape(-1), lam)
+        expected = scipy_projection((x_t[i] - x[i]).reshape(-1).astype(np.float64), x[i].reshape(-1), lam)
         np.testing.assert_allclose(guided[0, i].reshape(-1), expected, atol=2e-5)
     # A reachable target inside the budget is found exactly by the first start.
     model = LinearModel(seed=2)

@@ -1,0 +1,97 @@
+"""L2 attacks on autoencoders (paper section 4): objectives, optimisers, the projection.
+
+Pixels are float32 in [0, 1]; the perturbation budget lambda > 0 bounds ||d||_2 over all
+pixels of one image, and the adversarial image x + d stays in [0, 1].
+
+    objectives.py   what an attack optimises and how reports name it (`Objective`):
+                    `LatentAttack` (eq. 12, min ||g(x + d) - g(x_t)||_2),
+                    `MaximumDamageAttack` (eq. 13, max ||f(g(x + d)) - f(g(x))||_2),
+                    the registry (`OBJECTIVES`, `register`, `objective(name)`)
+    pgd.py          batched, compiled PGD with exploration + refinement (the default)
+    lbfgsb.py       the reference implementation's L-BFGS-B attacker (a second opinion)
+    projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
+    starts.py       seeded random starts in the ball
+    config.py       `AttackConfig` (validated when built), `AttackResult`, input checks
+    runner.py       `run(objective, model, images, budget, ...)`, `latent_attack`,
+                    `max_damage_attack`, `attack_loss`
+
+Every attack returns an `AttackResult` whose `loss` is the achieved objective (not
+squared) at exactly the returned `adversarial` images. Method, defaults and the strength
+check against a 16x-compute run and L-BFGS-B: docs/attacks.md.
+
+Names from the modules that need TensorFlow (the optimisers, the projection, the
+runner) are loaded on first access, so reports can use the objectives' names and
+labels without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from robust_dae_tf.attacks.config import (
+    METHODS,
+    AttackConfig,
+    AttackResult,
+    budget_key,
+    check_finite_rows,
+    validate_budget,
+    validate_config,
+    validate_images,
+)
+from robust_dae_tf.attacks.objectives import (
+    ATTACK_LOSS,
+    DEFAULTS,
+    INPUT_L2,
+    INPUT_MSSSIM,
+    LATENT,
+    LATENT_OBJECTIVE,
+    MAX_DAMAGE,
+    MAX_DAMAGE_OBJECTIVE,
+    OBJECTIVES,
+    PAPER_OBJECTIVES,
+    LatentAttack,
+    MaximumDamageAttack,
+    Objective,
+    objective,
+    register,
+    resolve,
+    squared_distance,
+)
+
+# name -> submodule, imported on first access (they import TensorFlow).
+_LAZY = {
+    "project_l2_box": "projection",
+    "PROJECTION_BISECTION_STEPS": "projection",
+    "PROJECTION_POLISH_STEPS": "projection",
+    "random_starts": "starts",
+    "StartStream": "starts",
+    "pgd_phases": "pgd",
+    "exploration_schedule": "pgd",
+    "EXPLORATION_STEPS_DIVISOR": "pgd",
+    "REFINE_STEP_FACTOR": "pgd",
+    "LBFGSB_MEMORY": "lbfgsb",
+    "run": "runner",
+    "run_validated": "runner",
+    "latent_attack": "runner",
+    "max_damage_attack": "runner",
+    "attack_loss": "runner",
+}
+
+__all__ = [
+    "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
+    "MAX_DAMAGE_OBJECTIVE", "METHODS", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
+    "LatentAttack", "MaximumDamageAttack", "Objective", "budget_key", "check_finite_rows", "objective", "register",
+    "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

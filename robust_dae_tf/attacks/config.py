@@ -1,0 +1,142 @@
+"""Attack settings and results, and the checks of an attack's inputs.
+
+`AttackConfig` validates itself when it is built (a config that exists is usable), so
+the attack entry points only check that they got one; `validate_budget` is the one check
+of an L2 budget, run where a protocol or an attack call takes it. No TensorFlow here:
+reports import this package without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from robust_dae_tf.errors import ConfigError, DataError
+
+METHODS = ("pgd", "lbfgsb")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Attack settings, validated when built (ConfigError).
+
+    Attributes:
+      steps: PGD refinement iterations per restart (the exploration phase adds
+        ceil(steps / 8) iterations on exploration_starts * restarts starts); None = the
+        objective's default (`DEFAULTS`: 400 latent, 200 maximum damage); for "lbfgsb" the
+        maximum number of L-BFGS-B iterations per restart.
+      restarts: runs per image that are refined to the end (PGD) or random starts
+        (L-BFGS-B); the best result per image is kept.
+      exploration_starts: PGD: random starts per restart in the exploration phase
+        (1 = no exploration phase: plain PGD with `restarts` random starts); None = the
+        objective's default (24 latent, 32 maximum damage).
+      initial_step_fraction: first PGD step length of the exploration phase as a
+        fraction of the budget lambda (the refinement starts at a quarter of it); the
+        step decays to 0 with a cosine schedule.
+      chunk_size: images per compiled call (one call holds at most chunk_size * restarts
+        rows); lower it when memory is short (conv models on 64x64 images).
+      method: "pgd" (batched, compiled) or "lbfgsb" (reference-style, per image).
+      jit_compile: PGD: XLA-compile the attack loop (falls back to plain graph mode
+        with a warning when XLA fails on the model).
+    """
+
+    steps: int | None = None
+    restarts: int = 2
+    exploration_starts: int | None = None
+    initial_step_fraction: float = 1.0
+    chunk_size: int = 1000
+    method: str = "pgd"  # "pgd" | "lbfgsb"
+    jit_compile: bool = True
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"attack method {self.method!r} is unknown; choose one of {', '.join(METHODS)}.")
+        for name in ("steps", "restarts", "exploration_starts", "chunk_size"):
+            value = getattr(self, name)
+            if value is None and name in ("steps", "exploration_starts"):
+                continue  # the objective's default, see `Objective.resolve`
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"attack {name} must be an integer >= 1, got {value!r}.")
+        frac = self.initial_step_fraction
+        if not (isinstance(frac, (int, float)) and math.isfinite(frac) and frac > 0):
+            raise ConfigError(f"attack initial_step_fraction must be a finite number > 0, got {frac!r}.")
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """Outcome of an attack.
+
+    adversarial: x + d, [N, H, W, C] float32 in [0, 1].
+    loss: [N] achieved objective at `adversarial` (not squared): e.g. latent attack
+      ||g(x_adv) - g(x_t)||_2 (lower = better attack); maximum damage ||f(g(x_adv)) -
+      f(g(x))||_2 (higher = better attack).
+    loss_curve: [steps] mean over images of the best-so-far loss after each iteration
+      (best over restarts), when requested; else None. For PGD these are the refinement
+      iterations (their starting value is the exploration's result).
+    exploration_curve: PGD only, when requested: the same for the ceil(steps / 8)
+      exploration iterations (best over all exploration starts); else None.
+    """
+
+    adversarial: np.ndarray
+    loss: np.ndarray
+    loss_curve: np.ndarray | None = None
+    exploration_curve: np.ndarray | None = None
+
+
+def validate_config(config) -> None:
+    """ConfigError unless `config` is an `AttackConfig` (whose values were checked when it was built)."""
+    if not isinstance(config, AttackConfig):
+        raise ConfigError(f"attack config must be an AttackConfig, got {type(config).__name__}.")
+
+
+def validate_budget(budget, flag: str = "budget") -> float:
+    """The L2 budget lambda as a float; ConfigError naming `flag` unless it is a finite number > 0."""
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        raise ConfigError(f"attack {flag} must be a number > 0 (L2 norm of the perturbation), got {budget!r}.") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"attack {flag} must be a finite number > 0 (L2 norm of the perturbation), got {budget!r}.")
+    return value
+
+
+def budget_key(budget) -> str:
+    """The key of a budget in robustness reports: str(float(b)), e.g. "1.0"."""
+    return str(float(budget))
+
+
+def validate_images(images, name: str = "images") -> np.ndarray:
+    """float32 [N, H, W, C] in [0, 1], finite; raises DataError otherwise."""
+    try:
+        arr = np.asarray(images, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be a numeric array [N, H, W, C] in [0, 1]; could not convert it ({exc}).") from None
+    if arr.ndim != 4:
+        raise DataError(
+            f"{name} must be a batch [N, H, W, C] of float images in [0, 1]; got shape {arr.shape}. "
+            "Add a batch axis for one image and a channel axis for grey images."
+        )
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty (shape {arr.shape}); pass at least one image.")
+    bad = ~np.isfinite(arr).all(axis=(1, 2, 3))
+    if bad.any():
+        raise DataError(f"{name} contain NaN or infinite pixels in {int(bad.sum())} of {arr.shape[0]} images.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(
+            f"{name} must be float pixels in [0, 1]; found values in [{lo:g}, {hi:g}] "
+            "(divide uint8 images by 255, e.g. with robust_dae_tf.data.to_float)."
+        )
+    return arr
+
+
+def check_finite_rows(values: np.ndarray, what: str, total: int) -> None:
+    """DataError naming `what` when a row of model outputs holds NaN/Inf."""
+    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"the model produced NaN {what} for {int(bad.sum())} of {total} images; check the "
+            "SavedModel (a diverged or corrupt checkpoint) before attacking it."
+        )
