@@ -222,6 +222,29 @@ def normalise(value, root: str):
     return value
 
 
+MISSING = "<missing>"
+
+
+def missing_ok(read):
+    """`read(path, ...)`, or MISSING when `path` does not exist: a file the run no longer
+    writes shows up as one difference instead of stopping the recording."""
+    import functools
+
+    @functools.wraps(read)
+    def wrapper(path, *args):
+        return read(path, *args) if os.path.exists(path) else MISSING
+
+    return wrapper
+
+
+@missing_ok
+def read_text(path: str, root: str) -> list[str]:
+    """The lines of a text file with numbers masked (`mask_numbers`)."""
+    with open(path) as f:
+        return mask_numbers(f.read(), root)
+
+
+@missing_ok
 def read_json(path: str, root: str):
     with open(path) as f:
         return normalise(json.load(f), root)
@@ -232,6 +255,7 @@ def mask_numbers(text: str, root: str) -> list[str]:
     return [_NUMBER.sub("#", line) for line in normalise(text, root).splitlines()]
 
 
+@missing_ok
 def parse_csv(path: str) -> dict:
     import csv
 
@@ -291,6 +315,13 @@ def signatures(loaded) -> dict:
     return {"signatures": result, "callable_endpoints": endpoints}
 
 
+@missing_ok
+def load_signatures(saved_model_dir: str) -> dict:
+    import tensorflow as tf
+
+    return signatures(tf.saved_model.load(saved_model_dir))
+
+
 def probe_images(examples_dir: str):
     """The first NUM_PROBE_IMAGES test images of an Examples artifact: (float32 in [0, 1], labels)."""
     import tensorflow as tf
@@ -305,17 +336,19 @@ def _single(outputs):
 
 def model_outputs(loaded, examples_dir: str) -> dict:
     """The exported model's encode / decode / reconstruct outputs on fixed inputs, through
-    the serving signatures (and whether the plain endpoints give the same)."""
+    the serving signatures (and whether the plain endpoints give the same). Output keys
+    are not assumed here (they are pinned by `signatures`), so a renamed key shows up
+    as that difference instead of stopping the recording."""
     import tensorflow as tf
 
     sig = loaded.signatures
     x, labels = probe_images(examples_dir)
-    z = sig["encode"](images=tf.constant(x))["latents"].numpy()
+    z = _single(sig["encode"](images=tf.constant(x)))
     latent_dim = z.shape[1]
     z_fixed = (3.0 * np.random.RandomState(0).standard_normal((NUM_PROBE_IMAGES, latent_dim))).astype(np.float32)
-    decoded = sig["decode"](latents=tf.constant(z_fixed))["images"].numpy()
-    rec = sig["reconstruct"](images=tf.constant(x))["reconstructions"].numpy()
-    decoded_z = sig["decode"](latents=tf.constant(z))["images"].numpy()
+    decoded = _single(sig["decode"](latents=tf.constant(z_fixed)))
+    rec = _single(sig["reconstruct"](images=tf.constant(x)))
+    decoded_z = _single(sig["decode"](latents=tf.constant(z)))
     row = x.shape[1] // 2
     return {
         "inputs": {"labels": labels.tolist(), "pixel_sum_x255": int(np.round(x.sum() * 255)),
@@ -339,6 +372,7 @@ def model_outputs(loaded, examples_dir: str) -> dict:
     }
 
 
+@missing_ok
 def npz_summary(path: str) -> dict:
     with np.load(path) as archive:
         return {key: {"dtype": archive[key].dtype.name, "shape": list(archive[key].shape),
@@ -366,10 +400,10 @@ def observe_model(model: str, root: str, stdout: dict) -> dict:
                                     ("fid", "fid.json"),
                                     ("classifier_model", "robust_dae_tf_classifier.json"))},
         "tables": {name: parse_csv(os.path.join(eval_dir, name)) for name in ("table1.csv", "table3.csv")},
-        "markdown": {name: mask_numbers(open(os.path.join(eval_dir, name)).read(), root)
+        "markdown": {name: read_text(os.path.join(eval_dir, name), root)
                      for name in ("table1.md", "table3.md", "report.md")},
         "attack_examples": npz_summary(os.path.join(eval_dir, "robustness", "examples.npz")),
-        "classifier_signatures": signatures(tf.saved_model.load(os.path.join(eval_dir, "classifier_model"))),
+        "classifier_signatures": load_signatures(os.path.join(eval_dir, "classifier_model")),
         "stdout_tail": mask_numbers(stdout[f"evaluate_{model}"].split("## ", 1)[-1], root),
     }
     return {
@@ -404,7 +438,7 @@ def observe(root: str) -> dict:
         "feature_cache_layout": {m: layout(os.path.join(root, "feature_cache", m)) for m in MODELS},
         "comparison": {
             "layout": layout(os.path.join(root, "comparison")),
-            "markdown": mask_numbers(open(os.path.join(root, "comparison", "comparison.md")).read(), root),
+            "markdown": read_text(os.path.join(root, "comparison", "comparison.md"), root),
             "stdout": mask_numbers(stdout["compare"], root),
             "tables": {name: parse_csv(os.path.join(root, "comparison", name))
                        for name in ("comparison_table1.csv", "comparison_table3.csv")},
