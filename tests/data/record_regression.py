@@ -85,8 +85,9 @@ def evaluate_args(model: str, root: str) -> list[str]:
     return [
         f"--model={root}/saved_models/{model}", f"--output={root}/evaluations/{model}", "--num_images=8",
         "--trials=2", "--budgets=1", "--attack_steps=5", "--attack_exploration_starts=2", "--attack_restarts=1",
-        "--pool_size=200", "--fid_samples=200", f"--feature_cache={root}/feature_cache/{model}", "--fd_classifier_epochs=2",
-        "--classifier_epochs=2", "--classifier_attack_images=100", *(["--noattack_xla"] if model == "vae" else []),
+        "--pool_size=200", "--fid_samples=200", f"--feature_cache={root}/feature_cache/{model}",
+        "--fd_classifier_epochs=2", "--classifier_epochs=2", "--classifier_attack_images=100",
+        *(["--noattack_xla"] if model == "vae" else []),
     ]
 
 
