@@ -217,8 +217,8 @@ class RegularizedAutoencoder(keras.Model):
 def build_model(config, image_shape) -> keras.Model:
     """Builds the (uncompiled) model a run config names: a `RegularizedAutoencoder`
     (prior, networks, prior-estimated loss weights) or a baseline of
-    `robust_dae_tf.baselines`."""
-    config_lib.validate(config)
+    `robust_dae_tf.baselines`. `config` must be valid (`config_lib.validate`, which a run
+    applies once where it starts: `training.train`, `pipeline.run_training_pipeline`)."""
     if config.model.variant in config_lib.BASELINES:
         from robust_dae_tf.baselines import registry
 
