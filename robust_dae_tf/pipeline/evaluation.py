@@ -499,7 +499,7 @@ class FidEvaluator(Component):
 class EvaluationSettings:
     """What to evaluate and how: bin/evaluate.py's flags (same names, same defaults; see
     `bin/evaluate.py --help`). `budgets` and `classifier_hidden` may be numbers or the
-    flags' strings."""
+    flags' strings ("1,3,5" or ["1", "3", "5"])."""
 
     examples: str | None = None
     dataset: str | None = None
@@ -535,6 +535,8 @@ class EvaluationSettings:
 
 
 def _numbers(values, flag: str, kind) -> tuple:
+    if isinstance(values, str):
+        values = values.split(",")
     try:
         return tuple(kind(v) for v in values)
     except (TypeError, ValueError):
