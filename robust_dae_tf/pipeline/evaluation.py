@@ -49,8 +49,8 @@ import numpy as np
 
 from robust_dae_tf import fileio, locking, reporting
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
-from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, load_examples, read_artifact,
-                                              write_artifact, write_marker)
+from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_examples,
+                                              read_artifact, write_artifact, write_marker)
 
 # TensorFlow and the modules that import it (data, export, fid, classifier, robustness,
 # attacks) are imported inside the functions that use them: see the module docstring.
@@ -75,9 +75,9 @@ def saved_model_artifact(path: str) -> Artifact:
     if os.path.exists(os.path.join(path, MARKER)):
         try:
             return read_artifact(path, SAVED_MODEL)
-        except (OSError, ValueError, AttributeError) as err:  # a truncated / hand-edited marker
+        except DamagedMarkerError as err:  # a truncated / hand-edited marker
             raise ExportError(f"{os.path.join(path, MARKER)} is not a valid artifact marker "
-                              f"({str(err).splitlines()[0][:120]}); re-export the model.") from None
+                              f"({err.problem.splitlines()[0][:160]}); re-export the model.") from None
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ExportError(f"{path} is not a SavedModel directory (no saved_model.pb); pass the directory written by bin/train.py.")
     return Artifact(SAVED_MODEL, path, {})

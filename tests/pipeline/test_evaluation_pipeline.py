@@ -264,6 +264,25 @@ def bin_evaluation(setup):
     return types.SimpleNamespace(stdout=proc.stdout, out=out, features=features)
 
 
+def _without_times(payload):
+    """`payload` without its run times ("timing", "seconds", "created" anywhere inside)."""
+    if isinstance(payload, dict):
+        return {k: _without_times(v) for k, v in payload.items() if k not in ("timing", "seconds", "created")}
+    if isinstance(payload, list):
+        return [_without_times(v) for v in payload]
+    return payload
+
+
+def _differences(ours, theirs, where=""):
+    """Where two JSON values differ (paths), for a readable assertion."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [d for k in sorted(set(ours) | set(theirs), key=str)
+                for d in _differences(ours.get(k), theirs.get(k), f"{where}/{k}")]
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [d for i, (a, b) in enumerate(zip(ours, theirs)) for d in _differences(a, b, f"{where}[{i}]")]
+    return [] if ours == theirs else [f"{where}: {ours!r} != {theirs!r}"[:300]]
+
+
 def _evaluation_files(directory):
     """{relative path: comparable content} of an evaluation directory: JSON reports with the
     directory's own path and the run times taken out, Markdown / CSV text, other files by name."""
@@ -275,10 +294,7 @@ def _evaluation_files(directory):
             if rel.startswith("tensorboard" + os.sep):  # event file names hold the host and the time
                 files[os.path.dirname(rel)] = "tensorboard events"
             elif name.endswith(".json") and not rel.startswith("classifier_model" + os.sep):
-                payload = json.loads(open(path).read().replace(str(directory), "<output>"))
-                payload.pop("timing", None)
-                payload.pop("created", None)
-                files[rel] = payload
+                files[rel] = _without_times(json.loads(open(path).read().replace(str(directory), "<output>")))
             elif name.endswith((".md", ".csv")):
                 files[rel] = open(path).read()
             else:
@@ -298,7 +314,7 @@ def test_run_evaluation_pipeline_runs_the_components_and_writes_what_bin_evaluat
     ours, theirs = _evaluation_files(out), _evaluation_files(bin_evaluation.out)
     assert sorted(ours) == sorted(theirs)
     for name in ours:
-        assert ours[name] == theirs[name], name  # the same numbers, bit for bit
+        assert ours[name] == theirs[name], (name, _differences(ours[name], theirs[name]))  # the same numbers
     assert result["markdown"] in bin_evaluation.stdout
 
 
