@@ -2,7 +2,7 @@
 (attack curves like Fig. 2, image grids like Fig. 3) and TensorBoard summaries.
 
 Layout of an evaluation directory (written by `bin/evaluate.py`; the three component
-outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.evaluation`):
+outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.pipeline.evaluation`):
 
     <eval>/robustness/robustness.json   attacks: metrics per budget (+ examples.npz)
     <eval>/classifier/classifier.json   Table 3: clean / attacked accuracy
