@@ -9,7 +9,8 @@
     python bin/evaluate.py --model=... --fid_extractor=inception --inception_weights=incv3_notop.h5
 
 Runs the components RobustnessEvaluator, ClassifierEvaluator and FidEvaluator
-(robust_dae_tf.pipeline.evaluation.run_evaluation_pipeline) and writes into --output (default evaluations/<model dir
+(robust_dae_tf.pipeline.evaluation.run_evaluation_pipeline, which the flags are passed
+to as EvaluationSettings) and writes into --output (default evaluations/<model dir
 name>): robustness/, classifier/, classifier_model/, fid/ (artifacts), summary.json,
 table1.md/.csv, table3.md/.csv, report.md, figures/*.png and tensorboard/
 (`tensorboard --logdir <output>/tensorboard`). The Table 1 Markdown is printed at
@@ -31,56 +32,63 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import flags, logging  # noqa: E402
 
 from robust_dae_tf import cli  # noqa: E402
+from robust_dae_tf.pipeline.evaluation import EvaluationSettings  # noqa: E402  (no TensorFlow)
 
 FLAGS = flags.FLAGS
+DEFAULTS = EvaluationSettings()  # one place for the defaults, shared with the pipeline function
 cli.define_model_data_flags()
-flags.DEFINE_string("examples", None, "An Examples artifact directory to evaluate on (e.g. <workdir>/examples).")
+flags.DEFINE_string("examples", DEFAULTS.examples,
+                    "An Examples artifact directory to evaluate on (e.g. <workdir>/examples).")
 flags.DEFINE_string("output", None, "Output directory (default: evaluations/<model dir name>).")
-flags.DEFINE_integer("num_images", 100, "Test images attacked per trial.")
-flags.DEFINE_integer("trials", 10, "Attack trials (new images, targets and starts each).")
-flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda, comma separated.")
-flags.DEFINE_integer("attack_steps", None, "PGD refinement steps per restart (default: 400 for the latent attack, "
-                     "200 for maximum damage; L-BFGS-B: iterations).")
-flags.DEFINE_integer("attack_restarts", 2, "PGD runs per image refined to the end (L-BFGS-B: random starts).")
-flags.DEFINE_integer("attack_exploration_starts", None, "PGD: random starts per restart in the exploration phase "
+flags.DEFINE_integer("num_images", DEFAULTS.num_images, "Test images attacked per trial.")
+flags.DEFINE_integer("trials", DEFAULTS.trials, "Attack trials (new images, targets and starts each).")
+flags.DEFINE_list("budgets", [f"{b:g}" for b in DEFAULTS.budgets], "L2 budgets lambda, comma separated.")
+flags.DEFINE_integer("attack_steps", DEFAULTS.attack_steps, "PGD refinement steps per restart (default: 400 for the "
+                     "latent attack, 200 for maximum damage; L-BFGS-B: iterations).")
+flags.DEFINE_integer("attack_restarts", DEFAULTS.attack_restarts,
+                     "PGD runs per image refined to the end (L-BFGS-B: random starts).")
+flags.DEFINE_integer("attack_exploration_starts", DEFAULTS.attack_exploration_starts,
+                     "PGD: random starts per restart in the exploration phase "
                      "(default: 24 latent, 32 maximum damage; 1 = plain PGD); see docs/attacks.md.")
-flags.DEFINE_bool("attack_xla", True, "XLA-compile the PGD loop (falls back without it if XLA fails).")
-flags.DEFINE_enum("attack_method", "pgd", ["pgd", "lbfgsb"], "Attack optimiser.")
-flags.DEFINE_integer("attack_chunk_size", 1000, "Images per compiled attack call (lower it if memory is short).")
-flags.DEFINE_integer("pool_size", 5000, "Test images the attacked images and targets are drawn from.")
-flags.DEFINE_integer("seed", 0, "Seed of image selection, targets, attack starts and prior samples.")
-flags.DEFINE_bool("skip_robustness", False, "Skip the attacks (Table 1 robustness columns).")
-flags.DEFINE_bool("skip_classifier", False, "Skip the downstream classifier (Table 3).")
-flags.DEFINE_bool("skip_fid", False, "Skip the Frechet distance.")
-flags.DEFINE_enum("fid_extractor", None, ["classifier", "inception"],
+flags.DEFINE_bool("attack_xla", DEFAULTS.attack_xla, "XLA-compile the PGD loop (falls back without it if XLA fails).")
+flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb"], "Attack optimiser.")
+flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
+                     "Images per compiled attack call (lower it if memory is short).")
+flags.DEFINE_integer("pool_size", DEFAULTS.pool_size, "Test images the attacked images and targets are drawn from.")
+flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of image selection, targets, attack starts and prior samples.")
+flags.DEFINE_bool("skip_robustness", DEFAULTS.skip_robustness, "Skip the attacks (Table 1 robustness columns).")
+flags.DEFINE_bool("skip_classifier", DEFAULTS.skip_classifier, "Skip the downstream classifier (Table 3).")
+flags.DEFINE_bool("skip_fid", DEFAULTS.skip_fid, "Skip the Frechet distance.")
+flags.DEFINE_enum("fid_extractor", DEFAULTS.fid_extractor, ["classifier", "inception"],
                   "Features for the Frechet distance (default: inception if --inception_weights, else classifier).")
-flags.DEFINE_string("inception_weights", None, "Local Keras InceptionV3 no-top weights (.h5) for FID.")
-flags.DEFINE_integer("fid_samples", 10000, "Prior samples (and at most as many test images) for the FD.")
-flags.DEFINE_string("feature_cache", None, "Where the FD feature classifier is cached (default: "
+flags.DEFINE_string("inception_weights", DEFAULTS.inception_weights,
+                    "Local Keras InceptionV3 no-top weights (.h5) for FID.")
+flags.DEFINE_integer("fid_samples", DEFAULTS.fid_samples, "Prior samples (and at most as many test images) for the FD.")
+flags.DEFINE_string("feature_cache", DEFAULTS.feature_cache, "Where the FD feature classifier is cached (default: "
                     "$XDG_CACHE_HOME/robust_dae_tf/feature_extractors, i.e. ~/.cache/..., shared by all evaluations).")
-flags.DEFINE_integer("fd_classifier_epochs", 0,
+flags.DEFINE_integer("fd_classifier_epochs", DEFAULTS.fd_classifier_epochs,
                      "Training epochs of the FD feature classifier (0: enough for >= 600 steps, 2..20 epochs).")
-flags.DEFINE_list("classifier_hidden", ["256", "256"], "Hidden units of the latent MLP.")
-flags.DEFINE_float("classifier_dropout", 0.0, "Dropout of the latent MLP.")
-flags.DEFINE_integer("classifier_epochs", 20, "Training epochs of the latent MLP.")
-flags.DEFINE_integer("classifier_attack_images", 1000, "Test images attacked for Table 3 (<= 0: all).")
-flags.DEFINE_integer("classifier_attack_trials", 1, "Attack trials for Table 3.")
-flags.DEFINE_float("classifier_budget", 1.0, "Budget lambda of the Table 3 attack.")
-flags.DEFINE_bool("tensorboard", True, "Write TensorBoard summaries.")
+flags.DEFINE_list("classifier_hidden", [str(u) for u in DEFAULTS.classifier_hidden], "Hidden units of the latent MLP.")
+flags.DEFINE_float("classifier_dropout", DEFAULTS.classifier_dropout, "Dropout of the latent MLP.")
+flags.DEFINE_integer("classifier_epochs", DEFAULTS.classifier_epochs, "Training epochs of the latent MLP.")
+flags.DEFINE_integer("classifier_attack_images", DEFAULTS.classifier_attack_images,
+                     "Test images attacked for Table 3 (<= 0: all).")
+flags.DEFINE_integer("classifier_attack_trials", DEFAULTS.classifier_attack_trials, "Attack trials for Table 3.")
+flags.DEFINE_float("classifier_budget", DEFAULTS.classifier_budget, "Budget lambda of the Table 3 attack.")
+flags.DEFINE_bool("tensorboard", DEFAULTS.tensorboard, "Write TensorBoard summaries.")
 
 
 def main(argv):
     # No TensorFlow before the pipeline's cheap checks: a wrong flag fails within a second.
     from robust_dae_tf.errors import UserError
-    from robust_dae_tf.pipeline import evaluation
+    from robust_dae_tf.pipeline.evaluation import run_evaluation_pipeline
 
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    settings = evaluation.EvaluationSettings(
-        **{field.name: FLAGS[field.name].value for field in dataclasses.fields(evaluation.EvaluationSettings)})
-    result = evaluation.run_evaluation_pipeline(FLAGS.model, FLAGS.output, settings)
+    settings = EvaluationSettings(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(DEFAULTS)})
+    result = run_evaluation_pipeline(FLAGS.model, FLAGS.output, settings)
     print(result["markdown"])
     print(f"Reports: {result['output']}")
 
