@@ -17,8 +17,8 @@ offered and every number is labelled with the extractor that produced it:
   average pooling, dense 128, dense K) trained by this tool on the train split of
   the evaluated dataset (by default enough epochs for >= 600 steps, at least 2 and
   at most 20: 2 epochs of MNIST, 20 of the 1500 embedded digits, which reach ~99%
-  test accuracy) and cached as a `FeatureExtractor` artifact with its test
-  accuracy. The penultimate layer (the linear 128-d layer before the last ReLU)
+  test accuracy; `train_feature_classifier`), which the pipeline caches as a
+  `FeatureExtractor` artifact with its test accuracy. The penultimate layer (the linear 128-d layer before the last ReLU)
   gives the features, and the distance is reported as "FD-<dataset>-classifier":
   a Frechet distance, never called FID. For datasets without class labels (celeb_a, whose
   loader yields label -1) the same net is trained self-supervised on rotation
