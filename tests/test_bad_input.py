@@ -339,7 +339,7 @@ def _loading_model(tmp_path, kind):
         if kind in ("reads_in_encode", "table_from_file"):
             target.write_text("a\nb\n")
         return save_crafted(kind, tmp_path / "model", target), target
-    from tests.test_evaluation import _export_tiny
+    from tests.helpers import export_tiny_autoencoder as _export_tiny
     from tests.test_export import _corrupt
 
     path = _export_tiny(str(tmp_path / "model"))
