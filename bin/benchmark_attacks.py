@@ -49,10 +49,10 @@ def main(argv):
         budgets = tuple(float(b) for b in FLAGS.budgets)
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
-    from robust_dae_tf import reporting
+    from robust_dae_tf import fileio
 
     if FLAGS.output:
-        reporting.check_writable(FLAGS.output, "--output")  # before the long run
+        fileio.check_writable(FLAGS.output, "--output")  # before the long run
 
     import numpy as np
     import tensorflow as tf
@@ -89,7 +89,7 @@ def main(argv):
               f"speed-up x{speed['speedup']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     out["load_average_1min_end"] = os.getloadavg()[0]
     if FLAGS.output:
-        reporting.write_text(FLAGS.output, json.dumps(out, indent=1))
+        fileio.write_text_atomic(FLAGS.output, json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
 

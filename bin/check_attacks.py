@@ -129,9 +129,9 @@ def main(argv):
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
 
-    from robust_dae_tf import reporting
+    from robust_dae_tf import fileio, reporting
 
-    output = reporting.check_writable(FLAGS.output, "--output", directory=True)  # before any long work
+    output = fileio.check_writable(FLAGS.output, "--output", directory=True)  # before any long work
 
     import numpy as np
 
@@ -191,10 +191,10 @@ def main(argv):
             "lbfgsb_restarts": FLAGS.lbfgsb_restarts,
             "command": "python " + " ".join(sys.argv)}
     # Each file is written to a temporary name and renamed into place.
-    reporting.write_text(os.path.join(output, "results.json"), json.dumps({"meta": meta, "results": results}, indent=1))
+    fileio.write_text_atomic(os.path.join(output, "results.json"), json.dumps({"meta": meta, "results": results}, indent=1))
     _plot(results, budgets, objectives, os.path.join(output, "convergence.png"))
     summary = _markdown(results, budgets, objectives, meta)
-    reporting.write_text(os.path.join(output, "summary.md"), summary)
+    fileio.write_text_atomic(os.path.join(output, "summary.md"), summary)
     print(summary)
 
 

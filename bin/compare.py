@@ -33,7 +33,7 @@ flags.DEFINE_string("paper", None, "Also print each model next to the paper's pu
 
 
 def main(argv):
-    from robust_dae_tf import paper_results, reporting
+    from robust_dae_tf import fileio, paper_results, reporting
     from robust_dae_tf.errors import ConfigError
 
     if FLAGS.paper is not None and FLAGS.paper not in paper_results.DATASETS:
@@ -42,12 +42,12 @@ def main(argv):
         stem = os.path.splitext(FLAGS.output)[0]
         outputs = {"markdown": FLAGS.output, "table1_csv": f"{stem}_table1.csv", "table3_csv": f"{stem}_table3.csv"}
         for path in outputs.values():
-            reporting.check_writable(path, "--output")
+            fileio.check_writable(path, "--output")
     result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper)
     print(result["markdown"])
     if FLAGS.output:
         for key, path in outputs.items():
-            reporting.write_text(path, result[key])
+            fileio.write_text_atomic(path, result[key])
         print(f"Written: {', '.join(outputs.values())}")
 
 

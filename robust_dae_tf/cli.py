@@ -62,8 +62,9 @@ def load_model_and_test_images():
     import tensorflow as tf
     from absl import flags
 
-    from robust_dae_tf import data, evaluation, export
+    from robust_dae_tf import data, export
     from robust_dae_tf.errors import ConfigError, DataError, ExportError
+    from robust_dae_tf.pipeline import evaluation
 
     flag_values = flags.FLAGS
     if not flag_values.model:

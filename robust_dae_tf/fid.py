@@ -17,8 +17,8 @@ offered and every number is labelled with the extractor that produced it:
   average pooling, dense 128, dense K) trained by this tool on the train split of
   the evaluated dataset (by default enough epochs for >= 600 steps, at least 2 and
   at most 20: 2 epochs of MNIST, 20 of the 1500 embedded digits, which reach ~99%
-  test accuracy) and cached as a `FeatureExtractor` artifact with its test
-  accuracy. The penultimate layer (the linear 128-d layer before the last ReLU)
+  test accuracy; `train_feature_classifier`), which the pipeline caches as a
+  `FeatureExtractor` artifact with its test accuracy. The penultimate layer (the linear 128-d layer before the last ReLU)
   gives the features, and the distance is reported as "FD-<dataset>-classifier":
   a Frechet distance, never called FID. For datasets without class labels (celeb_a, whose
   loader yields label -1) the same net is trained self-supervised on rotation
@@ -29,27 +29,30 @@ offered and every number is labelled with the extractor that produced it:
   independent of the models being compared.
 
 `sample_prior` draws latent codes from the prior stored in a SavedModel's metadata
-(GMM or standard normal); `frechet_score` decodes them in batches, extracts features
-of the samples and of real test images (streamed, never all images in memory) and
-returns the Frechet distance in float64.
+(GMM, `priors.GMMPrior.sample_numpy`, or standard normal); `frechet_score` decodes them
+in batches, extracts features of the samples and of real images (a `tf.data.Dataset`,
+streamed, never all images in memory, or an array) and returns a `FrechetResult` (the
+distance in float64 and what it was computed from).
+
+This module reads and writes no files: the pipeline's `FidEvaluator`
+(`robust_dae_tf.pipeline.evaluation`) loads the examples, caches the trained feature
+classifier as an artifact and writes the report.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
+import dataclasses
 import os
 import socket
 
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf import fileio
+from robust_dae_tf import priors
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 
 INCEPTION_SIZE = 299
-FEATURE_EXTRACTOR_TYPE = "FeatureExtractor"
-_CLASSIFIER_FILE = "classifier.keras"
 _DOWNLOAD_TIMEOUT_S = 20.0
 AUTO_MIN_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 600, 2, 20
 
@@ -86,26 +89,14 @@ def sample_prior(metadata_prior: dict, n: int, seed: int = 0) -> np.ndarray:
     if int(n) < 0:
         raise ConfigError(f"number of prior samples must be >= 0, got {n}.")
     n = int(n)
-    rng = np.random.default_rng(seed)
     kind = str(metadata_prior["type"]).lower()
     if kind == "gmm":
-        centers = np.asarray(metadata_prior.get("centers"), np.float64)
-        if centers.ndim != 2 or centers.shape[0] < 1:
-            raise ConfigError(f"prior centers must be a [K, D] list, got shape {centers.shape}.")
-        std = float(metadata_prior.get("std", 1.0))
-        if not std > 0:
-            raise ConfigError(f"prior std must be > 0, got {std}.")
-        num_modes, latent_dim = centers.shape
-        weights = np.asarray(metadata_prior.get("weights") or [1.0 / num_modes] * num_modes, np.float64)
-        if weights.shape != (num_modes,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-            raise ConfigError(f"prior weights must be {num_modes} non-negative numbers summing to 1, got {weights}.")
-        modes = rng.choice(num_modes, size=n, p=weights / weights.sum())
-        return (centers[modes] + std * rng.standard_normal((n, latent_dim))).astype(np.float32)
+        return priors.GMMPrior.from_dict(metadata_prior).sample_numpy(n, seed)
     if kind == "normal":
         latent_dim = metadata_prior.get("latent_dim")
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ConfigError(f"a 'normal' prior needs a positive integer latent_dim, got {latent_dim!r}.")
-        return rng.standard_normal((n, latent_dim)).astype(np.float32)
+        return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
     raise ConfigError(
         f"unknown prior type {metadata_prior['type']!r} in the SavedModel metadata; "
         "supported: 'gmm' (centers, std, weights) and 'normal' (latent_dim)."
@@ -120,13 +111,8 @@ def prior_moments(metadata_prior: dict) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(d), np.eye(d)
     if kind != "gmm":
         sample_prior(metadata_prior, 0)  # raises the unknown-type error
-    centers = np.asarray(metadata_prior["centers"], np.float64)
-    k, d = centers.shape
-    weights = np.asarray(metadata_prior.get("weights") or [1.0 / k] * k, np.float64)
-    mean = weights @ centers
-    centered = centers - mean
-    cov = float(metadata_prior.get("std", 1.0)) ** 2 * np.eye(d) + (centered * weights[:, None]).T @ centered
-    return mean, cov
+    prior = priors.GMMPrior.from_dict(metadata_prior)
+    return prior.mean_numpy(), prior.covariance_numpy()
 
 
 # ------------------------------------------------------------------- feature extractors
@@ -268,30 +254,31 @@ def _feature_net(image_shape, num_outputs: int, seed: int):
 
 
 class DatasetClassifierFeatures(FeatureExtractor):
-    """Penultimate-layer features of a small convnet trained on the dataset's train split.
+    """Penultimate-layer features of a small convnet trained on the dataset's train split
+    (`train_feature_classifier`).
 
-    Build with `load_or_train(uri, examples, ...)`: the trained net is cached in `uri`
-    as a `FeatureExtractor` artifact (classifier.keras + artifact.json with the task,
-    epochs, seed and test accuracy; the marker is written last, the directory renamed
-    into place). Distances are named "FD-<dataset>-classifier" (class labels) or
+    Distances are named "FD-<dataset>-classifier" (class labels) or
     "FD-<dataset>-rotation" (rotation prediction, for datasets without labels).
+
+    Args:
+      classifier: the trained net (`_feature_net`: a "features" layer before the logits).
+      properties: what it was trained on and how well: dataset, task, image_shape, epochs,
+        seed, test_accuracy, ... (`describe` reports them).
+      uri: where it is cached, if it is (the pipeline's FidEvaluator caches it).
     """
 
-    def __init__(self, uri: str):
+    def __init__(self, classifier, properties: dict, uri: str | None = None):
         import keras  # pylint: disable=import-outside-toplevel
 
-        from robust_dae_tf import components  # pylint: disable=import-outside-toplevel
-
-        artifact = components.read_artifact(uri, FEATURE_EXTRACTOR_TYPE)
         self.uri = uri
-        self.properties = artifact.properties
-        classifier = keras.models.load_model(os.path.join(uri, _CLASSIFIER_FILE), compile=False)
+        self.properties = properties
         self.feature_model = keras.Model(classifier.inputs, classifier.get_layer("features").output)
         self.name = f"FD-{self.properties['dataset']}-{self.properties['task']}"
         self.image_shape = tuple(self.properties["image_shape"])
 
     def describe(self) -> dict:
-        return {"name": self.name, "uri": os.path.abspath(self.uri), **self.properties}
+        where = {"uri": os.path.abspath(self.uri)} if self.uri else {}
+        return {"name": self.name, **where, **self.properties}
 
     def _features(self, images):
         if tuple(images.shape[1:]) != self.image_shape:
@@ -299,75 +286,68 @@ class DatasetClassifierFeatures(FeatureExtractor):
         return self.feature_model(images, training=False)
 
     @staticmethod
-    def resolve_epochs(epochs: int | None, examples, batch_size: int = 128) -> int:
-        """`epochs` when >= 1; None or 0: enough for AUTO_MIN_STEPS steps, clipped to [2, 20]."""
+    def resolve_epochs(epochs: int | None, num_train: int, batch_size: int = 128) -> int:
+        """`epochs` when >= 1; None or 0: enough for AUTO_MIN_STEPS steps over `num_train`
+        training images, clipped to [2, 20]."""
         if epochs:
             if int(epochs) < 1:
                 raise ConfigError(f"the FD classifier needs >= 1 training epoch (0 = automatic), got {epochs}.")
             return int(epochs)
-        num_train = int((examples.properties.get("num_examples") or {}).get("train", 0)) or 1
-        steps_per_epoch = max(1, -(-num_train // batch_size))
+        steps_per_epoch = max(1, -(-(int(num_train) or 1) // batch_size))
         return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, -(-AUTO_MIN_STEPS // steps_per_epoch))))
 
-    @classmethod
-    def load_or_train(cls, uri: str, examples, epochs: int | None = None, batch_size: int = 128, seed: int = 0,
-                      verbose: int = 2) -> "DatasetClassifierFeatures":
-        """Loads the cached extractor at `uri`, or trains it on `examples` (an Examples artifact).
 
-        epochs: None or 0 = automatic (`resolve_epochs`)."""
-        from robust_dae_tf import components, data  # pylint: disable=import-outside-toplevel
+def feature_task(num_classes: int) -> str:
+    """"classifier" for a labelled dataset, "rotation" (self-supervised) without labels."""
+    return "classifier" if int(num_classes) > 0 else "rotation"
 
-        epochs = cls.resolve_epochs(epochs, examples, batch_size)
-        dataset = examples.properties["source"]["dataset"]
-        num_classes = int(examples.properties.get("num_classes", 0))
-        task = "classifier" if num_classes > 0 else "rotation"
-        wanted = {"source": examples.properties["source"], "task": task, "epochs": epochs, "seed": seed}
-        if os.path.exists(os.path.join(uri, components.MARKER)):
-            cached = components.read_artifact(uri, FEATURE_EXTRACTOR_TYPE)
-            if all(cached.properties.get(k) == v for k, v in wanted.items()):
-                return cls(uri)
-            raise UserError(
-                f"{uri} holds a feature extractor trained with "
-                f"{ {k: cached.properties.get(k) for k in wanted} }, not {wanted}; "
-                "choose another --feature_cache or delete that directory."
-            )
-        splits = components.load_examples(examples)
-        image_shape = tuple(examples.properties["image_shape"])
-        if task == "rotation" and image_shape[0] != image_shape[1]:
-            raise DataError(f"rotation features need square images, got {image_shape}.")
-        outputs = num_classes if task == "classifier" else 4
 
-        def batches(split, shuffle):
-            ds = splits[split]
-            if shuffle:
-                ds = ds.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
-            ds = data.evaluation_batches(ds, batch_size)
-            if task == "rotation":
-                ds = ds.map(lambda x, _: _rotations(x))
-            return ds
+def train_feature_classifier(splits: dict, image_shape, num_classes: int, epochs: int, batch_size: int = 128,
+                             seed: int = 0, verbose: int = 2):
+    """Trains the feature net of `DatasetClassifierFeatures` on splits {"train": ds, "test": ds}
+    (elements (uint8 image, label), as an Examples artifact holds them) for `epochs` epochs.
 
-        model = _feature_net(image_shape, outputs, seed)
-        model.fit(batches("train", True), epochs=epochs, verbose=verbose, shuffle=False)
-        test_loss, test_accuracy = model.evaluate(batches("test", False), verbose=0)
-        properties = {
-            **wanted,
-            "dataset": dataset,
-            "image_shape": list(image_shape),
-            "num_outputs": outputs,
-            "feature_dim": 128,
-            "test_accuracy": float(test_accuracy),
-            "test_loss": float(test_loss),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        with fileio.atomic_directory(uri.rstrip(os.sep), overwrite=True) as tmp:
-            model.save(os.path.join(tmp, _CLASSIFIER_FILE))
-            fileio.write_json_atomic(os.path.join(tmp, "metrics.json"), properties)
-            components.write_marker(components.Artifact(FEATURE_EXTRACTOR_TYPE, tmp, properties),
-                                    "DatasetClassifierFeatures")
-        return cls(uri)
+    Returns (the Keras classifier, {"task", "num_outputs", "feature_dim", "test_accuracy",
+    "test_loss"}). Deterministic for a given `seed`."""
+    from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
+
+    task = feature_task(num_classes)
+    image_shape = tuple(image_shape)
+    if task == "rotation" and image_shape[0] != image_shape[1]:
+        raise DataError(f"rotation features need square images, got {image_shape}.")
+    outputs = int(num_classes) if task == "classifier" else 4
+
+    def batches(split, shuffle):
+        ds = splits[split]
+        if shuffle:
+            ds = ds.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
+        ds = data.evaluation_batches(ds, batch_size)
+        if task == "rotation":
+            ds = ds.map(lambda x, _: _rotations(x))
+        return ds
+
+    model = _feature_net(image_shape, outputs, seed)  # seeds Keras first: the shuffle below depends on it
+    model.fit(batches("train", True), epochs=epochs, verbose=verbose, shuffle=False)
+    test_loss, test_accuracy = model.evaluate(batches("test", False), verbose=0)
+    return model, {"task": task, "num_outputs": outputs, "feature_dim": 128, "test_accuracy": float(test_accuracy),
+                   "test_loss": float(test_loss)}
 
 
 # ------------------------------------------------------------------------ the score
+
+
+@dataclasses.dataclass(frozen=True)
+class FrechetResult:
+    """A Frechet distance and what it was computed from (`extractor`: its `describe()`)."""
+
+    value: float
+    num_generated: int
+    num_reference: int
+    extractor: dict
+    seed: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _generated_features(model, prior: dict, extractor: FeatureExtractor, n: int, seed: int,
@@ -385,30 +365,28 @@ def _generated_features(model, prior: dict, extractor: FeatureExtractor, n: int,
     return np.concatenate(feats)
 
 
-def _reference_features(examples, extractor: FeatureExtractor, n: int, split: str, batch_size: int):
-    from robust_dae_tf import components, data  # pylint: disable=import-outside-toplevel
+def _reference_features(reference, extractor: FeatureExtractor, n: int, batch_size: int):
+    from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
 
-    if isinstance(examples, np.ndarray):
-        images = examples[:n]
+    if isinstance(reference, np.ndarray):
+        images = reference[:n]
         images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
         return extractor(images)
-    ds = components.load_examples(examples)[split].take(n)
-    feats = [extractor(x.numpy()) for x, _ in data.evaluation_batches(ds, batch_size)]
+    feats = [extractor(x.numpy()) for x, _ in data.evaluation_batches(reference.take(n), batch_size)]
     return np.concatenate(feats)
 
 
-def frechet_score(model, examples, extractor: FeatureExtractor, num_samples: int = 10000, seed: int = 0,
-                  reference_split: str = "test", batch_size: int = 500, details: dict | None = None) -> float:
+def frechet_score(model, reference, extractor: FeatureExtractor, num_samples: int = 10000, seed: int = 0,
+                  batch_size: int = 500) -> FrechetResult:
     """Frechet distance (float64) between decoded prior samples and real images.
 
     Args:
       model: an `ExportedAutoencoder` (needs `.decode` and `.metadata["prior"]`).
-      examples: an Examples artifact (its `reference_split` is streamed) or an image
-        array (uint8 0..255 or float in [0, 1]).
+      reference: the real images: a `tf.data.Dataset` of (uint8 image, label) elements
+        (e.g. an Examples split; streamed) or an image array (uint8 0..255 or float in
+        [0, 1]); its first min(num_samples, size) images are used.
       extractor: a `FeatureExtractor`.
-      num_samples: number of prior samples; the reference uses the first
-        min(num_samples, split size) images of the split.
-      details: optional dict that receives num_generated / num_reference / extractor.
+      num_samples: number of prior samples (drawn with `seed`, `sample_prior`).
     """
     if num_samples < 2:
         raise ConfigError(f"the Frechet distance needs >= 2 samples, got num_samples={num_samples}.")
@@ -419,13 +397,11 @@ def frechet_score(model, examples, extractor: FeatureExtractor, num_samples: int
             "there is nothing to sample; pass --skip_fid or export the model with its prior."
         )
     generated = _generated_features(model, prior, extractor, num_samples, seed, batch_size)
-    reference = _reference_features(examples, extractor, num_samples, reference_split, batch_size)
-    if len(reference) < 2:
-        raise DataError(f"the {reference_split} split has fewer than 2 images; cannot fit a Gaussian.")
+    real = _reference_features(reference, extractor, num_samples, batch_size)
+    if len(real) < 2:
+        raise DataError("the reference images are fewer than 2; cannot fit a Gaussian.")
     from robust_dae_tf.metrics.frechet import frechet_distance_from_features  # pylint: disable=import-outside-toplevel
 
-    value = float(np.float64(frechet_distance_from_features(generated, reference)))
-    if details is not None:
-        details.update(num_generated=len(generated), num_reference=len(reference),
-                       reference_split=reference_split, extractor=extractor.describe(), seed=seed)
-    return value
+    value = float(np.float64(frechet_distance_from_features(generated, real)))
+    return FrechetResult(value=value, num_generated=len(generated), num_reference=len(real),
+                         extractor=extractor.describe(), seed=seed)

@@ -1,11 +1,16 @@
 """Atomic file and directory writes: nothing half-written is ever left under a final name.
 
-* `write_json_atomic(path, payload)`: JSON to `path.tmp`, then `os.replace`.
+* `atomic_write(path, write)`: the one file writer of the package. `write(f)` fills a
+  temporary sibling `<path>.tmp-<pid>` (opened for binary writing), which is renamed to
+  `path` when it returns (parent directories are created; on failure the temporary file
+  is removed and `path` is untouched). On top of it: `write_bytes_atomic`,
+  `write_text_atomic` (UTF-8) and `write_json_atomic` (indented, sorted keys; NumPy
+  scalars and arrays, and tensors, become JSON numbers and lists).
 * `atomic_directory(path, overwrite)`: a context manager yielding a temporary sibling
   directory; on success it is renamed to `path` (replacing an existing one only when
   `overwrite`), on failure it is removed and `path` is untouched.
-* `check_writable_directory(directory, flag)`: fails early, naming the flag, when an
-  output directory cannot be written.
+* `check_writable(path, flag, directory)`: fails early, naming the flag, when an output
+  file or directory could not be written; creates nothing.
 
 The temporary siblings are `<path>.tmp-<pid>` and, while replacing, `<path>.old-<pid>`.
 A process killed at the wrong moment leaves them behind; `atomic_directory` removes
@@ -23,17 +28,52 @@ import os
 import re
 import shutil
 import tempfile
+from typing import BinaryIO, Callable
+
+import numpy as np
 
 from robust_dae_tf.errors import ConfigError, ExportError
 
 logger = logging.getLogger(__name__)
 
 
-def write_json_atomic(path: str, payload) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> str:
+    """Writes a file through `write(f)` (`f` a binary file) under a temporary name and
+    renames it to `path`; returns `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str, data: bytes) -> str:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_text_atomic(path: str, text: str) -> str:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _json_default(value):
+    """NumPy scalars -> Python numbers, arrays -> lists, other numbers (e.g. scalar
+    tensors) -> float, anything else -> its str."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def write_json_atomic(path: str, payload) -> str:
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -97,21 +137,30 @@ def atomic_directory(path: str, overwrite: bool = False, flag: str = "--overwrit
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_writable_directory(directory: str, flag: str) -> None:
-    """Creates `directory` if needed and writes (and removes) a probe file in it, so an
-    output that cannot be written is reported before any expensive work. Raises
-    ConfigError naming `flag`, the option that chose the directory."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as err:
-        blocker = os.path.abspath(directory)
-        while not os.path.exists(blocker) and os.path.dirname(blocker) != blocker:
-            blocker = os.path.dirname(blocker)
-        reason = f"{blocker} is a file, not a directory" if not os.path.isdir(blocker) else err.strerror or str(err)
-        raise ConfigError(
-            f"cannot write to {directory} ({reason}), which {flag} needs; "
-            f"choose another {flag} or make it writable."
-        ) from err
+def check_writable(path: str, flag: str, directory: bool = False) -> str:
+    """`path` (absolute) if it can be written as a file (or, with `directory`, created or
+    filled as a directory), else one ConfigError naming `flag`, the option that chose it.
+
+    Meant to run before any long work, and creates nothing: `path` must not exist as the
+    other kind, the nearest existing ancestor must be a directory, and a probe file must
+    be creatable there (in `path` itself when it is an existing directory, and in its
+    parent too, where the temporary siblings and lock files go)."""
+    path = os.path.abspath(path)
+    want = "a directory" if directory else "a file"
+    if os.path.exists(path) and os.path.isdir(path) != directory:
+        raise ConfigError(f"{flag}={path} exists and is not {want}; pass {want} path.")
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ConfigError(f"{flag}={path} cannot be written: {ancestor} is a file, not a directory; pass a path "
+                          "in a directory.")
+    for place in ([path] if directory and os.path.isdir(path) else []) + [ancestor]:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=place)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as err:
+            raise ConfigError(f"{flag}={path} cannot be written: no write permission in {place} "
+                              f"({err.strerror or err}); pass a writable path.") from err
+    return path

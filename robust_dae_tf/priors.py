@@ -8,7 +8,8 @@ D-dimensional latent space. It is built on TensorFlow Probability:
 * `covariance()` is Sigma_GMM of eq. 5 (law of total variance):
   std^2 I + sum_k w_k (mu_k - mu_bar)(mu_k - mu_bar)^T;
 * `sample(n)` draws from the mixture and `sample_mode(k, n)` from one mode (used for
-  generation grids and FID samples).
+  generation grids); `sample_numpy(n, seed)` draws on the host with NumPy (the prior
+  samples of the Frechet distance, `fid.sample_prior`, from `from_dict(metadata)`).
 
 Centers follow the reference code: `one_hot` places center k at `scale * e_k`
 (MNIST / Fashion-MNIST use scale 10; the base GMM-DAE used 1), `sobol` spreads K
@@ -73,14 +74,16 @@ def sobol_centers(
 
 
 class GMMPrior:
-    """Equally weighted Gaussian mixture with isotropic modes N(mu_k, std^2 I).
+    """Gaussian mixture with isotropic modes N(mu_k, std^2 I), equally weighted unless
+    `weights` say otherwise (the models' priors are; a SavedModel's metadata may not be).
 
     Args:
       centers: `[K, D]` array of mode means.
       std: per-mode standard deviation (the same in every dimension).
+      weights: `[K]` mode probabilities (non-negative, summing to 1); None: 1/K each.
     """
 
-    def __init__(self, centers, std: float = 1.0):
+    def __init__(self, centers, std: float = 1.0, weights=None):
         centers = np.asarray(centers, np.float64)
         if centers.ndim != 2 or centers.shape[0] < 1:
             raise ConfigError(f"prior centers must be [K, D], got shape {centers.shape}.")
@@ -89,13 +92,21 @@ class GMMPrior:
         self._centers_np = centers
         self.std = float(std)
         self.num_modes, self.latent_dim = centers.shape
+        weights = np.asarray([1.0 / self.num_modes] * self.num_modes if weights is None else weights, np.float64)
+        if weights.shape != (self.num_modes,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+            raise ConfigError(f"prior weights must be {self.num_modes} non-negative numbers summing to 1, "
+                              f"got {weights}.")
+        self._weights_np = weights
+        self._equal_weights = bool(np.all(weights == weights[0]))
         self.centers = tf.constant(centers, tf.float32)
-        self.weights = tf.fill([self.num_modes], 1.0 / self.num_modes)
+        self.weights = (tf.fill([self.num_modes], 1.0 / self.num_modes) if self._equal_weights
+                        else tf.constant(weights, tf.float32))
         # The K x D univariate components N(mu_kd, std^2) of the marginals (eq. 3),
         # laid out [D, K] so a latent batch [N, D, 1] broadcasts against them.
         self._marginal_components = tfd.Normal(loc=tf.transpose(self.centers), scale=self.std)
         self._mixture = tfd.MixtureSameFamily(
-            mixture_distribution=tfd.Categorical(logits=tf.zeros([self.num_modes])),
+            mixture_distribution=tfd.Categorical(
+                logits=tf.zeros([self.num_modes]) if self._equal_weights else tf.math.log(self.weights)),
             components_distribution=tfd.MultivariateNormalDiag(
                 loc=self.centers, scale_diag=tf.fill([self.num_modes, self.latent_dim], self.std)
             ),
@@ -118,6 +129,15 @@ class GMMPrior:
             )
         return cls(centers, prior_config.std)
 
+    @classmethod
+    def from_dict(cls, description: dict) -> "GMMPrior":
+        """The prior `to_dict` described (e.g. a SavedModel's metadata["prior"]); weights
+        default to equal. ConfigError for any other description."""
+        if not isinstance(description, dict) or str(description.get("type", "")).lower() != "gmm":
+            raise ConfigError(f"not a GMM prior description: {description!r}.")
+        return cls(description.get("centers"), float(description.get("std", 1.0)),
+                   description.get("weights") or None)
+
     # -- statistics ---------------------------------------------------------------
 
     def marginal_cdf(self, z: tf.Tensor) -> tf.Tensor:
@@ -130,16 +150,27 @@ class GMMPrior:
         (benchmarks/README.md). Memory is N * D * K floats.
         """
         z = tf.convert_to_tensor(z, tf.float32)
-        return tf.reduce_mean(self._marginal_components.cdf(z[:, :, None]), axis=-1)
+        cdfs = self._marginal_components.cdf(z[:, :, None])
+        if self._equal_weights:
+            return tf.reduce_mean(cdfs, axis=-1)
+        return tf.reduce_sum(cdfs * self.weights, axis=-1)
 
     def covariance(self) -> tf.Tensor:
         """Sigma_GMM of eq. 5 as a `[D, D]` float32 tensor."""
         return self._covariance
 
+    def mean_numpy(self) -> np.ndarray:
+        """mu_bar = sum_k w_k mu_k in float64."""
+        return self._weights_np @ self._centers_np
+
     def covariance_numpy(self) -> np.ndarray:
-        """Sigma_GMM in float64: std^2 I + (1/K) sum_k (mu_k - mu_bar)(mu_k - mu_bar)^T."""
-        centered = self._centers_np - self._centers_np.mean(axis=0, keepdims=True)
-        between = centered.T @ centered / self.num_modes
+        """Sigma_GMM in float64: std^2 I + sum_k w_k (mu_k - mu_bar)(mu_k - mu_bar)^T (w_k = 1/K)."""
+        if self._equal_weights:
+            centered = self._centers_np - self._centers_np.mean(axis=0, keepdims=True)
+            between = centered.T @ centered / self.num_modes
+        else:
+            centered = self._centers_np - self.mean_numpy()
+            between = (centered * self._weights_np[:, None]).T @ centered
         return self.std**2 * np.eye(self.latent_dim) + between
 
     # -- sampling -----------------------------------------------------------------
@@ -155,6 +186,13 @@ class GMMPrior:
         noise = tf.random.stateless_normal([n, self.latent_dim], seed=seed)
         return self.centers[k] + self.std * noise
 
+    def sample_numpy(self, n: int, seed: int = 0) -> np.ndarray:
+        """`[n, D]` float32 draws on the host, deterministic for a given `seed` (NumPy PCG64):
+        mode k with probability weights[k], then mu_k + std * eps, eps ~ N(0, I)."""
+        rng = np.random.default_rng(seed)
+        modes = rng.choice(self.num_modes, size=n, p=self._weights_np / self._weights_np.sum())
+        return (self._centers_np[modes] + self.std * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
+
     def to_dict(self) -> dict:
         """JSON-serialisable description (stored in SavedModel metadata)."""
         return {
@@ -162,6 +200,6 @@ class GMMPrior:
             "num_modes": self.num_modes,
             "latent_dim": self.latent_dim,
             "std": self.std,
-            "weights": [1.0 / self.num_modes] * self.num_modes,
+            "weights": self._weights_np.tolist(),
             "centers": self._centers_np.tolist(),
         }

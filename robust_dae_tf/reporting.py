@@ -2,7 +2,7 @@
 (attack curves like Fig. 2, image grids like Fig. 3) and TensorBoard summaries.
 
 Layout of an evaluation directory (written by `bin/evaluate.py`; the three component
-outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.evaluation`):
+outputs are artifacts with `artifact.json` markers, see `robust_dae_tf.pipeline.evaluation`):
 
     <eval>/robustness/robustness.json   attacks: metrics per budget (+ examples.npz)
     <eval>/classifier/classifier.json   Table 3: clean / attacked accuracy
@@ -53,7 +53,7 @@ import os
 
 import numpy as np
 
-from robust_dae_tf import paper_results
+from robust_dae_tf import fileio, paper_results
 from robust_dae_tf.attacks import objectives as attack_objectives
 from robust_dae_tf.attacks.config import budget_key
 from robust_dae_tf.attacks.objectives import LATENT, MAX_DAMAGE, PAPER_OBJECTIVES
@@ -84,54 +84,6 @@ GRID_ROW_LABELS = {"x": "x", "reconstruction": "x~ (rec.)", "adversarial": "x_a"
                    "adversarial_reconstruction": "x~_a", "target": "x_t (target)"}
 GRID_CELL_PX, GRID_TITLE_PX, GRID_DPI = 80, 40, 80
 CURVES_SIZE_IN, CURVES_DPI = (15.0, 4.5), 100
-
-
-# ------------------------------------------------------------------ atomic writes
-
-
-def _atomic_write(path: str, payload, mode: str = "w") -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, mode) as f:
-        f.write(payload)
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def write_json(path: str, payload) -> str:
-    return _atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-
-
-def write_text(path: str, text: str) -> str:
-    return _atomic_write(path, text)
-
-
-def check_writable(path: str, flag: str = "--output", directory: bool = False) -> str:
-    """`path` (absolute) if it can be written as a file (or, with `directory`, created or
-    filled as a directory), else one UserError naming `flag`. Meant to run before any long
-    work: the nearest existing ancestor must be a writable directory (missing directories
-    in between are created later) and `path` itself must not be of the other kind."""
-    path = os.path.abspath(path)
-    want = "a directory" if directory else "a file"
-    if os.path.exists(path) and os.path.isdir(path) != directory:
-        raise UserError(f"{flag}={path} exists and is not {want}; pass {want} path.")
-    ancestor = path if directory else os.path.dirname(path)
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise UserError(f"{flag}={path} cannot be written: {ancestor} is a file, not a directory; pass a path "
-                        "in a directory.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}={path} cannot be written: no write permission in {ancestor}; pass a writable path.")
-    return path
 
 
 # ------------------------------------------------------------------ rows
@@ -474,11 +426,7 @@ def _pyplot():
 
 def save_figure(fig, path: str, dpi=None) -> str:
     """Writes `fig` as PNG to a temporary name and renames it to `path` (default dpi: the figure's)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=dpi or fig.dpi)
-    os.replace(tmp, path)
-    return path
+    return fileio.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi or fig.dpi))
 
 
 def _series(robustness: dict, attack: str, metric: str):
@@ -775,11 +723,7 @@ def save_examples_npz(path: str, examples: dict) -> str:
         for key, value in entry.items():
             if value is not None:
                 arrays[f"{attack}/{key}"] = np.asarray(value, np.float32)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return fileio.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def write_report(output_dir: str, row: dict, examples: dict | None = None, tensorboard: bool = True,
@@ -790,10 +734,10 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     files = []
     t1 = table1_markdown([row], digits)
     t3 = table3_markdown([row])
-    files.append(write_text(os.path.join(output_dir, "table1.md"), t1))
-    files.append(write_text(os.path.join(output_dir, "table1.csv"), table1_csv([row])))
-    files.append(write_text(os.path.join(output_dir, "table3.md"), t3))
-    files.append(write_text(os.path.join(output_dir, "table3.csv"), table3_csv([row])))
+    files.append(fileio.write_text_atomic(os.path.join(output_dir, "table1.md"), t1))
+    files.append(fileio.write_text_atomic(os.path.join(output_dir, "table1.csv"), table1_csv([row])))
+    files.append(fileio.write_text_atomic(os.path.join(output_dir, "table3.md"), t3))
+    files.append(fileio.write_text_atomic(os.path.join(output_dir, "table3.csv"), table3_csv([row])))
     figures, grids = {}, {}
     figures_dir = os.path.join(output_dir, FIGURES_DIR)
     if row.get("robustness"):
@@ -817,8 +761,8 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
         markdown += f"### Table 3 (downstream classifier)\n\n{t3}\n"
     for name in figures:
         markdown += f"\n![{name}]({FIGURES_DIR}/{os.path.basename(figures[name])})\n"
-    files.append(write_text(os.path.join(output_dir, "report.md"), markdown))
-    files.append(write_json(os.path.join(output_dir, SUMMARY_FILE), row))
+    files.append(fileio.write_text_atomic(os.path.join(output_dir, "report.md"), markdown))
+    files.append(fileio.write_json_atomic(os.path.join(output_dir, SUMMARY_FILE), row))
     return {"markdown": markdown, "files": files}
 
 

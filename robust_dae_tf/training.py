@@ -141,10 +141,7 @@ def _write_state(directory: str, steps: list[int]) -> None:
     lines += [f"all_model_checkpoint_paths: {json.dumps(name)}" for name in names]
     lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
     lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
-    path = os.path.join(directory, STATE_FILE)
-    with open(f"{path}.tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(f"{path}.tmp", path)
+    fileio.write_text_atomic(os.path.join(directory, STATE_FILE), "\n".join(lines) + "\n")
 
 
 def _checkpointed_variables(checkpoint: tf.train.Checkpoint) -> list:
@@ -275,7 +272,8 @@ def effective_steps_per_execution(requested: int, steps_per_epoch: int, skip_bat
     return max(k, 1)
 
 
-def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_callbacks=()) -> dict:
+def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_callbacks=(),
+          validate: bool = True) -> dict:
     """Trains (or resumes) a model; returns {"model", "history", "final_metrics", "steps"}.
 
     Args:
@@ -285,8 +283,11 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
       image_shape: (H, W, C).
       strategy: a tf.distribute strategy; default from `make_strategy`.
       extra_callbacks: Keras callbacks run after the built-in ones.
+      validate: check the config first (`config_lib.validate`, before anything is written);
+        the training pipeline, which validated it where the run started, passes False.
     """
-    config_lib.validate(config)
+    if validate:
+        config_lib.validate(config)
     check_or_record_config(config, workdir)
     strategy = strategy or make_strategy(config.train.num_cpu_devices)
     model = compile_model(config, image_shape, strategy)

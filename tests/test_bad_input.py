@@ -103,7 +103,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from robust_dae_tf import components  # noqa: E402
+from robust_dae_tf.pipeline.training import ExampleGen  # noqa: E402
 from tests.test_data import write_class_folders, write_png  # noqa: E402
 
 # 3 classes x 2 training images (+ 1 test image each): 2 steps of 3 images.
@@ -180,7 +180,7 @@ def _cached_examples(tmp_path, damage):
     data_dir = tmp_path / "data"
     write_class_folders(data_dir, (32, 32, 1), np.random.default_rng(1))
     uri = str(tmp_path / "run" / "examples")
-    components.ExampleGen("mnist", str(data_dir))({"examples": uri})
+    ExampleGen("mnist", str(data_dir))({"examples": uri})
     return data_dir, tmp_path / "run", uri, _damage_examples(uri, damage)
 
 
@@ -364,7 +364,7 @@ def _loading_model(tmp_path, kind):
         if kind in ("reads_in_encode", "table_from_file"):
             target.write_text("a\nb\n")
         return save_crafted(kind, tmp_path / "model", target), target
-    from tests.test_evaluation import _export_tiny
+    from tests.helpers import export_tiny_autoencoder as _export_tiny
     from tests.test_export import _corrupt
 
     path = _export_tiny(str(tmp_path / "model"))

@@ -9,16 +9,11 @@ import tensorflow as tf
 import numpy as np
 import pytest
 
-from robust_dae_tf import components, fid, priors
-from robust_dae_tf.errors import ConfigError, UserError
+from robust_dae_tf import fid, priors
+from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.metrics.frechet import frechet_distance_from_features
 from tests.helpers import digits_arrays
-
-
-@pytest.fixture(scope="module")
-def digits_examples(tmp_path_factory):
-    uri = str(tmp_path_factory.mktemp("fid_examples") / "examples")
-    return components.ExampleGen("digits")({"examples": uri})["examples"]
+from tests.metrics.test_frechet import _eig_frechet
 
 
 @pytest.fixture(scope="module")
@@ -113,17 +108,42 @@ def test_frechet_score_plumbing_matches_manual_computation(digits_float):
     _, _, test_x, _ = digits_float
     prior = {"type": "normal", "latent_dim": 3}
     model = DecodeToImages(test_x, prior)
-    details = {}
-    value = fid.frechet_score(model, test_x, PixelStats(), num_samples=60, seed=5, batch_size=16, details=details)
+    result = fid.frechet_score(model, test_x, PixelStats(), num_samples=60, seed=5, batch_size=16)
+    value = result.value
     z = fid.sample_prior(prior, 60, seed=5)
     decoded = np.concatenate([model.decode(z[i:i + 16]) for i in range(0, 60, 16)])
     want = frechet_distance_from_features(PixelStats()(decoded), PixelStats()(test_x[:60]))
     assert isinstance(value, float)
     np.testing.assert_allclose(value, want, rtol=1e-10)
-    assert details["num_generated"] == 60 and details["num_reference"] == 60
+    assert result.num_generated == 60 and result.num_reference == 60
+    assert result.as_dict() == {"value": value, "num_generated": 60, "num_reference": 60,
+                                "extractor": {"name": "pixel-stats"}, "seed": 5}
     # A brighter generator is further away.
     shifted = fid.frechet_score(DecodeToImages(test_x, prior, 0.3), test_x, PixelStats(), num_samples=60, seed=5)
-    assert shifted > value + 0.01
+    assert shifted.value > value + 0.01
+
+
+def test_frechet_score_takes_a_dataset_and_matches_an_independent_computation(digits_float):
+    """Dataset in, result out: the reference images stream from a tf.data.Dataset of (uint8 image,
+    label) elements, as an Examples split holds them, and the distance equals one computed
+    from the same features with numpy (eigendecompositions, tests/metrics/test_frechet.py)."""
+    _, _, test_x, test_y = digits_float
+    prior = {"type": "normal", "latent_dim": 3}
+    model = DecodeToImages(test_x, prior, shift=0.1)
+    uint8 = np.round(test_x * 255).astype(np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices({"image": uint8, "label": test_y})
+    result = fid.frechet_score(model, dataset, PixelStats(), num_samples=50, seed=2, batch_size=16)
+    z = fid.sample_prior(prior, 50, seed=2)
+    gen = PixelStats()(np.concatenate([model.decode(z[i:i + 16]) for i in range(0, 50, 16)]))
+    ref = PixelStats()(uint8[:50].astype(np.float32) / 255.0)
+    want = _eig_frechet(gen.mean(0), np.cov(gen, rowvar=False), ref.mean(0), np.cov(ref, rowvar=False))
+    np.testing.assert_allclose(result.value, want, rtol=1e-6)
+    assert (result.num_generated, result.num_reference, result.seed) == (50, 50, 2)
+    # The same images as an array give the same distance.
+    assert fid.frechet_score(model, uint8, PixelStats(), num_samples=50, seed=2, batch_size=16).value == \
+        pytest.approx(result.value, rel=1e-12)
+    with pytest.raises(DataError, match="fewer than 2"):
+        fid.frechet_score(model, dataset.take(1), PixelStats(), num_samples=50, seed=2)
 
 
 def test_frechet_score_needs_a_prior(digits_float):
@@ -131,34 +151,6 @@ def test_frechet_score_needs_a_prior(digits_float):
     model.metadata = {}
     with pytest.raises(ConfigError, match="no prior"):
         fid.frechet_score(model, digits_float[2], PixelStats(), num_samples=10)
-
-
-def test_dataset_classifier_features_cached_and_sensitive_to_shift(digits_examples, tmp_path, digits_float):
-    uri = str(tmp_path / "fd_digits")
-    extractor = fid.DatasetClassifierFeatures.load_or_train(uri, digits_examples, epochs=1, verbose=0)
-    assert extractor.name == "FD-digits-classifier"
-    marker = components.read_artifact(uri, fid.FEATURE_EXTRACTOR_TYPE)
-    assert 0.0 <= marker.properties["test_accuracy"] <= 1.0
-    assert marker.properties["task"] == "classifier" and marker.properties["epochs"] == 1
-    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
-    stamp = os.path.getmtime(os.path.join(uri, "artifact.json"))
-    time.sleep(0.01)
-    again = fid.DatasetClassifierFeatures.load_or_train(uri, digits_examples, epochs=1, verbose=0)  # cached
-    assert os.path.getmtime(os.path.join(uri, "artifact.json")) == stamp
-    with pytest.raises(UserError, match="feature extractor trained with"):
-        fid.DatasetClassifierFeatures.load_or_train(uri, digits_examples, epochs=2, verbose=0)
-
-    x = digits_float[2]
-    feats = extractor(x)
-    assert feats.shape == (len(x), 128) and feats.dtype == np.float64
-    np.testing.assert_allclose(again(x), feats, rtol=1e-5, atol=1e-5)
-    assert abs(frechet_distance_from_features(feats, extractor(x.copy()))) < 1e-6
-    rng = np.random.default_rng(0)
-    distances = [frechet_distance_from_features(
-        feats, extractor(np.clip(x + s * rng.standard_normal(x.shape).astype(np.float32), 0, 1)))
-        for s in (0.05, 0.2, 0.5)]
-    assert distances[0] > 1e-4
-    assert distances[0] < distances[1] < distances[2]
 
 
 def test_inception_offline_fails_fast_with_flag_hint(monkeypatch):
@@ -192,40 +184,20 @@ def test_inception_features_from_a_local_weights_file(tmp_path):
 
 
 def test_resolve_epochs_automatic_and_explicit():
-    def examples(n):
-        return components.Artifact("Examples", "", {"num_examples": {"train": n, "test": 10}})
-
     resolve = fid.DatasetClassifierFeatures.resolve_epochs
-    assert resolve(None, examples(1500)) == 20  # 12 steps per epoch: capped at 20 epochs
-    assert resolve(0, examples(60000)) == 2  # 469 steps per epoch: 2 epochs >= 600 steps
-    assert resolve(0, examples(20000)) == 4  # 157 steps per epoch
-    assert resolve(3, examples(1500)) == 3
+    assert resolve(None, 1500) == 20  # 12 steps per epoch: capped at 20 epochs
+    assert resolve(0, 60000) == 2  # 469 steps per epoch: 2 epochs >= 600 steps
+    assert resolve(0, 20000) == 4  # 157 steps per epoch
+    assert resolve(3, 1500) == 3
+    assert resolve(0, 0) == 20  # unknown size: one step per epoch, capped
     with pytest.raises(ConfigError, match="epoch"):
-        resolve(-1, examples(1500))
-
-
-def test_unlabelled_dataset_uses_rotation_prediction(tmp_path):
-    """celeb_a has no labels (-1): the extractor learns to predict 0/90/180/270 degree rotations."""
-    rng = np.random.default_rng(0)
-    uri = tmp_path / "examples"
-    for split, n in (("train", 64), ("test", 16)):
-        images = (rng.random((n, 16, 16, 3)) * 255).astype(np.uint8)
-        tf.data.Dataset.from_tensor_slices({"image": images, "label": np.full(n, -1, np.int64)}).save(
-            str(uri / split))
-    artifact = components.Artifact("Examples", str(uri), {
-        "source": {"dataset": "celeb_a", "data_dir": ""}, "image_shape": [16, 16, 3], "num_classes": 0,
-        "num_examples": {"train": 64, "test": 16}})
-    components.write_marker(artifact, "test")
-    extractor = fid.DatasetClassifierFeatures.load_or_train(str(tmp_path / "fd"), artifact, epochs=1, verbose=0)
-    assert extractor.name == "FD-celeb_a-rotation"
-    assert extractor.properties["task"] == "rotation" and extractor.properties["num_outputs"] == 4
-    assert extractor(rng.random((5, 16, 16, 3)).astype(np.float32)).shape == (5, 128)
+        resolve(-1, 1500)
 
 
 def test_feature_classifier_cache_is_one_place_per_user(monkeypatch, tmp_path):
     # Independent of the working directory, so every evaluation of a dataset reuses the
     # same extractor (FDs from separately trained extractors are on different scales).
-    from robust_dae_tf import evaluation
+    from robust_dae_tf.pipeline import evaluation
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     expected = os.path.join(str(tmp_path / "xdg"), "robust_dae_tf", "feature_extractors")

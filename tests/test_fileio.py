@@ -4,10 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from robust_dae_tf import fileio
-from robust_dae_tf.errors import ExportError
+from robust_dae_tf.errors import ExportError, UserError
 
 
 def test_failed_block_leaves_no_trace_and_keeps_the_old_directory(tmp_path):
@@ -66,3 +67,56 @@ def test_old_copy_of_a_replacement_killed_between_renames_is_moved_back(tmp_path
         with fileio.atomic_directory(str(target)):
             pass
     assert os.listdir(tmp_path) == ["out"] and os.listdir(target) == ["old.txt"]
+
+
+def test_atomic_write_keeps_the_old_file_and_no_temp_file_on_failure(tmp_path):
+    path = str(tmp_path / "sub" / "report.md")
+    assert fileio.write_text_atomic(path, "old ±\n") == path  # parents are created, UTF-8
+    assert open(path, "rb").read() == "old ±\n".encode()
+
+    def half(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        fileio.atomic_write(path, half)
+    assert os.listdir(tmp_path / "sub") == ["report.md"] and open(path).read() == "old ±\n"
+    fileio.write_bytes_atomic(path, b"\x00\x01")
+    assert open(path, "rb").read() == b"\x00\x01" and os.listdir(tmp_path / "sub") == ["report.md"]
+
+
+class _Scalar:
+    """Like a scalar tensor: converts to float, is not JSON."""
+
+    def __float__(self):
+        return 2.5
+
+
+def test_write_json_atomic_writes_numbers_of_numpy_and_tensors_as_json(tmp_path):
+    payload = {"b": np.float32(0.5), "a": np.int64(3), "c": np.arange(3), "d": _Scalar(), "e": (1, "x"),
+               "f": {"nested": np.bool_(True)}, "g": object}
+    path = fileio.write_json_atomic(str(tmp_path / "out.json"), payload)
+    text = open(path).read()
+    assert json.loads(text) == {"a": 3, "b": 0.5, "c": [0, 1, 2], "d": 2.5, "e": [1, "x"], "f": {"nested": True},
+                                "g": str(object)}
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True)  # indented, keys sorted, no newline
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_check_writable(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    new = tmp_path / "new" / "deeper"
+    assert fileio.check_writable(str(new / "out.md"), "--output") == str(new / "out.md")
+    assert fileio.check_writable(str(new), "--output", directory=True) == str(new)
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(UserError, match=r"^--output=.*a_file/x/out.md cannot be written: .*a_file is a file, not a"):
+        fileio.check_writable(str(afile / "x" / "out.md"), "--output")
+    with pytest.raises(UserError, match="--flag=.*a_file exists and is not a directory"):
+        fileio.check_writable(str(afile), "--flag", directory=True)
+    with pytest.raises(UserError, match="exists and is not a file"):
+        fileio.check_writable(str(tmp_path), "--output")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert fileio.check_writable(str(existing), "--output", directory=True) == str(existing)
+    assert os.listdir(existing) == [] and sorted(os.listdir(tmp_path)) == ["a_file", "existing"]  # probes removed

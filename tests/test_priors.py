@@ -98,3 +98,31 @@ def test_invalid_prior_arguments():
         GMMPrior(np.zeros((3,)), 1.0)
     with pytest.raises(ConfigError):
         GMMPrior(np.zeros((3, 2)), 0.0)
+
+
+def test_from_dict_round_trips_and_host_sampling_is_the_numpy_stream():
+    """One GMM sampler on the host (`sample_numpy`, used for FD prior samples): mode k with
+    probability weights[k], then mu_k + std * eps, from one NumPy PCG64 stream."""
+    prior = GMMPrior(one_hot_centers(4, 3, 2.0), std=0.5)
+    again = GMMPrior.from_dict(prior.to_dict())
+    assert again.to_dict() == prior.to_dict() and again.to_dict()["weights"] == [0.25] * 4
+    np.testing.assert_array_equal(again.covariance_numpy(), prior.covariance_numpy())
+    centers, weights = np.array([[0.0, 1.0], [3.0, -2.0], [5.0, 5.0]]), [0.6, 0.3, 0.1]
+    weighted = GMMPrior.from_dict({"type": "gmm", "centers": centers.tolist(), "std": 0.5, "weights": weights})
+    rng = np.random.default_rng(7)
+    modes = rng.choice(3, size=1000, p=np.array(weights) / np.sum(weights))
+    want = (centers[modes] + 0.5 * rng.standard_normal((1000, 2))).astype(np.float32)
+    np.testing.assert_array_equal(weighted.sample_numpy(1000, seed=7), want)
+    # The weights reach the statistics too: mean, eq. 5 and the marginal CDF of eq. 3.
+    np.testing.assert_allclose(weighted.mean_numpy(), np.array(weights) @ centers)
+    centered = centers - np.array(weights) @ centers
+    np.testing.assert_allclose(weighted.covariance_numpy(),
+                               0.25 * np.eye(2) + sum(w * np.outer(c, c) for w, c in zip(weights, centered)),
+                               atol=1e-12)
+    z = np.array([[0.3, -1.0], [4.0, 2.0]], np.float32)
+    cdf = sum(w * scipy.stats.norm.cdf(z, loc=c, scale=0.5) for w, c in zip(weights, centers))
+    np.testing.assert_allclose(weighted.marginal_cdf(z).numpy(), cdf, atol=1e-6)
+    with pytest.raises(ConfigError, match="weights must be 3 non-negative numbers summing to 1"):
+        GMMPrior(centers, 0.5, weights=[0.9, 0.9, 0.1])
+    with pytest.raises(ConfigError, match="not a GMM prior"):
+        GMMPrior.from_dict({"type": "normal", "latent_dim": 2})

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from robust_dae_tf import attacks, components, paper_results, reporting
+from robust_dae_tf import attacks, paper_results, reporting
 from robust_dae_tf.errors import ConfigError, UserError
+from robust_dae_tf.pipeline import artifacts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,7 +175,7 @@ def _fake_eval_dir(root, name, row, complete=True, model=None, summary=True):
         payload = dict(row[key], model=model or {"name": row["name"]})
         (directory / sub / filename).write_text(json.dumps(payload))
         if complete:
-            components.write_marker(components.Artifact(type_name, str(directory / sub)), "test")
+            artifacts.write_marker(artifacts.Artifact(type_name, str(directory / sub)), "test")
     if summary:
         (directory / "summary.json").write_text(json.dumps(row))
     return str(directory)
@@ -283,21 +284,6 @@ def test_start_evaluation_and_write_report_bracket_an_evaluation(tmp_path, monke
     files = reporting.write_report(directory, rows()[1], tensorboard=False)["files"]
     assert files[-1] == os.path.join(directory, "summary.json")
     assert reporting.load_evaluation(directory)["name"] == "model B"
-
-
-def test_check_writable(tmp_path):
-    afile = tmp_path / "a_file"
-    afile.write_text("")
-    new = tmp_path / "new" / "deeper"
-    assert reporting.check_writable(str(new / "out.md")) == str(new / "out.md")
-    assert reporting.check_writable(str(new), directory=True) == str(new)
-    assert not (tmp_path / "new").exists()  # checking creates nothing
-    with pytest.raises(UserError, match=r"^--output=.*a_file/x/out.md cannot be written: .*a_file is a file, not a"):
-        reporting.check_writable(str(afile / "x" / "out.md"))
-    with pytest.raises(UserError, match="--flag=.*a_file exists and is not a directory"):
-        reporting.check_writable(str(afile), "--flag", directory=True)
-    with pytest.raises(UserError, match="exists and is not a file"):
-        reporting.check_writable(str(tmp_path))
 
 
 # ------------------------------------------------------------------ comparison with the paper

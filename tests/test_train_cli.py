@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from robust_dae_tf import cli, components
-from robust_dae_tf.errors import UserError
+from robust_dae_tf import cli
+from robust_dae_tf.pipeline import artifacts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +32,7 @@ def test_train_cli_trains_exports_and_resumes(tmp_path):
     assert "SavedModel:" in done.stdout
     meta = json.load(open(os.path.join(export_dir, "robust_dae_tf.json")))
     assert meta["variant"] == "augmented" and meta["dataset"] == "digits" and meta["training"]["steps"] == 3
-    model = components.read_artifact(os.path.join(workdir, "trainer"), "Model")
+    model = artifacts.read_artifact(os.path.join(workdir, "trainer"), "Model")
     assert model.properties["steps"] == 3
     # Same command again: the export target exists -> one clear line, exit 1, nothing lost.
     again = run_train(*args)
@@ -127,25 +127,6 @@ def test_every_baseline_builds_from_every_dataset_config_and_encodes_its_images(
         assert model.prior.to_dict() == {"type": "normal", "latent_dim": config.model.latent_dim}
 
 
-def test_incomplete_artifact_is_never_consumed(tmp_path):
-    (tmp_path / "examples").mkdir()
-    with pytest.raises(UserError, match="not a complete Examples artifact"):
-        components.read_artifact(str(tmp_path / "examples"), "Examples")
-
-
-def test_example_gen_writes_and_reuses_its_artifact(tmp_path):
-    gen = components.ExampleGen("digits")
-    first = gen({"examples": str(tmp_path / "ex")})["examples"]
-    assert first.properties["num_examples"] == {"train": 1500, "test": 297}
-    stamp = os.path.getmtime(tmp_path / "ex" / "artifact.json")
-    second = gen({"examples": str(tmp_path / "ex")})["examples"]
-    assert second.properties == first.properties
-    assert os.path.getmtime(tmp_path / "ex" / "artifact.json") == stamp
-    splits = components.load_examples(second)
-    image = next(iter(splits["train"]))["image"]
-    assert image.shape == (32, 32, 1) and image.dtype.name == "uint8"
-
-
 @pytest.mark.parametrize(
     "content,override,message",
     [
@@ -176,34 +157,3 @@ def test_valid_config_flags_pass_the_check():
     cli.check_config_flags(["train.py", f"--config={path}", "--config.train.epochs=3", "--config.model.hidden_units",
                             "(32,)", "--noconfig.data.download", "--config.model.hidden_units[0]=5", "--", "--config.x=1"])
     cli.check_config_flags(["train.py", "--dataset=digits"])  # no --config: nothing to check
-
-
-def _quick_config():
-    from tests.helpers import small_config
-
-    return small_config("gmm_dae", epochs=1)
-
-
-@pytest.mark.parametrize("locked", ["workdir", "export_dir"])
-def test_the_pipeline_refuses_a_locked_workdir_or_export_dir_before_any_work(tmp_path, locked):
-    from robust_dae_tf import locking, pipeline
-    from tests.test_locking import lock_held_elsewhere
-
-    workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "sm")
-    os.makedirs(os.path.join(workdir, "examples"))
-    open(os.path.join(workdir, "examples", "first-run-data"), "w").close()
-    target = workdir if locked == "workdir" else export_dir
-    with lock_held_elsewhere(target, f"--{locked}") as first:
-        with pytest.raises(locking.DirectoryInUseError, match=rf"--{locked}=.* is in use .*pid {first.pid}"):
-            pipeline.run_training_pipeline(_quick_config(), workdir, export_dir)
-    assert os.listdir(workdir) == ["examples"] and os.listdir(os.path.join(workdir, "examples")) == ["first-run-data"]
-    assert not os.path.exists(export_dir)
-
-
-def test_the_pipeline_refuses_overlapping_workdir_and_export_dir(tmp_path):
-    from robust_dae_tf import pipeline
-    from robust_dae_tf.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="overlap"):
-        pipeline.run_training_pipeline(_quick_config(), str(tmp_path / "run"), str(tmp_path / "run" / "sm"))
-    assert not os.path.exists(tmp_path / "run")

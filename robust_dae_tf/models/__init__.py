@@ -27,8 +27,8 @@ __all__ = [
 
 
 def build_model(config, image_shape) -> Autoencoder:
-    """Builds the (uncompiled) model `config.model.variant` names (see `registry`)."""
-    from robust_dae_tf import config_lib
+    """Builds the (uncompiled) model `config.model.variant` names (see `registry`).
 
-    config_lib.validate(config)
+    `config` must be valid (`config_lib.validate`, which a run applies once where it
+    starts: `pipeline.run_training_pipeline`, or `training.train` called directly)."""
     return registry.build(config, image_shape)

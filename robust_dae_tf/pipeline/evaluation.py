@@ -1,9 +1,17 @@
-"""Evaluation components (TFX-style, like `robust_dae_tf.components`).
+"""The evaluation pipeline: three components and the function that runs them, as
+`bin/evaluate.py` does.
 
     RobustnessEvaluator  (saved_model: SavedModel, examples: Examples) -> report: EvaluationReport
     ClassifierEvaluator  (saved_model: SavedModel, examples: Examples) -> report: ClassifierReport,
                                                                           classifier: ClassifierSavedModel
     FidEvaluator         (saved_model: SavedModel, examples: Examples) -> report: FidReport
+
+`run_evaluation_pipeline(model, output, settings)` checks its arguments and that
+`output` can be written (before TensorFlow is imported, so a wrong flag fails within a
+second), locks `output` (`locking.lock_directory`), picks the examples (`select_examples`),
+runs the components that are not skipped and writes the report
+(`reporting.write_report`: tables, figures, TensorBoard and, last, summary.json).
+`EvaluationSettings` holds bin/evaluate.py's flags, with the same names and defaults.
 
 Each component validates its inputs before any long computation and raises ONE
 `UserError` naming the problem:
@@ -15,32 +23,43 @@ Each component validates its inputs before any long computation and raises ONE
   is NaN (`DataError`);
 * a budget <= 0, zero images or trials (`ConfigError`).
 
-Outputs are written to `<uri>.tmp-<pid>` and renamed into place after the
-`artifact.json` marker has been written (last), so a failed or interrupted run never
-leaves a directory that looks complete; rerunning replaces a previous complete output.
+Outputs are artifacts (`artifacts.write_artifact`): written to `<uri>.tmp-<pid>` and
+renamed into place after the `artifact.json` marker has been written (last), so a
+failed or interrupted run never leaves a directory that looks complete; rerunning
+replaces a previous complete output.
 
 Report files: `robustness.json` (+ `examples.npz`: the example images for the grids),
 `classifier.json` (+ the classifier SavedModel in its own artifact directory) and
 `fid.json`. Each report has a "model" section (path, dataset, variant, display name).
-Names of the sub-directories are in `robust_dae_tf.reporting`.
+Names of the sub-directories are in `robust_dae_tf.reporting`. The components do the
+file work; the metrics they call (`robustness`, `classifier`, `fid`) take arrays and
+datasets and return results. The FD feature classifier is cached as a
+`FeatureExtractor` artifact (`load_or_train_feature_extractor`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
 import time
 
 import numpy as np
-import tensorflow as tf
 
-from robust_dae_tf import components, data, export, fid, fileio, reporting
-from robust_dae_tf.components import Artifact, Component
+from robust_dae_tf import fileio, locking, reporting
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
+from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_examples,
+                                              read_artifact, write_artifact, write_marker)
+
+# TensorFlow and the modules that import it (data, export, fid, classifier, robustness,
+# attacks) are imported inside the functions that use them: see the module docstring.
 
 SAVED_MODEL, EXAMPLES = "SavedModel", "Examples"
 EVALUATION_REPORT, CLASSIFIER_REPORT, CLASSIFIER_SAVED_MODEL, FID_REPORT = (
     "EvaluationReport", "ClassifierReport", "ClassifierSavedModel", "FidReport")
+FEATURE_EXTRACTOR = "FeatureExtractor"
+_CLASSIFIER_FILE = "classifier.keras"
 _PROBE_IMAGES = 8
 _MODEL_CACHE: dict = {}
 
@@ -53,12 +72,12 @@ def saved_model_artifact(path: str) -> Artifact:
     else any directory with saved_model.pb (e.g. exported by `export.export_saved_model`)."""
     if not path or not os.path.isdir(path):
         raise ExportError(f"--model={path} is not a directory; pass a SavedModel directory written by bin/train.py.")
-    if os.path.exists(os.path.join(path, components.MARKER)):
+    if os.path.exists(os.path.join(path, MARKER)):
         try:
-            return components.read_artifact(path, SAVED_MODEL)
-        except (OSError, ValueError, AttributeError) as err:  # a truncated / hand-edited marker
-            raise ExportError(f"{os.path.join(path, components.MARKER)} is not a valid artifact marker "
-                              f"({str(err).splitlines()[0][:120]}); re-export the model.") from None
+            return read_artifact(path, SAVED_MODEL)
+        except DamagedMarkerError as err:  # a truncated / hand-edited marker
+            raise ExportError(f"{os.path.join(path, MARKER)} is not a valid artifact marker "
+                              f"({err.problem.splitlines()[0][:160]}); re-export the model.") from None
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ExportError(f"{path} is not a SavedModel directory (no saved_model.pb); pass the directory written by bin/train.py.")
     return Artifact(SAVED_MODEL, path, {})
@@ -66,12 +85,17 @@ def saved_model_artifact(path: str) -> Artifact:
 
 def read_model_metadata(path: str) -> dict:
     """The model's metadata (`export.read_metadata`: {} when absent, one error when damaged)."""
+    from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
+
     return export.read_metadata(path)
 
 
-def load_model(saved_model: Artifact) -> export.ExportedAutoencoder:
-    """Loads (once per process and path) the SavedModel; one ExportError naming the file or
-    directory for missing endpoints, corrupt metadata or any failure while loading."""
+def load_model(saved_model: Artifact):
+    """Loads (once per process and path) the SavedModel as an `export.ExportedAutoencoder`;
+    one ExportError naming the file or directory for missing endpoints, corrupt metadata
+    or any failure while loading."""
+    from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
+
     key = os.path.abspath(saved_model.uri)
     if key not in _MODEL_CACHE:
         read_model_metadata(saved_model.uri)  # names the metadata file when it is corrupt
@@ -102,9 +126,12 @@ def model_info(model, saved_model: Artifact) -> dict:
     }
 
 
-def validated_model(saved_model: Artifact, examples: Artifact) -> export.ExportedAutoencoder:
+def validated_model(saved_model: Artifact, examples: Artifact):
     """The loaded model, after checking its endpoints, image shape and finiteness on test images."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     from robust_dae_tf import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import data, export  # pylint: disable=import-outside-toplevel
 
     model = load_model(saved_model)
     expected = tuple(int(d) for d in examples.properties["image_shape"])
@@ -120,7 +147,7 @@ def validated_model(saved_model: Artifact, examples: Artifact) -> export.Exporte
             f"the SavedModel {saved_model.uri} takes {tuple(shape)} images but {dataset} images are {expected}; "
             "evaluate it on the dataset it was trained on (--dataset)."
         )
-    images, _ = data.take_arrays(components.load_examples(examples)["test"], _PROBE_IMAGES)
+    images, _ = data.take_arrays(load_examples(examples)["test"], _PROBE_IMAGES)
     if len(images) == 0:
         raise DataError(f"the test split of {examples.uri} is empty.")
     x = data.to_float(images)
@@ -149,15 +176,6 @@ def check_budgets(budgets) -> tuple:
 def _check_positive(value, flag: str) -> None:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}.")
-
-
-def write_artifact(uri: str, type_name: str, producer: str, properties: dict, write_fn) -> Artifact:
-    """Runs write_fn(tmp_dir), writes the marker LAST, then renames tmp_dir to `uri`."""
-    uri = os.path.abspath(uri)
-    with fileio.atomic_directory(uri, overwrite=True) as tmp:
-        write_fn(tmp)
-        components.write_marker(Artifact(type_name, tmp, properties), producer)
-    return Artifact(type_name, uri, properties)
 
 
 def _require_finite(report: dict, what: str, uri: str) -> None:
@@ -217,7 +235,7 @@ class RobustnessEvaluator(Component):
         _require_finite(report, "robustness report", saved_model.uri)
 
         def write(tmp):
-            reporting.write_json(os.path.join(tmp, reporting.ROBUSTNESS_FILE), report)
+            fileio.write_json_atomic(os.path.join(tmp, reporting.ROBUSTNESS_FILE), report)
             if examples_arrays:
                 reporting.save_examples_npz(os.path.join(tmp, reporting.EXAMPLES_FILE), examples_arrays)
 
@@ -242,8 +260,10 @@ def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) ->
 
     ConfigError naming --pool_size when the pool is too small for the latent attack's
     targets: fewer than two images, or images of one class from a split with several."""
+    from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
+
     check_pool_size(pool_size)
-    images, labels = data.take_arrays(components.load_examples(examples)["test"])
+    images, labels = data.take_arrays(load_examples(examples)["test"])
     all_labels = labels
     if len(images) > pool_size:
         keep = np.sort(np.random.default_rng(seed).choice(len(images), pool_size, replace=False))
@@ -256,12 +276,20 @@ def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) ->
     return data.to_float(images).numpy(), labels
 
 
+REPORT_FILES = {EVALUATION_REPORT: reporting.ROBUSTNESS_FILE, CLASSIFIER_REPORT: reporting.CLASSIFIER_FILE,
+                FID_REPORT: reporting.FID_FILE}
+
+
+def read_report(report: Artifact) -> dict:
+    """The JSON report of a report artifact (robustness.json, classifier.json or fid.json)."""
+    with open(os.path.join(report.uri, REPORT_FILES[report.type_name])) as f:
+        return json.load(f)
+
+
 def read_robustness(report: Artifact) -> tuple[dict, dict]:
     """(robustness.json payload, examples arrays) of an EvaluationReport artifact."""
-    with open(os.path.join(report.uri, reporting.ROBUSTNESS_FILE)) as f:
-        payload = json.load(f)
     npz = os.path.join(report.uri, reporting.EXAMPLES_FILE)
-    return payload, (reporting.load_examples_npz(npz) if os.path.exists(npz) else {})
+    return read_report(report), (reporting.load_examples_npz(npz) if os.path.exists(npz) else {})
 
 
 # ------------------------------------------------------------------ downstream classifier
@@ -294,7 +322,7 @@ class ClassifierEvaluator(Component):
             )
         model = validated_model(saved_model, examples)
         info = model_info(model, saved_model)
-        splits = components.load_examples(examples)
+        splits = load_examples(examples)
         mlp, report = classifier_lib.evaluate_downstream(model, splits["train"], splits["test"], num_classes,
                                                          self.config, attack_fn=self.attack_fn,
                                                          progress=self.progress)
@@ -315,11 +343,64 @@ class ClassifierEvaluator(Component):
                         "attacked_accuracy": report["attacked_accuracy"]["mean"]}
         rep_artifact = write_artifact(
             output_uris["report"], CLASSIFIER_REPORT, self.name, report_props,
-            lambda tmp: reporting.write_json(os.path.join(tmp, reporting.CLASSIFIER_FILE), report))
+            lambda tmp: fileio.write_json_atomic(os.path.join(tmp, reporting.CLASSIFIER_FILE), report))
         return {"report": rep_artifact, "classifier": cls_artifact}
 
 
 # ------------------------------------------------------------------ FID
+
+
+def load_feature_extractor(uri: str):
+    """The `fid.DatasetClassifierFeatures` cached in the FeatureExtractor artifact at `uri`."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
+    artifact = read_artifact(uri, FEATURE_EXTRACTOR)
+    classifier = keras.models.load_model(os.path.join(uri, _CLASSIFIER_FILE), compile=False)
+    return fid.DatasetClassifierFeatures(classifier, artifact.properties, uri)
+
+
+def load_or_train_feature_extractor(uri: str, examples: Artifact, epochs: int | None = None, batch_size: int = 128,
+                                    seed: int = 0, verbose: int = 2):
+    """The FD feature classifier of `examples` (an Examples artifact) cached at `uri`, or
+    trained on them (`fid.train_feature_classifier`) and cached there as a FeatureExtractor
+    artifact: classifier.keras + metrics.json + artifact.json with the source, task,
+    epochs, seed and test accuracy (the marker written last, the directory renamed into
+    place). A cache trained otherwise is refused (UserError).
+
+    epochs: None or 0 = automatic (`fid.DatasetClassifierFeatures.resolve_epochs`)."""
+    from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
+    num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
+    epochs = fid.DatasetClassifierFeatures.resolve_epochs(epochs, num_train, batch_size)
+    num_classes = int(examples.properties.get("num_classes", 0))
+    wanted = {"source": examples.properties["source"], "task": fid.feature_task(num_classes), "epochs": epochs,
+              "seed": seed}
+    if os.path.exists(os.path.join(uri, MARKER)):
+        cached = read_artifact(uri, FEATURE_EXTRACTOR)
+        if all(cached.properties.get(k) == v for k, v in wanted.items()):
+            return load_feature_extractor(uri)
+        raise UserError(
+            f"{uri} holds a feature extractor trained with "
+            f"{ {k: cached.properties.get(k) for k in wanted} }, not {wanted}; "
+            "choose another --feature_cache or delete that directory."
+        )
+    image_shape = tuple(examples.properties["image_shape"])
+    classifier, metrics = fid.train_feature_classifier(load_examples(examples), image_shape, num_classes, epochs,
+                                                       batch_size, seed, verbose)
+    properties = {
+        **wanted,
+        "dataset": examples.properties["source"]["dataset"],
+        "image_shape": list(image_shape),
+        **metrics,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with fileio.atomic_directory(uri.rstrip(os.sep), overwrite=True) as tmp:
+        classifier.save(os.path.join(tmp, _CLASSIFIER_FILE))
+        fileio.write_json_atomic(os.path.join(tmp, "metrics.json"), properties)
+        write_marker(Artifact(FEATURE_EXTRACTOR, tmp, properties), "DatasetClassifierFeatures")
+    return load_feature_extractor(uri)
 
 
 class FidEvaluator(Component):
@@ -337,6 +418,8 @@ class FidEvaluator(Component):
     def __init__(self, extractor="classifier", num_samples: int = 10000, seed: int = 0,
                  feature_cache: str | None = None, fd_classifier_epochs: int | None = None,
                  inception_weights: str | None = None, progress: bool = True):
+        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
         self.extractor = extractor
         self.num_samples = num_samples
         self.seed = seed
@@ -346,12 +429,17 @@ class FidEvaluator(Component):
         self.progress = progress
 
     def feature_cache_uri(self, examples: Artifact) -> str:
+        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
         dataset = examples.properties["source"]["dataset"]
-        task = "classifier" if int(examples.properties.get("num_classes", 0)) > 0 else "rotation"
-        epochs = fid.DatasetClassifierFeatures.resolve_epochs(self.fd_classifier_epochs, examples)
+        task = fid.feature_task(examples.properties.get("num_classes", 0))
+        num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
+        epochs = fid.DatasetClassifierFeatures.resolve_epochs(self.fd_classifier_epochs, num_train)
         return os.path.join(self.feature_cache, f"{dataset}_{task}_e{epochs}_s{self.seed}")
 
     def build_extractor(self, examples: Artifact):
+        from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
+
         if isinstance(self.extractor, fid.FeatureExtractor):
             return self.extractor
         if self.extractor == "inception":
@@ -359,8 +447,8 @@ class FidEvaluator(Component):
         if self.extractor == "classifier":
             uri = self.feature_cache_uri(examples)
             _log(self.progress, f"[fid] feature extractor: {uri}")
-            extractor = fid.DatasetClassifierFeatures.load_or_train(
-                uri, examples, epochs=self.fd_classifier_epochs, seed=self.seed, verbose=2 if self.progress else 0)
+            extractor = load_or_train_feature_extractor(uri, examples, epochs=self.fd_classifier_epochs, seed=self.seed,
+                                                        verbose=2 if self.progress else 0)
             accuracy = extractor.properties.get("test_accuracy", 1.0)
             chance = 1.0 / max(int(extractor.properties.get("num_outputs", 2)), 1)
             if accuracy < 0.5 * (1.0 + chance):
@@ -371,6 +459,8 @@ class FidEvaluator(Component):
         raise ConfigError(f"--fid_extractor={self.extractor!r} is unknown; choose classifier or inception.")
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
+        from robust_dae_tf import export, fid  # pylint: disable=import-outside-toplevel
+
         _check_positive(self.num_samples, "--fid_samples")
         if self.num_samples < 2:
             raise ConfigError("--fid_samples must be >= 2.")
@@ -388,15 +478,186 @@ class FidEvaluator(Component):
             )
         extractor = self.build_extractor(examples)
         start = time.time()
-        details: dict = {}
-        value = fid.frechet_score(model, examples, extractor, self.num_samples, self.seed, details=details)
-        _log(self.progress, f"[fid] {extractor.name} = {value:.3f} ({details['num_generated']} samples vs "
-                            f"{details['num_reference']} test images)")
-        report = {"name": extractor.name, "value": value, **details, "model": info,
+        result = fid.frechet_score(model, load_examples(examples)["test"], extractor, self.num_samples, self.seed)
+        _log(self.progress, f"[fid] {extractor.name} = {result.value:.3f} ({result.num_generated} samples vs "
+                            f"{result.num_reference} test images)")
+        report = {"name": extractor.name, **result.as_dict(), "reference_split": "test", "model": info,
                   "timing": {"seconds": time.time() - start}}
         _require_finite(report, "Frechet distance", saved_model.uri)
         artifact = write_artifact(
             output_uris["report"], FID_REPORT, self.name, {"model": info["path"], "name": extractor.name,
-                                                           "value": value},
-            lambda tmp: reporting.write_json(os.path.join(tmp, reporting.FID_FILE), report))
+                                                           "value": result.value},
+            lambda tmp: fileio.write_json_atomic(os.path.join(tmp, reporting.FID_FILE), report))
         return {"report": artifact}
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+@dataclasses.dataclass
+class EvaluationSettings:
+    """What to evaluate and how: bin/evaluate.py's flags (same names, same defaults; see
+    `bin/evaluate.py --help`). `budgets` and `classifier_hidden` may be numbers or the
+    flags' strings ("1,3,5" or ["1", "3", "5"])."""
+
+    examples: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    tfds_data_dir: str | None = None
+    trust_model: bool = False
+    num_images: int = 100
+    trials: int = 10
+    budgets: tuple = (1.0, 3.0, 5.0)
+    attack_steps: int | None = None
+    attack_restarts: int = 2
+    attack_exploration_starts: int | None = None
+    attack_xla: bool = True
+    attack_method: str = "pgd"
+    attack_chunk_size: int = 1000
+    pool_size: int = 5000
+    seed: int = 0
+    skip_robustness: bool = False
+    skip_classifier: bool = False
+    skip_fid: bool = False
+    fid_extractor: str | None = None
+    inception_weights: str | None = None
+    fid_samples: int = 10000
+    feature_cache: str | None = None
+    fd_classifier_epochs: int = 0
+    classifier_hidden: tuple = (256, 256)
+    classifier_dropout: float = 0.0
+    classifier_epochs: int = 20
+    classifier_attack_images: int = 1000
+    classifier_attack_trials: int = 1
+    classifier_budget: float = 1.0
+    tensorboard: bool = True
+
+
+def _numbers(values, flag: str, kind) -> tuple:
+    if isinstance(values, str):
+        values = values.split(",")
+    try:
+        return tuple(kind(v) for v in values)
+    except (TypeError, ValueError):
+        what = "numbers" if kind is float else "integers"
+        raise ConfigError(f"--{flag} must be comma-separated {what}, got {','.join(map(str, values))}.") from None
+
+
+def select_examples(metadata: dict, dataset: str, output: str, settings: EvaluationSettings) -> Artifact:
+    """The Examples artifact to evaluate on: `settings.examples` (it must hold `dataset`),
+    else the training run's examples (next to the run directory recorded in the model's
+    `metadata`) when they hold `dataset` and no --data_dir is given, else `dataset`
+    loaded by ExampleGen into <output>/examples."""
+    if settings.examples:
+        artifact = read_artifact(settings.examples, EXAMPLES)
+        if artifact.properties["source"]["dataset"] != dataset:
+            raise DataError(f"--examples={settings.examples} holds {artifact.properties['source']['dataset']}, "
+                            f"not {dataset}.")
+        return artifact
+    run_dir = metadata.get("run_dir")
+    if run_dir and not settings.data_dir:
+        candidate = os.path.join(os.path.dirname(run_dir), "examples")
+        if os.path.exists(os.path.join(candidate, MARKER)):
+            artifact = read_artifact(candidate, EXAMPLES)
+            if artifact.properties.get("source", {}).get("dataset") == dataset:
+                print(f"[data] using the training run's examples {candidate}", flush=True)
+                return artifact
+    from robust_dae_tf.pipeline.training import ExampleGen  # pylint: disable=import-outside-toplevel
+
+    print(f"[data] loading {dataset} into {os.path.join(output, 'examples')}", flush=True)
+    gen = ExampleGen(dataset, settings.data_dir or "", settings.tfds_data_dir or "")
+    return gen({"examples": os.path.join(output, "examples")})["examples"]
+
+
+def run_evaluation_pipeline(model: str, output: str | None = None, settings: EvaluationSettings | None = None) -> dict:
+    """Evaluates the SavedModel directory `model` into `output` (default
+    evaluations/<model dir name>), as bin/evaluate.py does.
+
+    Cheap checks first (arguments, `output` writable), then `output` is locked for the
+    rest; the model is admitted (`export.admit_saved_model`, unless `trust_model`) and
+    loaded, and every setting checked, before the data is loaded and any component runs.
+    Returns {"output": absolute path, "row": the summary row, "markdown": the report's
+    Markdown, "files": the report files, "artifacts": {part: report Artifact}}."""
+    settings = settings or EvaluationSettings()
+    if not model:
+        raise ConfigError("pass --model=<SavedModel directory> (e.g. saved_models/digits_robust).")
+    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+        raise ExportError(f"--model={model} is not a SavedModel directory (no saved_model.pb); pass a "
+                          "directory written by bin/train.py (saved_models/<run>).")
+    budgets = _numbers(settings.budgets, "budgets", float)
+    if settings.skip_robustness and settings.skip_classifier and settings.skip_fid:
+        raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
+    output = output or os.path.join("evaluations", os.path.basename(os.path.normpath(model)))
+    fileio.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
+    # The output has one owner: a second evaluation into it is refused, naming this one.
+    with locking.lock_directory(output, "--output"):
+        return _evaluate(model, output, budgets, settings)
+
+
+def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings) -> dict:
+    """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked."""
+    from robust_dae_tf import attacks, classifier, data, export, robustness  # pylint: disable=import-outside-toplevel
+
+    s = settings
+    export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
+    budgets = check_budgets(budgets)
+    saved_model = saved_model_artifact(model_path)
+    metadata = read_model_metadata(model_path)
+    dataset_name = s.dataset or metadata.get("dataset")
+    if not dataset_name:
+        raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
+    dataset = data.get_spec(dataset_name).name
+    if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
+        print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
+    attack = attacks.AttackConfig(steps=s.attack_steps, restarts=s.attack_restarts,
+                                  exploration_starts=s.attack_exploration_starts,
+                                  chunk_size=s.attack_chunk_size, method=s.attack_method,
+                                  jit_compile=s.attack_xla)
+    attacks.validate_config(attack)
+    if not s.skip_robustness:
+        check_pool_size(s.pool_size)
+    config = classifier.ClassifierConfig(
+        hidden_units=_numbers(s.classifier_hidden, "classifier_hidden", int), dropout=s.classifier_dropout,
+        epochs=s.classifier_epochs, seed=s.seed, attack_images=s.classifier_attack_images,
+        attack_budget=s.classifier_budget, attack_trials=s.classifier_attack_trials, attack=attack)
+    if not s.skip_classifier:
+        config.validate()
+    load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
+    examples = select_examples(metadata, dataset, output, s)
+    has_labels = int(examples.properties.get("num_classes", 0)) >= 2
+    if s.skip_robustness and s.skip_fid and not has_labels:
+        raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
+                          "the rest; drop one of them.")
+    # From here on parts of an earlier evaluation in `output` may be replaced: its summary.json
+    # no longer describes the directory (bin/compare.py reports it unfinished until the new one).
+    reporting.start_evaluation(output)
+
+    inputs = {"saved_model": saved_model, "examples": examples}
+    artifacts, row_parts, example_arrays = {}, {"robustness": None, "classifier": None, "fid": None}, {}
+    if not s.skip_robustness:
+        protocol = robustness.Protocol(num_images=s.num_images, trials=s.trials, budgets=budgets, seed=s.seed,
+                                       attack=attack)
+        artifacts["robustness"] = RobustnessEvaluator(protocol, s.pool_size)(
+            {"report": os.path.join(output, reporting.ROBUSTNESS_DIR)}, **inputs)["report"]
+        row_parts["robustness"], example_arrays = read_robustness(artifacts["robustness"])
+    if s.skip_classifier:
+        pass
+    elif not has_labels:
+        print(f"[classifier] skipped: {dataset} has no class labels", flush=True)
+    else:
+        artifacts["classifier"] = ClassifierEvaluator(config)(
+            {"report": os.path.join(output, reporting.CLASSIFIER_DIR),
+             "classifier": os.path.join(output, reporting.CLASSIFIER_MODEL_DIR)}, **inputs)["report"]
+        row_parts["classifier"] = read_report(artifacts["classifier"])
+    if not s.skip_fid:
+        extractor = s.fid_extractor or ("inception" if s.inception_weights else "classifier")
+        artifacts["fid"] = FidEvaluator(extractor, s.fid_samples, s.seed, s.feature_cache, s.fd_classifier_epochs,
+                                        s.inception_weights)(
+            {"report": os.path.join(output, reporting.FID_DIR)}, **inputs)["report"]
+        row_parts["fid"] = read_report(artifacts["fid"])
+
+    info = next(p["model"] for p in row_parts.values() if p)
+    row = reporting.make_row(info["name"], **row_parts)
+    written = reporting.write_report(output, row, example_arrays, tensorboard=s.tensorboard)
+    return {"output": os.path.abspath(output), "row": row, "markdown": written["markdown"],
+            "files": written["files"], "artifacts": artifacts}

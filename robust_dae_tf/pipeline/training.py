@@ -1,114 +1,41 @@
-"""TFX-style pipeline components: each stage declares typed input and output
-artifacts that live on disk, so stages can be rerun, cached and chained.
+"""The training pipeline: ExampleGen -> Trainer -> Exporter, as `bin/train.py` runs it.
 
-An artifact is a directory with an `artifact.json` marker written LAST:
-
-    {"type": "Examples", "producer": "ExampleGen", "properties": {...}, "created": ...}
-
-A directory without the marker is incomplete and is never consumed. Components:
+Each component declares typed input and output artifacts on disk
+(`robust_dae_tf.pipeline.artifacts`), so stages can be rerun, cached and chained:
 
     ExampleGen  ()                          -> examples: Examples
     Trainer     (examples: Examples)        -> model: Model          (resumable)
     Exporter    (model: Model)              -> saved_model: SavedModel
 
-Later stages (attack evaluation, downstream classifier, FID) are components taking a
-`SavedModel` (and `Examples`) artifact and producing report artifacts the same way.
+`run_training_pipeline` runs the three:
+
+    <workdir>/examples/   Examples artifact (preprocessed train/test splits)
+    <workdir>/trainer/    Model artifact (config.json, checkpoints/, logs/, history.json)
+    <export_dir>/         SavedModel artifact (+ robust_dae_tf.json metadata)
+
+It validates the run config once, where the run starts (`config_lib.validate`: the
+Trainer and the model builders trust it), and before any work it checks that both
+directories can be written and takes their locks (`locking.lock_directory`:
+`<workdir>.lock`, `<export_dir>.lock`), so a second run on the same workdir or export
+target stops at once with the first one named instead of replacing its files.
+The evaluation components that consume the SavedModel are in `pipeline.evaluation`.
 """
 
 from __future__ import annotations
 
-import logging
-import abc
-import dataclasses
-import datetime
+import contextlib
 import json
+import logging
 import os
-from typing import ClassVar
 
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, fileio, training
-from robust_dae_tf.errors import DataError, UserError
+from robust_dae_tf import config_lib, data, export, fileio, locking, training
+from robust_dae_tf.errors import ConfigError, DataError, UserError
+from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, examples_damage,
+                                              load_examples, read_artifact, write_marker)
 
 logger = logging.getLogger(__name__)
-
-MARKER = "artifact.json"
-
-
-@dataclasses.dataclass
-class Artifact:
-    type_name: str
-    uri: str
-    properties: dict = dataclasses.field(default_factory=dict)
-
-
-def write_marker(artifact: Artifact, producer: str) -> None:
-    payload = {
-        "type": artifact.type_name,
-        "producer": producer,
-        "properties": artifact.properties,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    fileio.write_json_atomic(os.path.join(artifact.uri, MARKER), payload)
-
-
-class DamagedMarkerError(UserError):
-    """An artifact.json that is not valid JSON or not a marker; `problem` says which."""
-
-    def __init__(self, problem: str, uri: str, type_name: str):
-        self.problem = problem
-        super().__init__(
-            f"{problem}; the {type_name} artifact in {uri} is damaged: delete it and run the stage "
-            "that writes it again."
-        )
-
-
-def read_artifact(uri: str, type_name: str) -> Artifact:
-    """Loads a complete artifact of `type_name` from `uri`, or raises one clear error."""
-    path = os.path.join(uri, MARKER)
-    if not os.path.exists(path):
-        raise UserError(
-            f"{uri} is not a complete {type_name} artifact (no {MARKER}); the stage that writes it "
-            "did not finish: run it again."
-        )
-    try:
-        with open(path) as f:
-            payload = json.load(f)
-    except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
-        raise DamagedMarkerError(f"{path} cannot be read as JSON ({err})", uri, type_name) from err
-    if not isinstance(payload, dict) or not isinstance(payload.get("properties", {}), dict):
-        raise DamagedMarkerError(
-            f"{path} is not an artifact marker (a JSON object with 'type' and 'properties')", uri, type_name
-        )
-    if payload.get("type") != type_name:
-        raise UserError(f"{uri} holds a {payload.get('type')} artifact, expected {type_name}.")
-    return Artifact(type_name, uri, payload.get("properties", {}))
-
-
-class Component(abc.ABC):
-    """A pipeline stage with declared input and output artifact types."""
-
-    inputs: ClassVar[dict] = {}
-    outputs: ClassVar[dict] = {}
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
-    def __call__(self, output_uris: dict, **inputs: Artifact) -> dict:
-        for key, type_name in self.inputs.items():
-            if key not in inputs:
-                raise UserError(f"{self.name} needs input artifact {key!r} ({type_name}).")
-            if inputs[key].type_name != type_name:
-                raise UserError(f"{self.name}: input {key!r} must be {type_name}, got {inputs[key].type_name}.")
-        if set(output_uris) != set(self.outputs):
-            raise UserError(f"{self.name} writes outputs {sorted(self.outputs)}, got {sorted(output_uris)}.")
-        logger.info("Running %s -> %s", self.name, output_uris)
-        return self.run(output_uris, **inputs)
-
-    @abc.abstractmethod
-    def run(self, output_uris: dict, **inputs: Artifact) -> dict:
-        """Produces the output artifacts (complete, with markers) and returns them."""
 
 
 class ExampleGen(Component):
@@ -185,9 +112,6 @@ class ExampleGen(Component):
         return {"examples": Artifact("Examples", uri, properties)}
 
 
-_SPLITS = ("train", "test")
-
-
 def _saved_files(directory: str) -> dict:
     """{path relative to `directory`: size in bytes} of every file under it."""
     sizes = {}
@@ -198,59 +122,10 @@ def _saved_files(directory: str) -> dict:
     return sizes
 
 
-def examples_damage(examples: Artifact, count_unrecorded: bool = False) -> str | None:
-    """What is wrong with the saved splits of an Examples artifact, or None.
-
-    Compares the byte size of every saved file with the size recorded when it was
-    written (one stat per file). An artifact written before sizes were recorded is
-    checked by counting its elements when `count_unrecorded` (reads the whole cache),
-    and not at all otherwise."""
-    recorded = examples.properties.get("files")
-    if recorded is None:
-        return _count_damage(examples) if count_unrecorded else None
-    for split in _SPLITS:
-        sizes = recorded.get(split) if isinstance(recorded, dict) else None
-        if not isinstance(sizes, dict) or not sizes:
-            return f"its marker records no files for the {split} split"
-        for name, size in sorted(sizes.items()):
-            path = os.path.join(examples.uri, split, name)
-            if not os.path.isfile(path):
-                return f"{path} is missing"
-            if os.path.getsize(path) != size:
-                return f"{path} has {os.path.getsize(path)} bytes, {size} were written"
-    return None
-
-
-def _count_damage(examples: Artifact) -> str | None:
-    counts = examples.properties.get("num_examples")
-    if not isinstance(counts, dict):
-        return "its marker records no example counts"
-    for split in _SPLITS:
-        try:
-            ds = tf.data.Dataset.load(os.path.join(examples.uri, split))
-            # Not `data.count_examples`: the cardinality comes from the metadata, not the shards.
-            found = int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
-        except (tf.errors.OpError, ValueError) as err:
-            return f"its {split} split cannot be read: {str(err).strip().splitlines()[0]}"
-        if found != counts.get(split):
-            return f"its {split} split holds {found} examples, {counts.get(split)} were written"
-    return None
-
-
-def load_examples(examples: Artifact) -> dict:
-    """{"train": ds, "test": ds} of an Examples artifact, after checking its file sizes."""
-    damage = examples_damage(examples)
-    if damage:
-        raise DataError(
-            f"the examples in {examples.uri} are damaged ({damage}); run the command that wrote them "
-            "again (ExampleGen rebuilds a damaged cache) or delete the directory."
-        )
-    return {split: tf.data.Dataset.load(os.path.join(examples.uri, split)) for split in _SPLITS}
-
-
 class Trainer(Component):
-    """Trains the model of `config` on the examples; the output directory is the run's
-    work directory (config, checkpoints, TensorBoard logs, history). Rerunning resumes."""
+    """Trains the model of `config` (validated by the caller, `config_lib.validate`) on the
+    examples; the output directory is the run's work directory (config, checkpoints,
+    TensorBoard logs, history). Rerunning resumes."""
 
     inputs = {"examples": "Examples"}
     outputs = {"model": "Model"}
@@ -268,7 +143,9 @@ class Trainer(Component):
                 f"but the config trains on {self.config.dataset}."
             )
         image_shape = tuple(examples.properties["image_shape"])
-        self.result = training.train(self.config, uri, load_examples(examples), image_shape, self.strategy)
+        # The config was validated where the run started (run_training_pipeline).
+        self.result = training.train(self.config, uri, load_examples(examples), image_shape, self.strategy,
+                                     validate=False)
         properties = {
             "image_shape": list(image_shape),
             "dataset": self.config.dataset,
@@ -325,3 +202,63 @@ class Exporter(Component):
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)
         return {"saved_model": artifact}
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+def canonical_dataset(name: str) -> str:
+    return data.get_spec(name).name
+
+
+def _nested(inner: str, outer: str) -> bool:
+    inner, outer = os.path.realpath(inner), os.path.realpath(outer)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrite: bool = False, strategy=None) -> dict:
+    """Runs the three components; returns the trainer result plus artifact locations.
+
+    The one validation of the run config (`config_lib.validate`) happens here, before
+    any directory is touched."""
+    with config.unlocked():
+        config.dataset = canonical_dataset(config.dataset)
+    config_lib.validate(config)
+    if export_dir and (_nested(export_dir, workdir) or _nested(workdir, export_dir)):
+        raise ConfigError(f"--export_dir={export_dir} and --workdir={workdir} overlap; the export would replace "
+                          "run files (or the reverse): give them separate directories.")
+    fileio.check_writable(workdir, "--workdir", directory=True)
+    if export_dir:
+        fileio.check_writable(export_dir, "--export_dir", directory=True)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(locking.lock_directory(workdir, "--workdir"))
+        if export_dir:
+            locks.enter_context(locking.lock_directory(export_dir, "--export_dir"))
+            if os.path.exists(export_dir) and not overwrite:
+                raise ConfigError(f"export path {export_dir} exists; choose another --export_dir or pass --overwrite.")
+        # Logical CPU devices must be configured before TensorFlow runs any op.
+        training.configure_cpu_devices(config.train.num_cpu_devices)
+
+        examples = ExampleGen(
+            config.dataset, config.data.data_dir, config.data.tfds_data_dir, config.data.download
+        )({"examples": os.path.join(workdir, "examples")})["examples"]
+        trainer = Trainer(config, strategy)
+        model = trainer({"model": os.path.join(workdir, "trainer")}, examples=examples)["model"]
+        result = dict(trainer.result)
+        result.update(workdir=workdir, model_dir=model.uri, export_dir=None)
+        if export_dir:
+            saved = Exporter(overwrite)({"saved_model": export_dir}, model=model)["saved_model"]
+            result["export_dir"] = saved.uri
+    return result
+
+
+def summary(result: dict) -> str:
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result["final_metrics"].items()))
+    lines = [
+        f"Trained {result['steps']} steps ({result['num_train_examples']} training images).",
+        f"Validation: {metrics}",
+        f"Run directory: {result['model_dir']}  (tensorboard --logdir {result['model_dir']}/logs)",
+    ]
+    if result.get("export_dir"):
+        lines.append(f"SavedModel: {result['export_dir']}")
+    return "\n".join(lines)

@@ -1,22 +1,28 @@
-"""Tests of the evaluation components and bin/evaluate.py / bin/compare.py."""
+"""Tests of robust_dae_tf.pipeline.evaluation (the evaluation components and
+run_evaluation_pipeline) and of bin/evaluate.py / bin/compare.py / bin/check_attacks.py."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, components, evaluation, export, fid, reporting, robustness
+from robust_dae_tf import classifier, export, fid, fileio, reporting, robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
+from robust_dae_tf.metrics.frechet import frechet_distance_from_features
+from robust_dae_tf.pipeline import artifacts, evaluation
+from robust_dae_tf.pipeline.training import ExampleGen
 from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
+from tests.helpers import digits_arrays
 from tests.helpers import export_tiny_autoencoder as _export_tiny
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class EncodeOnly(tf.Module):
@@ -28,7 +34,7 @@ class EncodeOnly(tf.Module):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
-    examples = components.ExampleGen("digits")({"examples": str(root / "run" / "examples")})["examples"]
+    examples = ExampleGen("digits")({"examples": str(root / "run" / "examples")})["examples"]
     paths = {
         "good": _export_tiny(str(root / "good"), run_dir=str(root / "run" / "trainer")),
         "wrong_shape": _export_tiny(str(root / "wrong_shape"), shape=(28, 28, 1)),
@@ -111,7 +117,7 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     saved = evaluation.saved_model_artifact(setup.paths["good"])
     out = evaluation.RobustnessEvaluator(protocol(), pool_size=50, progress=False)(
         {"report": str(tmp_path / "robustness")}, saved_model=saved, examples=setup.examples)["report"]
-    assert components.read_artifact(out.uri, "EvaluationReport").properties["budgets"] == [1.0]
+    assert artifacts.read_artifact(out.uri, "EvaluationReport").properties["budgets"] == [1.0]
     payload, arrays = evaluation.read_robustness(out)
     assert seen["n"] == 50 and 0.0 <= seen["lo"] and seen["hi"] <= 1.0 and len(set(seen["labels"])) > 2
     # The pool is a public function of (examples, size, seed), e.g. for robustness.success_levels.
@@ -129,7 +135,7 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     report = json.loads(open(os.path.join(cls["report"].uri, reporting.CLASSIFIER_FILE)).read())
     assert 0.0 <= report["clean_accuracy"] <= 1.0 and report["num_attacked"] == 10
     loaded = classifier.load_classifier(cls["classifier"].uri)
-    components.read_artifact(cls["classifier"].uri, "ClassifierSavedModel")
+    artifacts.read_artifact(cls["classifier"].uri, "ClassifierSavedModel")
     assert loaded.classify(np.zeros((2, 32, 32, 1), np.float32))["probabilities"].shape == (2, 10)
 
     fid_out = evaluation.FidEvaluator(MeanPixels(), num_samples=20, progress=False)(
@@ -143,8 +149,8 @@ def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     # Component outputs without summary.json (bin/evaluate.py writes it last) are an unfinished evaluation.
     with pytest.raises(UserError, match="summary.json is missing: bin/evaluate.py did not finish"):
         reporting.load_evaluation(str(tmp_path))
-    reporting.write_json(str(tmp_path / reporting.SUMMARY_FILE), {"robustness": payload, "classifier": report,
-                                                                  "fid": fid_report})
+    fileio.write_json_atomic(str(tmp_path / reporting.SUMMARY_FILE), {"robustness": payload, "classifier": report,
+                                                                       "fid": fid_report})
     row = reporting.load_evaluation(str(tmp_path))
     assert row["name"] == "tiny (digits)" and row["fid"]["value"] == fid_report["value"]
 
@@ -174,9 +180,62 @@ def test_damaged_models_raise_one_error_naming_the_file(setup, tmp_path):
         metadata.write_text(text)
         with pytest.raises(ExportError, match=f"{metadata}.*{words}.*re-export"):
             evaluation.load_model(evaluation.saved_model_artifact(str(bad)))
-    (bad / components.MARKER).write_text('{"type": "Saved')
-    with pytest.raises(ExportError, match=f"{bad / components.MARKER} is not a valid artifact marker"):
+    (bad / artifacts.MARKER).write_text('{"type": "Saved')
+    with pytest.raises(ExportError, match=f"{bad / artifacts.MARKER} is not a valid artifact marker"):
         evaluation.saved_model_artifact(str(bad))
+
+
+# ------------------------------------------------------------------ the FD feature classifier cache
+
+
+def test_dataset_classifier_features_cached_and_sensitive_to_shift(setup, tmp_path):
+    digits_examples = setup.examples
+    uri = str(tmp_path / "fd_digits")
+    extractor = evaluation.load_or_train_feature_extractor(uri, digits_examples, epochs=1, verbose=0)
+    assert extractor.name == "FD-digits-classifier"
+    marker = artifacts.read_artifact(uri, evaluation.FEATURE_EXTRACTOR)
+    assert 0.0 <= marker.properties["test_accuracy"] <= 1.0
+    assert marker.properties["task"] == "classifier" and marker.properties["epochs"] == 1
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+    stamp = os.path.getmtime(os.path.join(uri, "artifact.json"))
+    time.sleep(0.01)
+    again = evaluation.load_or_train_feature_extractor(uri, digits_examples, epochs=1, verbose=0)  # cached
+    assert os.path.getmtime(os.path.join(uri, "artifact.json")) == stamp
+    with pytest.raises(UserError, match="feature extractor trained with"):
+        evaluation.load_or_train_feature_extractor(uri, digits_examples, epochs=2, verbose=0)
+
+    x = digits_arrays()[2]
+    feats = extractor(x)
+    assert feats.shape == (len(x), 128) and feats.dtype == np.float64
+    np.testing.assert_allclose(again(x), feats, rtol=1e-5, atol=1e-5)
+    assert abs(frechet_distance_from_features(feats, extractor(x.copy()))) < 1e-6
+    rng = np.random.default_rng(0)
+    distances = [frechet_distance_from_features(
+        feats, extractor(np.clip(x + s * rng.standard_normal(x.shape).astype(np.float32), 0, 1)))
+        for s in (0.05, 0.2, 0.5)]
+    assert distances[0] > 1e-4
+    assert distances[0] < distances[1] < distances[2]
+
+
+def test_unlabelled_dataset_uses_rotation_prediction(tmp_path):
+    """celeb_a has no labels (-1): the extractor learns to predict 0/90/180/270 degree rotations."""
+    rng = np.random.default_rng(0)
+    uri = tmp_path / "examples"
+    for split, n in (("train", 64), ("test", 16)):
+        images = (rng.random((n, 16, 16, 3)) * 255).astype(np.uint8)
+        tf.data.Dataset.from_tensor_slices({"image": images, "label": np.full(n, -1, np.int64)}).save(
+            str(uri / split))
+    artifact = artifacts.Artifact("Examples", str(uri), {
+        "source": {"dataset": "celeb_a", "data_dir": ""}, "image_shape": [16, 16, 3], "num_classes": 0,
+        "num_examples": {"train": 64, "test": 16}})
+    artifacts.write_marker(artifact, "test")
+    extractor = evaluation.load_or_train_feature_extractor(str(tmp_path / "fd"), artifact, epochs=1, verbose=0)
+    assert extractor.name == "FD-celeb_a-rotation"
+    assert extractor.properties["task"] == "rotation" and extractor.properties["num_outputs"] == 4
+    assert extractor(rng.random((5, 16, 16, 3)).astype(np.float32)).shape == (5, 128)
+
+
+# ------------------------------------------------------------------ the pipeline function and bin/
 
 
 def _run(script, *args, timeout=400):
@@ -185,13 +244,104 @@ def _run(script, *args, timeout=400):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_bin_evaluate_end_to_end(setup, tmp_path):
-    out = tmp_path / "eval"
-    proc = _run("evaluate.py", f"--model={setup.paths['good']}", f"--output={out}", "--num_images=4", "--trials=2",
-                "--budgets=1", "--attack_steps=5", "--attack_restarts=1", "--attack_exploration_starts=2", "--pool_size=100",
-                "--fd_classifier_epochs=1", "--fid_samples=64", f"--feature_cache={tmp_path / 'features'}",
-                "--classifier_epochs=1", "--classifier_hidden=16", "--classifier_attack_images=16")
+# bin/evaluate.py's tiny settings, as flags and as the pipeline function's settings.
+TINY_EVALUATION = {"num_images": 4, "trials": 2, "budgets": (1.0,), "attack_steps": 5, "attack_restarts": 1,
+                   "attack_exploration_starts": 2, "pool_size": 100, "fd_classifier_epochs": 1, "fid_samples": 64,
+                   "classifier_epochs": 1, "classifier_hidden": (16,), "classifier_attack_images": 16}
+
+
+def _flag(name, value):
+    return f"--{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+
+
+@pytest.fixture(scope="module")
+def bin_evaluation(setup):
+    """bin/evaluate.py run once on the good model: (its stdout, --output, --feature_cache)."""
+    out, features = setup.root / "bin_eval" / "eval", setup.root / "bin_eval" / "features"
+    proc = _run("evaluate.py", f"--model={setup.paths['good']}", f"--output={out}", f"--feature_cache={features}",
+                *(_flag(name, value) for name, value in TINY_EVALUATION.items()))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return types.SimpleNamespace(stdout=proc.stdout, out=out, features=features)
+
+
+def _without_times(payload):
+    """`payload` without its run times ("timing", "seconds", "created" anywhere inside)."""
+    if isinstance(payload, dict):
+        return {k: _without_times(v) for k, v in payload.items() if k not in ("timing", "seconds", "created")}
+    if isinstance(payload, list):
+        return [_without_times(v) for v in payload]
+    return payload
+
+
+def _differences(ours, theirs, where=""):
+    """Where two JSON values differ (paths), for a readable assertion."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [d for k in sorted(set(ours) | set(theirs), key=str)
+                for d in _differences(ours.get(k), theirs.get(k), f"{where}/{k}")]
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [d for i, (a, b) in enumerate(zip(ours, theirs)) for d in _differences(a, b, f"{where}[{i}]")]
+    return [] if ours == theirs else [f"{where}: {ours!r} != {theirs!r}"[:300]]
+
+
+def _evaluation_files(directory):
+    """{relative path: comparable content} of an evaluation directory: JSON reports with the
+    directory's own path and the run times taken out, Markdown / CSV text, other files by name."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            if rel.startswith("tensorboard" + os.sep):  # event file names hold the host and the time
+                files[os.path.dirname(rel)] = "tensorboard events"
+            elif name.endswith(".json") and not rel.startswith("classifier_model" + os.sep):
+                files[rel] = _without_times(json.loads(open(path).read().replace(str(directory), "<output>")))
+            elif name.endswith((".md", ".csv")):
+                files[rel] = open(path).read()
+            else:
+                files[rel] = "present"
+    return files
+
+
+def test_run_evaluation_pipeline_runs_the_components_and_writes_what_bin_evaluate_writes(setup, bin_evaluation,
+                                                                                       tmp_path):
+    out = tmp_path / "eval"
+    settings = evaluation.EvaluationSettings(feature_cache=str(bin_evaluation.features), **TINY_EVALUATION)
+    result = evaluation.run_evaluation_pipeline(setup.paths["good"], str(out), settings)
+    assert result["output"] == str(out) and not os.path.exists(f"{out}.lock")  # the lock is released
+    assert {key: artifact.type_name for key, artifact in result["artifacts"].items()} == {
+        "robustness": "EvaluationReport", "classifier": "ClassifierReport", "fid": "FidReport"}
+    assert result["row"] == json.loads((out / reporting.SUMMARY_FILE).read_text())
+    ours, theirs = _evaluation_files(out), _evaluation_files(bin_evaluation.out)
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        assert ours[name] == theirs[name], (name, _differences(ours[name], theirs[name]))  # the same numbers
+    assert result["markdown"] in bin_evaluation.stdout
+
+
+def test_run_evaluation_pipeline_checks_arguments_and_output_before_the_model(setup, tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    cases = [
+        ("", {}, ConfigError, "pass --model="),
+        (str(tmp_path / "nope"), {}, ExportError, "no saved_model.pb"),
+        (setup.paths["good"], {"budgets": ("1", "x")}, ConfigError, "--budgets must be comma-separated numbers"),
+        (setup.paths["good"], {"skip_robustness": True, "skip_classifier": True, "skip_fid": True}, ConfigError,
+         "all evaluations were skipped"),
+    ]
+    for model, fields, error, words in cases:
+        with pytest.raises(error, match=words):
+            evaluation.run_evaluation_pipeline(model, str(tmp_path / "out"), evaluation.EvaluationSettings(**fields))
+    with pytest.raises(ConfigError, match="--output=.*a_file is a file, not a directory"):
+        evaluation.run_evaluation_pipeline(setup.paths["good"], str(afile / "out"))
+    with pytest.raises(ConfigError, match=r"--classifier_hidden must be comma-separated integers, got 8,x"):
+        evaluation.run_evaluation_pipeline(setup.paths["good"], str(tmp_path / "out"),
+                                           evaluation.EvaluationSettings(classifier_hidden=("8", "x")))
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]  # nothing evaluated, no lock left
+
+
+def test_bin_evaluate_end_to_end(setup, bin_evaluation, tmp_path):
+    out = bin_evaluation.out
+    proc = types.SimpleNamespace(stdout=bin_evaluation.stdout)
     for name in ("robustness/artifact.json", "robustness/robustness.json", "robustness/examples.npz",
                  "classifier/artifact.json", "classifier_model/saved_model.pb", "classifier_model/artifact.json",
                  "fid/artifact.json", "fid/fid.json", "summary.json", "table1.md", "table1.csv", "table3.md",

@@ -1,0 +1,40 @@
+"""The pipeline layer: TFX-style components that read and write typed artifacts on disk,
+and the two functions that run them (what `bin/train.py` and `bin/evaluate.py` call).
+
+    artifacts   Artifact, the artifact.json marker, Component (the base of every stage),
+                write_artifact, reading an Examples artifact (load_examples)
+    training    ExampleGen -> Trainer -> Exporter, run_training_pipeline
+    evaluation  RobustnessEvaluator, ClassifierEvaluator, FidEvaluator,
+                run_evaluation_pipeline
+
+The layers below (models, training loop, attacks, metrics) take arrays, datasets and
+configs and return results; reading and writing artifacts happens here.
+
+The names below are re-exported lazily (`from robust_dae_tf import pipeline;
+pipeline.run_training_pipeline(...)`): importing this package does not import
+TensorFlow, so a script can check its flags first.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "artifacts": ("Artifact", "MARKER", "Component", "DamagedMarkerError", "read_artifact", "write_marker",
+                  "write_artifact", "examples_damage", "load_examples"),
+    "training": ("ExampleGen", "Trainer", "Exporter", "run_training_pipeline", "summary", "canonical_dataset"),
+    "evaluation": ("RobustnessEvaluator", "ClassifierEvaluator", "FidEvaluator", "EvaluationSettings",
+                   "run_evaluation_pipeline", "saved_model_artifact", "load_model", "robustness_pool"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))

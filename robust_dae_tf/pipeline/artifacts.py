@@ -1,0 +1,178 @@
+"""Artifacts and the component base of the pipeline layer (TFX-style).
+
+Every stage of a pipeline is a `Component` that declares typed input and output
+artifacts. An artifact is a directory with an `artifact.json` marker written LAST:
+
+    {"type": "Examples", "producer": "ExampleGen", "properties": {...}, "created": ...}
+
+A directory without the marker is incomplete and is never consumed (`read_artifact`
+refuses it). `write_artifact` fills a temporary sibling directory, writes the marker
+and renames it into place (`fileio.atomic_directory`), so a failed or interrupted stage
+never leaves a directory that looks complete.
+
+The Examples artifact (written by `training.ExampleGen`) is read by every later stage:
+`load_examples` returns its splits after checking the saved files' sizes
+(`examples_damage`). TensorFlow is imported only when splits are read, so this module
+is cheap to import.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+import json
+import logging
+import os
+from typing import ClassVar
+
+from robust_dae_tf import fileio
+from robust_dae_tf.errors import DataError, UserError
+
+logger = logging.getLogger(__name__)
+
+MARKER = "artifact.json"
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass
+class Artifact:
+    type_name: str
+    uri: str
+    properties: dict = dataclasses.field(default_factory=dict)
+
+
+def write_marker(artifact: Artifact, producer: str) -> None:
+    payload = {
+        "type": artifact.type_name,
+        "producer": producer,
+        "properties": artifact.properties,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    fileio.write_json_atomic(os.path.join(artifact.uri, MARKER), payload)
+
+
+def write_artifact(uri: str, type_name: str, producer: str, properties: dict, write_fn) -> Artifact:
+    """Runs write_fn(tmp_dir), writes the marker LAST, then renames tmp_dir to `uri`
+    (replacing a previous artifact there)."""
+    uri = os.path.abspath(uri)
+    with fileio.atomic_directory(uri, overwrite=True) as tmp:
+        write_fn(tmp)
+        write_marker(Artifact(type_name, tmp, properties), producer)
+    return Artifact(type_name, uri, properties)
+
+
+class DamagedMarkerError(UserError):
+    """An artifact.json that is not valid JSON or not a marker; `problem` says which."""
+
+    def __init__(self, problem: str, uri: str, type_name: str):
+        self.problem = problem
+        super().__init__(
+            f"{problem}; the {type_name} artifact in {uri} is damaged: delete it and run the stage "
+            "that writes it again."
+        )
+
+
+def read_artifact(uri: str, type_name: str) -> Artifact:
+    """Loads a complete artifact of `type_name` from `uri`, or raises one clear error."""
+    path = os.path.join(uri, MARKER)
+    if not os.path.exists(path):
+        raise UserError(
+            f"{uri} is not a complete {type_name} artifact (no {MARKER}); the stage that writes it "
+            "did not finish: run it again."
+        )
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
+        raise DamagedMarkerError(f"{path} cannot be read as JSON ({err})", uri, type_name) from err
+    if not isinstance(payload, dict) or not isinstance(payload.get("properties", {}), dict):
+        raise DamagedMarkerError(
+            f"{path} is not an artifact marker (a JSON object with 'type' and 'properties')", uri, type_name
+        )
+    if payload.get("type") != type_name:
+        raise UserError(f"{uri} holds a {payload.get('type')} artifact, expected {type_name}.")
+    return Artifact(type_name, uri, payload.get("properties", {}))
+
+
+class Component(abc.ABC):
+    """A pipeline stage with declared input and output artifact types."""
+
+    inputs: ClassVar[dict] = {}
+    outputs: ClassVar[dict] = {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __call__(self, output_uris: dict, **inputs: Artifact) -> dict:
+        for key, type_name in self.inputs.items():
+            if key not in inputs:
+                raise UserError(f"{self.name} needs input artifact {key!r} ({type_name}).")
+            if inputs[key].type_name != type_name:
+                raise UserError(f"{self.name}: input {key!r} must be {type_name}, got {inputs[key].type_name}.")
+        if set(output_uris) != set(self.outputs):
+            raise UserError(f"{self.name} writes outputs {sorted(self.outputs)}, got {sorted(output_uris)}.")
+        logger.info("Running %s -> %s", self.name, output_uris)
+        return self.run(output_uris, **inputs)
+
+    @abc.abstractmethod
+    def run(self, output_uris: dict, **inputs: Artifact) -> dict:
+        """Produces the output artifacts (complete, with markers) and returns them."""
+
+
+# ------------------------------------------------------------------ the Examples artifact
+
+
+def examples_damage(examples: Artifact, count_unrecorded: bool = False) -> str | None:
+    """What is wrong with the saved splits of an Examples artifact, or None.
+
+    Compares the byte size of every saved file with the size recorded when it was
+    written (one stat per file). An artifact written before sizes were recorded is
+    checked by counting its elements when `count_unrecorded` (reads the whole cache),
+    and not at all otherwise."""
+    recorded = examples.properties.get("files")
+    if recorded is None:
+        return _count_damage(examples) if count_unrecorded else None
+    for split in SPLITS:
+        sizes = recorded.get(split) if isinstance(recorded, dict) else None
+        if not isinstance(sizes, dict) or not sizes:
+            return f"its marker records no files for the {split} split"
+        for name, size in sorted(sizes.items()):
+            path = os.path.join(examples.uri, split, name)
+            if not os.path.isfile(path):
+                return f"{path} is missing"
+            if os.path.getsize(path) != size:
+                return f"{path} has {os.path.getsize(path)} bytes, {size} were written"
+    return None
+
+
+def _count_damage(examples: Artifact) -> str | None:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    counts = examples.properties.get("num_examples")
+    if not isinstance(counts, dict):
+        return "its marker records no example counts"
+    for split in SPLITS:
+        try:
+            ds = tf.data.Dataset.load(os.path.join(examples.uri, split))
+            # Not `data.count_examples`: the cardinality comes from the metadata, not the shards.
+            found = int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+        except (tf.errors.OpError, ValueError) as err:
+            return f"its {split} split cannot be read: {str(err).strip().splitlines()[0]}"
+        if found != counts.get(split):
+            return f"its {split} split holds {found} examples, {counts.get(split)} were written"
+    return None
+
+
+def load_examples(examples: Artifact) -> dict:
+    """{"train": ds, "test": ds} of an Examples artifact, after checking its file sizes."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    damage = examples_damage(examples)
+    if damage:
+        raise DataError(
+            f"the examples in {examples.uri} are damaged ({damage}); run the command that wrote them "
+            "again (ExampleGen rebuilds a damaged cache) or delete the directory."
+        )
+    return {split: tf.data.Dataset.load(os.path.join(examples.uri, split)) for split in SPLITS}
