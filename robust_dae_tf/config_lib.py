@@ -64,8 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 500
     c.train.learning_rate = 2e-4
     c.train.seed = 0
-    # XLA (Keras jit_compile) for the training step: measured 8-20% faster steps on CPU
-    # (benchmarks/README.md). Not used with several replicas (see training.train).
+    # XLA (Keras jit_compile) for the training step: faster on CPU (measurements in
+    # benchmarks/README.md). Not used with several replicas (see training.train).
     c.train.jit_compile = True
     # Training steps run per call into the compiled graph (Keras steps_per_execution;
     # 1 under MirroredStrategy with several replicas, where Keras' loop fails):

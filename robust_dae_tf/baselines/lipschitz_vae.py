@@ -63,9 +63,9 @@ read, not copied):
    authors' training scripts) and `bjorck_inference_iters` = 20 in inference, i.e. in
    evaluation, export and attacks (Anil et al.'s default and the authors' config file).
    The authors then fine-tune with 50 iterations at lr 1e-5; a two-phase schedule does
-   not fit the shared trainer. 20 iterations in training made a step ~50x the cost of
-   the robust model's (bin/benchmark.py: 375 ms on the MNIST nets, 2 CPU cores), 3
-   brings it to a few times. With `lipschitz.bjorck_prescale` the spectral norm is
+   not fit the shared trainer. 20 iterations in training make a step far costlier than
+   the robust model's (measured with bin/benchmark.py, benchmarks/README.md), 3 much
+   less so. With `lipschitz.bjorck_prescale` the spectral norm is
    <= 1 after any number of iterations, so the certificate never depends on
    convergence (fewer iterations only make layers more contractive).
 9. Optimiser, batch size, epochs: the shared `config.train` values (the authors use

@@ -24,6 +24,7 @@ The evaluation components that consume the SavedModel are in `pipeline.evaluatio
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -60,6 +61,24 @@ class ExampleGen(Component):
     def _source(self) -> dict:
         return {"dataset": self.spec.name, "data_dir": os.path.abspath(self.data_dir) if self.data_dir else ""}
 
+    @functools.cached_property
+    def split(self) -> str:
+        """How the source is split into train / test (`data.describe_split`), recorded
+        in the artifact: the run record says, e.g., that CelebA was split by identity."""
+        return data.describe_split(self.spec.name, self.data_dir or None)
+
+    def _split_changed(self, cached: Artifact) -> str | None:
+        """Why an intact cache no longer matches its source's split, or None. A cache
+        whose source is gone is kept: there is nothing to compare it with."""
+        try:
+            current = self.split
+        except DataError:
+            return None
+        recorded = cached.properties.get("split")
+        if recorded == current:
+            return None
+        return f"it was split as {recorded or 'an unrecorded rule'}, the data now gives: {current}"
+
     def run(self, output_uris, **inputs):
         uri = output_uris["examples"]
         damage = None
@@ -75,10 +94,12 @@ class ExampleGen(Component):
                         "use a new --workdir for a different dataset."
                     )
                 damage = examples_damage(cached, count_unrecorded=True)
+                if damage is None:  # e.g. a CelebA cache split by file name before identity splits
+                    damage = self._split_changed(cached)
                 if damage is None:
                     logger.info("ExampleGen: reusing %s", uri)
                     return {"examples": cached}
-            logger.warning("ExampleGen: the examples cache %s is damaged (%s); rebuilding it.", uri, damage)
+            logger.warning("ExampleGen: the examples cache %s cannot be reused (%s); rebuilding it.", uri, damage)
         try:
             splits = data.load_splits(
                 self.spec.name,
@@ -107,6 +128,7 @@ class ExampleGen(Component):
                 "num_classes": self.spec.num_classes,
                 "num_examples": counts,
                 "files": files,
+                "split": self.split,
             }
             write_marker(Artifact("Examples", tmp, properties), self.name)
         return {"examples": Artifact("Examples", uri, properties)}
@@ -155,6 +177,7 @@ class Trainer(Component):
             "final_metrics": self.result["final_metrics"],
             "num_train_examples": self.result["num_train_examples"],
             "examples_uri": os.path.abspath(examples.uri),
+            "data_split": examples.properties.get("split", ""),
         }
         artifact = Artifact("Model", uri, properties)
         write_marker(artifact, self.name)
@@ -192,6 +215,7 @@ class Exporter(Component):
                 "epochs": model.properties["epochs"],
                 "final_metrics": model.properties["final_metrics"],
                 "num_train_examples": model.properties["num_train_examples"],
+                "data_split": model.properties.get("data_split", ""),
             },
             "run_dir": os.path.abspath(model.uri),
         }

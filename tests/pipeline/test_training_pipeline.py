@@ -168,3 +168,30 @@ def test_the_run_config_is_validated_once_where_the_run_starts(tmp_path, monkeyp
     with pytest.raises(ConfigError, match="keep_checkpoints: must be >= 1"):
         pipeline.run_training_pipeline(config, str(tmp_path / "new"), str(tmp_path / "new_sm"))
     assert sorted(os.listdir(tmp_path)) == ["run", "sm"]
+
+
+def test_example_gen_records_the_split_and_rebuilds_a_cache_split_another_way(tmp_path, caplog):
+    """CelebA without a partition file is split by identity; the Examples artifact says so,
+    and a cache written under another split rule (here: before the identity file existed,
+    the last 10% of file names) is rebuilt, never reused with a different split."""
+    from tests.test_data import write_celeb_a_identities
+
+    root = tmp_path / "celeba"
+    write_celeb_a_identities(root, list(range(1, 11)))
+    identity_file = root / "identity_CelebA.txt"
+    saved = identity_file.read_bytes()
+    identity_file.unlink()
+    uri = str(tmp_path / "ex")
+    by_name = ExampleGen("celeb_a", str(root))({"examples": uri})["examples"]
+    assert by_name.properties["split"].startswith("last 10% of the sorted file names")
+    identity_file.write_bytes(saved)
+    with caplog.at_level(logging.WARNING):
+        by_identity = ExampleGen("celeb_a", str(root))({"examples": uri})["examples"]
+    assert by_identity.properties["split"] == (
+        "identity split: 9 train / 1 test identities (identity_CelebA.txt), 18 / 2 images")
+    assert by_identity.properties["num_examples"] == {"train": 18, "test": 2}
+    assert "cannot be reused" in caplog.text and "identity split" in caplog.text
+    # Same rule again: reused as it is (the marker is not rewritten).
+    stamp = os.path.getmtime(os.path.join(uri, "artifact.json"))
+    again = ExampleGen("celeb_a", str(root))({"examples": uri})["examples"]
+    assert again.properties == by_identity.properties and os.path.getmtime(os.path.join(uri, "artifact.json")) == stamp
