@@ -7,6 +7,11 @@ digits (3 epochs on 300 images, default architecture, XLA on), bin/evaluate.py o
 each export (8 images x 2 trials at lambda = 1, short attacks, classifier and FD),
 bin/compare.py over both evaluations. Compared with the recording:
 
+History of the recording: made on the commit before the architecture refactor (models/,
+attacks/, pipeline/ packages), which then passed against it unchanged; re-recorded once
+after it, when the data split was added to the run record (the only difference: the
+Examples artifact's "split" and the model's "data_split" strings).
+
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD
   cache, comparison); the keys of every JSON file (artifact markers, config.json,
