@@ -7,7 +7,7 @@ its posterior moves as far as possible from that of x, and the distance between 
 posteriors is then penalised (their Algorithm 1: x_b = Select(x_a; L, eps); compute
 (mu_a, Sigma_a), (mu_b, Sigma_b); E = data fidelity + prior fidelity + W_D2,gamma):
 
-    x'(x)     = argmax_{x' in B_p(x, eps) ∩ [0, 1]^P}  W(q(z | x), q(z | x'))      (selection)
+    x'(x)     = argmax_{x' in B(x) ∩ [0, 1]^P}  W(q(z | x), q(z | x'))            (selection)
     objective = mean_n [ -log p(x_n | z_n) + beta * KL(q(z | x_n) || N(0, I))
                          + weight * W(q(z | x_n), q(z | x'_n)) ]                   (training)
 
@@ -17,16 +17,25 @@ the training gradient is that of the objective with x' held fixed; the distance 
 itself is differentiated through BOTH posteriors (through the encoder at x and at x'),
 as in their Algorithm 1 where W depends on the encoder parameters eta via both.
 
+Threat model of the selection (`threat_model`, the ball B(x)): "linf" (default), the
+L-inf ball of radius eps = `epsilon` (the threat model of our FGSM training), or "l2", the
+L2 ball of radius eps = `l2_radius`, the threat model of the paper's evaluation attacks
+(an L2 budget lambda), so SE is trained against the norm it is attacked in. `l2_radius`
+defaults to 1.0, the smallest evaluation budget lambda of the paper (`paper_results.BUDGETS`; our
+choice: the budget at which robustness is first measured; not tuned), and is independent of
+`epsilon`, which per-dataset configs set for L-inf (8/255 for colour).
+
 Selection (PGD, Madry et al. 2018). `pgd_steps` = K steps of projected gradient ASCENT
 on delta = x' - x with step alpha = relative_step_size * eps / K (Madry et al.'s rule of
-thumb alpha = 2.5 eps / K), from a random start:
+thumb alpha = 2.5 eps / K, for both threat models), from a random start:
 
-* norm "linf": delta_0 ~ U[-eps, eps]^P; delta <- clip(delta + alpha sign(grad), -eps, eps)
+* "linf": delta_0 ~ U[-eps, eps]^P; delta <- clip(delta + alpha sign(grad), -eps, eps)
   then clip(., -x, 1 - x) (the intersection of the two boxes is a box, so the sequential
   clip is the exact projection).
-* norm "l2": delta_0 uniform in the L2 ball (Gaussian direction, radius eps u^(1/P));
-  delta <- P(delta + alpha grad / ||grad||_2), P the exact Euclidean projection onto the
-  L2 ball ∩ pixel box (`attacks.projection.project_l2_box`, shared with the evaluation attacks).
+* "l2": delta_0 uniform in the L2 ball (Gaussian direction, radius eps u^(1/P));
+  delta <- P(delta + alpha grad / ||grad||_2) (normalised gradient step), P the exact
+  Euclidean projection onto the L2 ball ∩ pixel box (`attacks.projection.project_l2_box`,
+  the one the evaluation attacks use), so ||x' - x||_2 <= eps and x' in [0, 1]^P.
 
 Both starts are clipped to the pixel box, which keeps them in the ball (the box contains
 0, so clipping only shrinks coordinates). The target q(z | x) is fixed (stop-gradient).
@@ -80,7 +89,7 @@ baselines here (`vae_losses.DEFAULT_RECONSTRUCTION`), so that SE differs from th
 baseline only by the smoothness term.
 
 Conventions: images `[N, H, W, C]` float32 in [0, 1]; the ball radius eps is in pixel
-units ([0, 1] scale) of the chosen norm over all pixels of one image; all reported
+units ([0, 1] scale) of the threat model's norm over all pixels of one image; all reported
 terms are batch means (nats per image for the ELBO terms, squared latent units for
 `smoothness`, pixel units of the ball's norm for `perturbation_norm`). In training the
 posteriors of x and x' come from ONE call of the posterior network on [x; x'], so with
@@ -108,7 +117,7 @@ from robust_dae_tf.baselines import vae_losses, wasserstein
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
 
-NORMS = ("linf", "l2")
+THREAT_MODELS = ("linf", "l2")
 DISTANCES = ("gaussian_w2", "entropic", "sinkhorn")
 #: The selection's random streams are the training / evaluation streams plus this offset.
 SELECTION_STREAM_OFFSET = 2
@@ -122,14 +131,19 @@ def config_sections() -> dict:
     # Weight of W(q(z|x), q(z|x')): our choice (their Algorithm 1 adds the divergence with
     # unit weight, its strength set inside by the coupling gamma, whose value we could not find).
     se.weight = 1.0
-    se.norm = "linf"  # selection ball: linf | l2 (our choice: the threat model of our FGSM training)
-    # Ball radius in pixel units ([0, 1] scale). Our choice: the MNIST budget of our own
-    # adversarial training (adversarial.epsilon, Madry et al. 2018); use ~1.0 with norm=l2.
+    # Selection ball: linf (default; the threat model of our FGSM training) | l2 (the
+    # threat model of the evaluation attacks).
+    se.threat_model = "linf"
+    # L-inf radius (threat_model=linf) in pixel units ([0, 1] scale). Our choice: the MNIST
+    # budget of our own adversarial training (adversarial.epsilon, Madry et al. 2018).
     se.epsilon = 0.3
+    # L2 radius (threat_model=l2) over all pixels of an image, [0, 1] scale. Our choice: 1.0,
+    # the smallest evaluation budget lambda of the paper (not tuned).
+    se.l2_radius = 1.0
     # PGD ascent steps. Our choice: the paper we reproduce says one SE iteration costs about
     # twice one of its FGSM iterations, which a forward/backward count puts at ~5 PGD steps.
     se.pgd_steps = 5
-    se.relative_step_size = 2.5  # PGD step = 2.5 * epsilon / pgd_steps (Madry et al. 2018 rule of thumb)
+    se.relative_step_size = 2.5  # PGD step = 2.5 * radius / pgd_steps (Madry et al. 2018 rule of thumb)
     se.random_start = True  # PGD from a uniform random point of the ball (Madry et al. 2018)
     # W between the posteriors: gaussian_w2 (closed-form W2^2, the zero-entropy limit of SE's
     # entropy-regularised divergence; our default) | entropic (closed-form debiased entropic
@@ -227,10 +241,11 @@ class SmoothEncoder(VariationalAutoencoder):
       posterior_network, decoder: as `VariationalAutoencoder`.
       beta: KL weight (SE: 1).
       weight: weight of the smoothness term W(q(z|x), q(z|x')).
-      norm: "linf" or "l2", the norm of the selection ball.
-      epsilon: ball radius in pixel units (0 disables the selection: x' = x).
+      threat_model: "linf" or "l2", the norm of the selection ball.
+      epsilon: L-inf radius in pixel units (threat_model "linf"; 0 disables the selection: x' = x).
+      l2_radius: L2 radius > 0 over all pixels of an image (threat_model "l2").
       pgd_steps: PGD ascent steps K (0 = random start only).
-      relative_step_size: step alpha = relative_step_size * epsilon / K.
+      relative_step_size: step alpha = relative_step_size * radius / K (radius of the threat model).
       random_start: start PGD at a uniform random point of the ball (else at x).
       distance: "gaussian_w2", "entropic" or "sinkhorn" (module docstring).
       entropy_epsilon: entropic regularisation e ("entropic", "sinkhorn").
@@ -248,8 +263,9 @@ class SmoothEncoder(VariationalAutoencoder):
         *,
         beta: float = 1.0,
         weight: float = 1.0,
-        norm: str = "linf",
+        threat_model: str = "linf",
         epsilon: float = 0.3,
+        l2_radius: float = 1.0,
         pgd_steps: int = 5,
         relative_step_size: float = 2.5,
         random_start: bool = True,
@@ -272,18 +288,23 @@ class SmoothEncoder(VariationalAutoencoder):
             log_var_bounds=log_var_bounds,
             **kwargs,
         )
-        if norm not in NORMS:
-            raise ConfigError(f"se.norm must be one of {', '.join(NORMS)}, got {norm!r}.")
+        if threat_model not in THREAT_MODELS:
+            raise ConfigError(f"se.threat_model must be one of {', '.join(THREAT_MODELS)}, got {threat_model!r}.")
         if distance not in DISTANCES:
             raise ConfigError(f"se.distance must be one of {', '.join(DISTANCES)}, got {distance!r}.")
         if not isinstance(random_start, bool):
             raise ConfigError(f"se.random_start must be True or False, got {random_start!r}.")
         self.weight = _check_number("weight", weight)
-        self.norm = norm
+        self.threat_model = threat_model
         self.epsilon = _check_number("epsilon", epsilon)
+        self.l2_radius = _check_number("l2_radius", l2_radius)
+        if not self.l2_radius > 0:
+            raise ConfigError(f"se.l2_radius must be a finite number > 0, got {l2_radius!r}.")
+        #: The radius of the selection ball in the threat model's norm.
+        self.radius = self.epsilon if threat_model == "linf" else self.l2_radius
         self.pgd_steps = _check_int("pgd_steps", pgd_steps, 0)
         self.relative_step_size = _check_number("relative_step_size", relative_step_size)
-        self.step_size = self.relative_step_size * self.epsilon / max(self.pgd_steps, 1)
+        self.step_size = self.relative_step_size * self.radius / max(self.pgd_steps, 1)
         self.random_start = random_start
         self.distance = distance
         self.entropy_epsilon = _check_number("entropy_epsilon", entropy_epsilon)
@@ -320,9 +341,9 @@ class SmoothEncoder(VariationalAutoencoder):
 
     def _start(self, x, seed):
         """delta_0: uniform in the ball (random start) clipped to the pixel box, or 0."""
-        if not self.random_start or self.epsilon == 0:
+        if not self.random_start or self.radius == 0:
             return tf.zeros_like(x)
-        if self.norm == "linf":
+        if self.threat_model == "linf":
             uniform = self.global_random(
                 lambda shape, s: tf.random.stateless_uniform(shape, s, -1.0, 1.0), tf.shape(x), seed
             )
@@ -332,13 +353,13 @@ class SmoothEncoder(VariationalAutoencoder):
         radius_u = self.global_random(tf.random.stateless_uniform, tf.shape(x)[:1], radius_seed)
         flat = tf.reshape(direction, [tf.shape(x)[0], -1])
         pixels = tf.cast(tf.shape(flat)[1], x.dtype)
-        radius = self.epsilon * tf.pow(radius_u, 1.0 / pixels)
+        radius = self.radius * tf.pow(radius_u, 1.0 / pixels)
         flat = flat * (radius / tf.maximum(tf.norm(flat, axis=1), _TINY))[:, None]
         return tf.clip_by_value(tf.reshape(flat, tf.shape(x)), -x, 1.0 - x)
 
     def _ascent_step(self, x, delta, grad):
         """One projected ascent step (module docstring)."""
-        if self.norm == "linf":
+        if self.threat_model == "linf":
             delta = tf.clip_by_value(delta + self.step_size * tf.sign(grad), -self.epsilon, self.epsilon)
             return tf.clip_by_value(delta, -x, 1.0 - x)
         n = tf.shape(x)[0]
@@ -346,7 +367,7 @@ class SmoothEncoder(VariationalAutoencoder):
         flat_grad = tf.reshape(grad, [n, -1])
         unit = flat_grad / tf.maximum(tf.norm(flat_grad, axis=1, keepdims=True), _TINY)
         moved = tf.reshape(delta, [n, -1]) + self.step_size * unit
-        projected = projection.project_l2_box(moved, -flat_x, 1.0 - flat_x, self.epsilon)
+        projected = projection.project_l2_box(moved, -flat_x, 1.0 - flat_x, self.radius)
         return tf.reshape(projected, tf.shape(x))
 
     def select(self, x, seed) -> tf.Tensor:
@@ -373,7 +394,7 @@ class SmoothEncoder(VariationalAutoencoder):
         delta = self._start(x, start_seed)
         best_delta = delta
         best_value = tf.fill(tf.shape(x)[:1], tf.constant(-math.inf, x.dtype))
-        if self.pgd_steps > 0 and self.epsilon > 0:
+        if self.pgd_steps > 0 and self.radius > 0:
 
             def body(k, delta, best_delta, best_value):
                 with tf.GradientTape() as tape:
@@ -405,9 +426,9 @@ class SmoothEncoder(VariationalAutoencoder):
     # -- objective ------------------------------------------------------------------------
 
     def perturbation_norms(self, x, x_selected) -> tf.Tensor:
-        """||x' - x|| in the ball's norm over all pixels of each image, `[N]`."""
+        """||x' - x|| in the threat model's norm over all pixels of each image, `[N]`."""
         flat = tf.reshape(x_selected - x, [tf.shape(x)[0], -1])
-        if self.norm == "linf":
+        if self.threat_model == "linf":
             return tf.reduce_max(tf.abs(flat), axis=1)
         return tf.norm(flat, axis=1)
 

@@ -44,9 +44,15 @@ def _posteriors(seed, n=6, d=4):
 # ----------------------------------------------------------------------- selection (PGD)
 
 
+def _radius_config(threat_model, radius):
+    """The se fields that give a selection ball of this norm and radius."""
+    key = "epsilon" if threat_model == "linf" else "l2_radius"
+    return {"threat_model": threat_model, key: radius}
+
+
 @pytest.mark.parametrize("norm,epsilon", [("linf", 0.3), ("l2", 2.0)])
 def test_selected_inputs_lie_in_the_ball_and_the_pixel_box(norm, epsilon):
-    model = _build(norm=norm, epsilon=epsilon)
+    model = _build(**_radius_config(norm, epsilon))
     x = _images()
     x_sel = model.select(x, tf.constant([3, 4], tf.int64)).numpy()
     delta = (x_sel - x.numpy()).reshape(len(x_sel), -1)
@@ -62,8 +68,8 @@ def test_selected_inputs_lie_in_the_ball_and_the_pixel_box(norm, epsilon):
 
 @pytest.mark.parametrize("norm,epsilon", [("linf", 0.1), ("l2", 1.0)])
 def test_pgd_increases_the_distance_over_the_random_start(norm, epsilon):
-    model = _build(norm=norm, epsilon=epsilon)
-    start_only = SmoothEncoder(model.posterior_network, model.decoder, norm=norm, epsilon=epsilon, pgd_steps=0)
+    model = _build(**_radius_config(norm, epsilon))
+    start_only = SmoothEncoder(model.posterior_network, model.decoder, pgd_steps=0, **_radius_config(norm, epsilon))
     x = _images(40)
     seed = tf.constant([5, 6], tf.int64)
 
@@ -76,6 +82,87 @@ def test_pgd_increases_the_distance_over_the_random_start(norm, epsilon):
     at_pgd = distance(model.select(x, seed))
     assert np.all(at_pgd >= at_start * (1 - 1e-5))  # the best iterate is kept
     assert at_pgd.mean() > 3 * at_start.mean(), (at_start.mean(), at_pgd.mean())
+
+
+# Recorded with the code before `threat_model` existed (commit 6306a34, se.norm="linf"):
+# the default L-inf selection and objective must not move.
+PINNED_LINF = {"selected_sum": 1995.21533203125, "loss": 750.9892578125, "reconstruction": 711.6731567382812,
+               "kl": 0.48812437057495117, "smoothness": 38.82801818847656, "perturbation_norm": 0.30000004172325134}
+
+
+def test_default_linf_selection_and_objective_are_pinned():
+    model = _build()
+    assert model.threat_model == "linf"
+    x = _images(6)
+    selected = model.select(x, tf.constant([7, 8], tf.int64))
+    _, values = model.compute_terms(x, training=False, step=3, stream=0)
+    observed = {"selected_sum": float(tf.reduce_sum(selected)), **{k: float(v) for k, v in values.items()}}
+    for key, value in PINNED_LINF.items():
+        np.testing.assert_allclose(observed[key], value, rtol=1e-5, err_msg=key)
+
+
+def _pixel_extreme_images(n, seed, shape=(32, 32, 1)):
+    """Uniform random images with about a third of the pixels exactly 0 and a third exactly 1."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, *shape)).astype(np.float32)
+    u = rng.uniform(size=x.shape)
+    x[u < 1 / 3] = 0.0
+    x[u > 2 / 3] = 1.0
+    return tf.constant(x)
+
+
+@pytest.mark.parametrize("n,radius,seed", [(5, 1.0, 0), (3, 4.0, 1), (1, 2.5, 2)])  # (1, ...): a batch of one
+def test_l2_selection_stays_in_the_l2_ball_and_the_pixel_box(n, radius, seed):
+    model = _build(threat_model="l2", l2_radius=radius)
+    x = _pixel_extreme_images(n, seed)
+    x_sel = model.select(x, tf.constant([seed, 9], tf.int64)).numpy()
+    assert x_sel.shape == tuple(x.shape)
+    assert x_sel.min() >= 0.0 and x_sel.max() <= 1.0
+    norms = np.linalg.norm((x_sel - x.numpy()).reshape(n, -1), axis=1)
+    assert norms.max() <= radius * (1 + 1e-5)
+    assert norms.min() > 0.9 * radius  # not vacuous: the ascent reaches the edge of the ball
+    # The saturated pixels can only move inwards (the box binds there).
+    assert np.all(x_sel[x.numpy() == 0.0] >= 0.0) and np.all(x_sel[x.numpy() == 1.0] <= 1.0)
+
+
+def _linear_smooth_encoder(a, **se):
+    """SE on (4, 4, 1) images whose posterior is N(A x, I): W2^2(q(z|x), q(z|x')) = ||A (x' - x)||^2."""
+    d, p = a.shape
+    image = keras.Input((4, 4, 1))
+    dense = keras.layers.Dense(2 * d, use_bias=False)
+    posterior = keras.Model(image, dense(keras.layers.Flatten()(image)))
+    dense.set_weights([np.concatenate([a.T, np.zeros((p, d))], axis=1).astype(np.float32)])
+    latent = keras.Input((d,))
+    decoder = keras.Model(latent, keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(p, activation="sigmoid")(latent)))
+    return SmoothEncoder(posterior, decoder, threat_model="l2", **se)
+
+
+def test_l2_selection_approaches_the_closed_form_optimum_of_a_linear_encoder():
+    # max ||A delta|| over ||delta||_2 <= r is r * sigma_1, at delta = +-r v_1 (top right
+    # singular vector). x = 0.5 and r = 0.3 keep every |delta_i| < 0.5: the box is inactive.
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    v, _ = np.linalg.qr(rng.normal(size=(16, 3)))
+    a = u @ np.diag([3.0, 1.0, 0.5]) @ v.T
+    radius = 0.3
+    x = tf.fill([4, 4, 4, 1], 0.5)
+    optimum = (radius * 3.0) ** 2
+
+    def selected_delta(**se):
+        model = _linear_smooth_encoder(a, l2_radius=radius, **se)
+        return (model.select(x, tf.constant([1, 2], tf.int64)).numpy() - 0.5).reshape(4, -1)
+
+    # Near the optimum the normalised step acts like a shifted power iteration, whose
+    # error shrinks with the total path length relative_step_size * radius: the default
+    # rule (2.5) gets close, a longer path (10) reaches the optimum.
+    assert np.sum((selected_delta(pgd_steps=20) @ a.T) ** 2, axis=1).min() > 0.95 * optimum
+    delta = selected_delta(pgd_steps=50, relative_step_size=10.0)
+    np.testing.assert_allclose(np.sum((delta @ a.T) ** 2, axis=1), optimum, rtol=1e-3)
+    np.testing.assert_allclose(np.abs(delta @ v[:, 0]), radius, rtol=1e-3)
+    # The random starts alone are far from it, so the ascent did the work.
+    start_only = _linear_smooth_encoder(a, l2_radius=radius, pgd_steps=0)
+    start = (start_only.select(x, tf.constant([1, 2], tf.int64)).numpy() - 0.5).reshape(4, -1)
+    assert np.sum((start @ a.T) ** 2, axis=1).max() < 0.8 * optimum
 
 
 def test_selection_is_seeded_and_the_preview_interface_works():
@@ -231,7 +318,7 @@ def test_zero_radius_gives_exactly_the_vae():
 def test_no_gradient_flows_through_the_selection():
     # The L2 ascent direction grad / ||grad|| depends on the weights (the sign of the
     # L-inf step would hide a missing stop_gradient), so this can fail.
-    model = _build(norm="l2", epsilon=2.0)
+    model = _build(threat_model="l2", l2_radius=2.0)
     x = _images(10)
     step, stream = 2, 0
     with tf.GradientTape() as tape:
@@ -264,6 +351,26 @@ def test_short_training_lowers_the_loss():
     np.testing.assert_allclose(after["perturbation_norm"], 0.3, rtol=1e-5)
 
 
+def test_short_l2_training_lowers_the_loss_and_is_reproducible():
+    xtr, _, xte, _ = digits_arrays()
+
+    def train():
+        model = _build(seed=4, threat_model="l2", l2_radius=1.0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        before = model.evaluate(xte[:100], batch_size=100, verbose=0, return_dict=True)
+        history = model.fit(xtr[:400], batch_size=100, epochs=2, verbose=0, shuffle=False).history
+        after = model.evaluate(xte[:100], batch_size=100, verbose=0, return_dict=True)
+        return model, before, history, after
+
+    model, before, history, after = train()
+    assert history["loss"][-1] < history["loss"][0]
+    assert after["loss"] < before["loss"], (before["loss"], after["loss"])
+    assert 0.9 < after["perturbation_norm"] <= 1.0 + 1e-5  # L2 norms of the selected perturbations
+    again = train()[0]
+    for w1, w2 in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+
+
 def test_two_replicas_select_and_step_like_one_device():
     # The random starts are drawn for the global batch and sliced per replica.
     batches = digits_arrays()[0][:200].reshape(2, 100, 32, 32, 1)
@@ -279,21 +386,31 @@ def test_export_round_trip_encodes_the_posterior_mean(tmp_path):
 
 def test_build_model_reads_the_se_config():
     model = models.build_model(
-        _config(norm="l2", epsilon=1.5, pgd_steps=3, weight=4.0, beta=2.0, relative_step_size=2.0), (32, 32, 1))
+        _config(threat_model="l2", epsilon=0.2, l2_radius=1.5, pgd_steps=3, weight=4.0, beta=2.0,
+                relative_step_size=2.0), (32, 32, 1))
     assert isinstance(model, SmoothEncoder) and model.name == "se"
-    assert (model.norm, model.epsilon, model.pgd_steps, model.weight, model.beta) == ("l2", 1.5, 3, 4.0, 2.0)
-    assert model.step_size == pytest.approx(2.0 * 1.5 / 3)
+    assert (model.threat_model, model.epsilon, model.l2_radius, model.radius, model.pgd_steps, model.weight,
+            model.beta) == ("l2", 0.2, 1.5, 1.5, 3, 4.0, 2.0)
+    assert model.step_size == pytest.approx(2.0 * 1.5 / 3)  # from the L2 radius, not epsilon
+    assert _build().threat_model == "linf" and _build().radius == 0.3  # the default: L-inf, epsilon
+    assert small_config("se").se.l2_radius == 1.0
     assert model.loss_weights == {"beta": 2.0, "smoothness": 4.0}
 
 
 @pytest.mark.parametrize(
     "field,value",
-    [("norm", "l1"), ("epsilon", -0.1), ("pgd_steps", -1), ("distance", "kl"), ("weight", float("nan")),
+    [("threat_model", "l1"), ("l2_radius", 0.0), ("l2_radius", -1.0), ("l2_radius", float("inf")),
+     ("epsilon", -0.1), ("pgd_steps", -1), ("distance", "kl"), ("weight", float("nan")),
      ("beta", -1.0), ("sinkhorn_samples", 0), ("relative_step_size", -1.0)],
 )
 def test_bad_se_values_raise_config_errors_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"se.{field}"):
         models.build_model(_config(**{field: value}), (32, 32, 1))
+
+
+def test_unknown_threat_model_names_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"se\.threat_model must be one of linf, l2, got 'l1'"):
+        models.build_model(_config(threat_model="l1"), (32, 32, 1))
 
 
 def test_bad_types_and_entropy_settings_are_refused():
