@@ -125,10 +125,24 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_dict(values: dict) -> ml_collections.ConfigDict:
-    """Rebuilds a config saved with `to_json` (lists become tuples where the base has tuples)."""
+    """Rebuilds a config saved with `to_json` (lists become tuples where the base has tuples).
+    Configs saved before a field was renamed are read with today's names (`_upgrade`)."""
     config = base_config()
-    _merge(config, values, prefix="")
+    _merge(config, _upgrade(values), prefix="")
     return config
+
+
+def _upgrade(values: dict) -> dict:
+    """Renamed fields of saved configs: `se.norm` ("linf" | "l2", with `se.epsilon` the
+    radius of either ball) became `se.threat_model`, with the L2 radius in `se.l2_radius`."""
+    se = values.get("se")
+    if not isinstance(se, dict) or "norm" not in se:
+        return values
+    se = dict(se)
+    se["threat_model"] = se.pop("norm")
+    if se["threat_model"] == "l2" and "epsilon" in se:
+        se["l2_radius"] = se["epsilon"]
+    return {**values, "se": se}
 
 
 def _merge(config, values, prefix):

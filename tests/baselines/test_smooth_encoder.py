@@ -419,3 +419,17 @@ def test_bad_types_and_entropy_settings_are_refused():
                           ({"distance": "entropic", "entropy_epsilon": 0.0}, "entropy_epsilon")]:
         with pytest.raises(ConfigError, match=f"se.{field}"):
             SmoothEncoder(posterior, decoder, **kwargs)
+
+
+@pytest.mark.parametrize("norm,radius_field,expected", [("l2", "l2_radius", 1.5), ("linf", "epsilon", 1.5)])
+def test_a_config_saved_with_the_old_se_norm_field_is_read_with_todays_names(norm, radius_field, expected):
+    """Runs saved before `se.threat_model` existed recorded `se.norm` with `se.epsilon` as the
+    radius of either ball; resuming or exporting them must keep their threat model and radius."""
+    from robust_dae_tf import config_lib
+
+    saved = config_lib.base_config().to_dict()
+    saved["se"] = {k: v for k, v in saved["se"].items() if k not in ("threat_model", "l2_radius")}
+    saved["se"].update(norm=norm, epsilon=1.5)
+    config = config_lib.from_dict(saved)
+    assert config.se.threat_model == norm and config.se[radius_field] == expected
+    assert "norm" not in config.se
