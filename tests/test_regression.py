@@ -10,7 +10,9 @@ bin/compare.py over both evaluations. Compared with the recording:
 History of the recording: made on the commit before the architecture refactor (models/,
 attacks/, pipeline/ packages), which then passed against it unchanged; re-recorded once
 after it, when the data split was added to the run record (the only difference: the
-Examples artifact's "split" and the model's "data_split" strings).
+Examples artifact's "split" and the model's "data_split" strings). The config field
+loss.weighting (default "paper", no change of numbers: the test passed with only that
+new key reported) was added to the recording's four config copies by hand.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD
