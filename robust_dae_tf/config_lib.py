@@ -99,6 +99,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("loss.coupling", f"|alpha| must be <= 1 (eq. 10), got {config.loss.coupling}.")
     if config.loss.cross_covariance not in ("target", "ignore"):
         fail("loss.cross_covariance", f"must be 'target' or 'ignore', got {config.loss.cross_covariance!r}.")
+    if config.loss.weighting not in ("paper", "reference"):
+        fail("loss.weighting", f"must be 'paper' or 'reference', got {config.loss.weighting!r}.")
     if config.loss.latent_noise_std < 0:
         fail("loss.latent_noise_std", "must be >= 0.")
     if config.adversarial.epsilon < 0 or config.adversarial.step_size < 0:

@@ -165,3 +165,62 @@ def estimate_loss_weights(prior, batch_size: int, num_batches: int = 100, seed: 
         total["covariance"] += float(covariance_loss(z, prior))
         total["two_sample_ks"] += float(two_sample_ks_loss(z, z_other, prior))
     return {name: num_batches / value for name, value in total.items()}
+
+
+#: `loss.weighting`: how the regularizer weights are estimated and the adversarial
+#: terms combined. "paper": `estimate_loss_weights` and eqs. 7 / 9 as printed;
+#: "reference": `estimate_reference_loss_weights` and the reference code's total.
+WEIGHTINGS = ("paper", "reference")
+
+
+def reference_ks_loss(z: tf.Tensor, z_adv: tf.Tensor, prior) -> tf.Tensor:
+    """KS loss of the reference code for the adversarial models: eq. 4 on z and z_adv
+    pooled into ONE 2N batch (empirical CDF levels i / 2N), instead of eq. 7's average
+    of two N-batch KS losses."""
+    return ks_loss(tf.concat([z, z_adv], axis=0), prior)
+
+
+def estimate_reference_loss_weights(
+    prior,
+    batch_size: int,
+    num_batches: int = 100,
+    coupling: float = 0.0,
+    seed: int = 0,
+    cross_covariance: str = "target",
+) -> dict:
+    """Loss weights of the reference code (`loss.weighting = "reference"`).
+
+    Like `estimate_loss_weights`, each weight is 1 / the mean of its loss over
+    `num_batches` prior draws, but every draw is a PAIR (z, z') of independent prior
+    batches of `batch_size` latents, and each weight normalises the term the reference
+    actually puts in its objective for the adversarial models:
+
+    * "ks": 1 / mean L_KS(z and z' pooled into one 2N batch) (`reference_ks_loss`).
+      Pooling doubles the batch, so this weight is about 2x the one-batch weight of
+      `estimate_loss_weights` (MNIST prior, batch 100, seed 0: ~1183 vs ~576);
+    * "two_sample_ks": 1 / mean two-sample term between z and z' (the same value as
+      `estimate_loss_weights`, from the same seeded draws);
+    * "covariance": 1 / mean coupled covariance loss of eq. 10 between z and z' at the
+      model's `coupling` alpha (cross block compared with alpha * Sigma_GMM), so this
+      weight depends on alpha: it falls as alpha grows (MNIST prior, batch 100, seed 0:
+      ~1.03 at alpha 0, ~0.185 at 0.9, ~0.155 at 1, vs ~1.08 from eq. 5 in
+      `estimate_loss_weights` whatever alpha). Independent z, z' have zero cross-covariance, so a large alpha
+      makes the prior's own loss large and its weight small: at alpha 0.9 the
+      paper-weighted coupling is ~6x stronger than the reference's. With
+      `cross_covariance="ignore"` (not in the reference) the weight normalises that
+      loss instead, the one the model then uses.
+
+    The reference's total for the robust model is then
+    lambda_KS KS(pooled z, z_adv) + lambda_2S two-sample + lambda_CV L_CV(alpha),
+    without eq. 9's 2/3 and 1/3; the augmented model is the same with alpha = 0 and
+    no two-sample term (see `models.regularized`). Sampling is stateless (seeded), the
+    same draws as `estimate_loss_weights` with the same seed. Returns floats.
+    """
+    total = {"ks": 0.0, "covariance": 0.0, "two_sample_ks": 0.0}
+    for i in range(num_batches):
+        z = prior.sample(batch_size, seed=tf.constant([seed, 2 * i], tf.int32))
+        z_other = prior.sample(batch_size, seed=tf.constant([seed, 2 * i + 1], tf.int32))
+        total["ks"] += float(reference_ks_loss(z, z_other, prior))
+        total["covariance"] += float(coupled_covariance_loss(z, z_other, prior, coupling, cross_covariance))
+        total["two_sample_ks"] += float(two_sample_ks_loss(z, z_other, prior))
+    return {name: num_batches / value for name, value in total.items()}

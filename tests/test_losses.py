@@ -210,3 +210,62 @@ def test_estimated_weights_normalise_prior_losses_to_one():
     assert 0.75 < np.mean(ks) < 1.33
     assert 0.75 < np.mean(cv) < 1.33
     assert weights["two_sample_ks"] > 0
+
+
+def np_two_sample(z, za, prior):
+    return np.mean((np_cdf(np.sort(z, 0), prior) - np_cdf(np.sort(za, 0), prior)) ** 2)
+
+
+def np_coupled_covariance(z, za, prior, alpha):
+    s = np_sigma(prior)
+    target = np.block([[s, alpha * s], [alpha * s, s]])
+    return np.mean((np_cov(np.concatenate([z, za], axis=1)) - target) ** 2)
+
+
+@pytest.fixture(scope="module")
+def mnist_prior_pairs():
+    """The MNIST prior and the seeded pairs of prior batches both estimators draw."""
+    prior = GMMPrior(one_hot_centers(10, 10, 10.0), 1.0)
+    pairs = [
+        tuple(prior.sample(100, seed=tf.constant([5, 2 * i + j], tf.int32)).numpy().astype(np.float64) for j in (0, 1))
+        for i in range(20)
+    ]
+    return prior, pairs
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.9, 1.0])
+def test_reference_weights_match_numpy(mnist_prior_pairs, alpha):
+    prior, pairs = mnist_prior_pairs
+    got = losses.estimate_reference_loss_weights(prior, 100, num_batches=20, coupling=alpha, seed=5)
+    expected = {
+        "ks": 1 / np.mean([np_ks(np.concatenate([z, za], axis=0), prior) for z, za in pairs]),  # one 2N batch
+        "two_sample_ks": 1 / np.mean([np_two_sample(z, za, prior) for z, za in pairs]),
+        "covariance": 1 / np.mean([np_coupled_covariance(z, za, prior, alpha) for z, za in pairs]),
+    }
+    assert set(got) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, err_msg=name)
+
+
+def test_reference_weights_pool_the_ks_batch_and_weaken_the_coupling_with_alpha():
+    prior = GMMPrior(one_hot_centers(10, 10, 10.0), 1.0)
+    paper = losses.estimate_loss_weights(prior, 100, num_batches=20, seed=1)
+    ref = {a: losses.estimate_reference_loss_weights(prior, 100, 20, coupling=a, seed=1) for a in (0.0, 0.9, 1.0)}
+    # Pooled 2N batch: the KS loss halves, its weight doubles; the KS and two-sample
+    # weights do not depend on alpha, the two-sample weight is the paper's (same draws).
+    assert 1.8 < ref[0.0]["ks"] / paper["ks"] < 2.2
+    assert ref[0.0]["ks"] == ref[0.9]["ks"] == ref[1.0]["ks"]
+    assert ref[0.9]["two_sample_ks"] == paper["two_sample_ks"]
+    # Independent prior batches have no cross-covariance: the coupled loss grows with
+    # alpha, its weight falls; at alpha 0 it is close to eq. 5's weight, at 0.9 ~6x smaller.
+    assert ref[0.0]["covariance"] > ref[0.9]["covariance"] > ref[1.0]["covariance"]
+    assert 0.8 < ref[0.0]["covariance"] / paper["covariance"] < 1.2
+    assert 4 < paper["covariance"] / ref[0.9]["covariance"] < 8
+
+
+def test_reference_ks_loss_pools_the_two_batches(prior):
+    rng = np.random.default_rng(13)
+    z, za = rng.normal(size=(30, 3)), rng.normal(size=(30, 3)) * 2
+    np.testing.assert_allclose(
+        losses.reference_ks_loss(t(z), t(za), prior), np_ks(np.concatenate([z, za]), prior), rtol=1e-4
+    )

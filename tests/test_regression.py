@@ -10,9 +10,9 @@ bin/compare.py over both evaluations. Compared with the recording:
 History of the recording: made on the commit before the architecture refactor (models/,
 attacks/, pipeline/ packages), which then passed against it unchanged; re-recorded once
 after it, when the data split was added to the run record (the only difference: the
-Examples artifact's "split" and the model's "data_split" strings); edited once for the
-Smooth Encoder's threat model (config keys only: se.norm renamed se.threat_model, new
-se.l2_radius; every number unchanged).
+Examples artifact's "split" and the model's "data_split" strings); re-recorded once more
+when config fields were added (loss.weighting, default "paper"; se.norm renamed
+se.threat_model, new se.l2_radius): only those config keys differed, every number stayed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

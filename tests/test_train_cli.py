@@ -157,3 +157,16 @@ def test_valid_config_flags_pass_the_check():
     cli.check_config_flags(["train.py", f"--config={path}", "--config.train.epochs=3", "--config.model.hidden_units",
                             "(32,)", "--noconfig.data.download", "--config.model.hidden_units[0]=5", "--", "--config.x=1"])
     cli.check_config_flags(["train.py", "--dataset=digits"])  # no --config: nothing to check
+
+
+def test_config_validation_names_loss_weighting_and_its_values():
+    from robust_dae_tf import config_lib
+    from robust_dae_tf.errors import ConfigError
+
+    config = config_lib.base_config()
+    assert config.loss.weighting == "paper"
+    config.loss.weighting = "reference"
+    config_lib.validate(config)
+    config.loss.weighting = "papr"
+    with pytest.raises(ConfigError, match=r"config\.loss\.weighting: must be 'paper' or 'reference', got 'papr'"):
+        config_lib.validate(config)

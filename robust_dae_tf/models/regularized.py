@@ -20,6 +20,16 @@ as in the reference, so eq. 9 is applied as
 lambda_KS * (2/3 KS_aug + 1/3 (lambda_2S / lambda_KS) KS_2S)
 (`losses.adversarial_ks_loss` with two-sample weight lambda_2S / lambda_KS).
 
+`weighting="reference"` (config `loss.weighting`) switches the adversarial models to
+the reference code's objective and weights (`losses.estimate_reference_loss_weights`):
+lambda_KS KS(z and z_adv pooled into one 2N batch) + lambda_2S two-sample term
++ lambda_CV L_CV(alpha), without eq. 9's 2/3 and 1/3, where lambda_KS normalises the
+pooled KS and lambda_CV the coupled covariance loss at the model's alpha; the
+augmented model is the same with alpha = 0 and no two-sample term. The "ks" metric is
+then the pooled KS loss. `gmm_dae` ignores the weighting: for one clean batch the
+reference's objective and weights are the paper's (eqs. 4, 5 and
+`losses.estimate_loss_weights`; the pooled-KS weight would be wrong for an N batch).
+
 Multi-device (tf.distribute.MirroredStrategy): the KS and covariance statistics are
 computed on the GLOBAL batch (latents are all-gathered across replicas, which is
 differentiable), the reconstruction on the local batch (its metric is all-reduced),
@@ -75,6 +85,16 @@ def config_sections() -> dict:
     # cov(z) and cov(z_adv) are matched to Sigma_GMM), the other reading of eq. 8.
     loss.cross_covariance = "target"
     loss.weight_estimation_batches = 100  # prior batches for lambda_KS / lambda_CV
+    # Loss weights and adversarial objective (gmm_dae is the same under both):
+    # "paper": eqs. 7 / 9 as printed (2/3 KS_aug + 1/3 two-sample), weights from one
+    #   prior batch (eq. 4 KS, eq. 5 covariance), so lambda_CV does not depend on alpha
+    #   and alpha sets the coupling strength directly;
+    # "reference": the reference code's total (KS of z and z_adv pooled into one 2N
+    #   batch + two-sample + coupled covariance, no 2/3 and 1/3), each weight 1 / its
+    #   term on pairs of independent prior batches; lambda_CV is estimated at alpha, so
+    #   alpha also rescales the covariance term (at alpha 0.9 the coupling is ~6x weaker
+    #   than under "paper"). See losses.estimate_reference_loss_weights.
+    loss.weighting = "paper"
 
     adversarial_section = ml_collections.ConfigDict()
     adversarial_section.epsilon = 0.3  # L-inf budget of the FGSM training examples (eq. 6)
@@ -97,6 +117,9 @@ class RegularizedAutoencoder(Autoencoder):
       coupling: alpha of eq. 10 (robust only; augmented uses 0 by definition).
       cross_covariance: "target" (eqs. 8 / 10 as written) or "ignore" (the cross block
         of the joint covariance is not regularized), see `losses.coupled_covariance_loss`.
+      weighting: "paper" (eqs. 7 / 9 as printed) or "reference" (the reference code's
+        pooled-KS total without 2/3 and 1/3, for the adversarial variants; gmm_dae is
+        the same under both); `loss_weights` must come from the matching estimator.
       epsilon, step_size, random_start: FGSM settings (eq. 6).
       seed: base seed of the per-step stateless random streams.
     """
@@ -115,6 +138,7 @@ class RegularizedAutoencoder(Autoencoder):
         latent_noise_std: float = 0.1,
         coupling: float = 0.9,
         cross_covariance: str = "target",
+        weighting: str = "paper",
         epsilon: float = 0.3,
         step_size: float = 0.375,
         random_start: bool = True,
@@ -123,6 +147,10 @@ class RegularizedAutoencoder(Autoencoder):
     ):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+        if weighting not in losses.WEIGHTINGS:
+            raise ConfigError(
+                f"config.loss.weighting: {weighting!r} is unknown; choose one of {', '.join(losses.WEIGHTINGS)}."
+            )
         names = ["loss", "reconstruction", "ks", "covariance"]
         if variant in ADVERSARIAL_VARIANTS:
             names += ["two_sample_ks", "latent_shift"]
@@ -132,10 +160,12 @@ class RegularizedAutoencoder(Autoencoder):
         self.latent_noise_std = float(latent_noise_std)
         self.coupling = float(coupling) if variant == "robust" else 0.0
         self.cross_covariance = cross_covariance
+        self.weighting = weighting
         self.epsilon = float(epsilon)
         self.step_size = float(step_size)
         self.random_start = bool(random_start)
         self.is_adversarial = variant in ADVERSARIAL_VARIANTS
+        self.reference_objective = weighting == "reference" and self.is_adversarial
 
     def adversarial_examples(self, x, z, seed, training=False):
         """FGSM latent adversarial examples of eq. 6 for images `x` with latents `z`,
@@ -160,7 +190,9 @@ class RegularizedAutoencoder(Autoencoder):
         two_sample = losses.two_sample_ks_loss(z, z_adv, prior)
         shift = tf.reduce_mean(tf.norm(z_adv - z, axis=1))
         extra = {"two_sample_ks": two_sample, "latent_shift": shift}
-        if self.variant == "augmented":
+        if self.reference_objective:
+            ks = losses.reference_ks_loss(z, z_adv, prior)
+        elif self.variant == "augmented":
             ks = losses.augmented_ks_loss(z, z_adv, prior)
         else:
             ratio = self.loss_weights["two_sample_ks"] / self.loss_weights["ks"]
@@ -188,6 +220,8 @@ class RegularizedAutoencoder(Autoencoder):
         z_adv_global = replicas.gather(z_adv) if z_adv is not None else None
         ks, covariance, extra = self._regularizers(z_global, z_adv_global)
         regularizer = self.loss_weights["ks"] * ks + self.loss_weights["covariance"] * covariance
+        if self.reference_objective and self.variant == "robust":
+            regularizer += self.loss_weights["two_sample_ks"] * extra["two_sample_ks"]
         objective = self.reconstruction_weight * reconstruction + regularizer
 
         global_reconstruction = replicas.mean(tf.stop_gradient(reconstruction))
@@ -206,9 +240,20 @@ def build(config, image_shape) -> RegularizedAutoencoder:
     prior-estimated loss weights."""
     prior = GMMPrior.from_config(config.prior, config.model.latent_dim)
     encoder, decoder = networks.build_networks(config.model, image_shape)
-    weights = losses.estimate_loss_weights(
-        prior, config.train.batch_size, config.loss.weight_estimation_batches, seed=config.train.seed
-    )
+    variant = config.model.variant
+    if config.loss.weighting == "reference" and variant in ADVERSARIAL_VARIANTS:
+        weights = losses.estimate_reference_loss_weights(
+            prior,
+            config.train.batch_size,
+            config.loss.weight_estimation_batches,
+            coupling=config.loss.coupling if variant == "robust" else 0.0,
+            cross_covariance=config.loss.cross_covariance,
+            seed=config.train.seed,
+        )
+    else:
+        weights = losses.estimate_loss_weights(
+            prior, config.train.batch_size, config.loss.weight_estimation_batches, seed=config.train.seed
+        )
     return RegularizedAutoencoder(
         encoder,
         decoder,
@@ -219,6 +264,7 @@ def build(config, image_shape) -> RegularizedAutoencoder:
         latent_noise_std=config.loss.latent_noise_std,
         coupling=config.loss.coupling,
         cross_covariance=config.loss.cross_covariance,
+        weighting=config.loss.weighting,
         epsilon=config.adversarial.epsilon,
         step_size=config.adversarial.step_size,
         random_start=config.adversarial.random_start,

@@ -121,3 +121,47 @@ def test_adversarial_examples_use_the_random_start_and_fill_the_budget():
     free = (x.numpy() > 0.3) & (x.numpy() < 0.7)
     assert np.mean(np.isclose(np.abs(delta[free]), 0.3, atol=1e-5)) > 0.5
     np.testing.assert_array_equal(model.adversarial_examples(x, model.encode(x), seed).numpy(), x_adv)
+
+
+@pytest.mark.parametrize("variant", ["augmented", "robust"])
+def test_reference_weighting_reports_the_reference_objective(variant):
+    model = _build(variant, adversarial__random_start=False, loss__coupling=0.7, loss__weighting="reference")
+    model.compile(optimizer=keras.optimizers.Adam())
+    alpha = 0.7 if variant == "robust" else 0.0
+    prior, w = model.prior, model.loss_weights
+    assert w == losses.estimate_reference_loss_weights(prior, 100, 10, coupling=alpha, seed=0)
+    x = tf.constant(digits_arrays()[2][:64])
+    logs = model.test_step(x)
+    z = model.encoder(x).numpy()
+    za = model.encoder(adversarial.fgsm_latent_adversarial(model.encoder, x, z, 0.3, 0.375, None)).numpy()
+    rec = float(losses.reconstruction_loss(x, model.decoder(z)))
+    # The reference's total, computed directly: KS of z and z_adv pooled into one 2N
+    # batch, the two-sample term with its own weight (robust only), the coupled
+    # covariance at alpha; no 2/3 and 1/3.
+    ks = float(losses.ks_loss(np.concatenate([z, za], axis=0), prior))
+    cv = float(losses.coupled_covariance_loss(z, za, prior, alpha))
+    two = float(losses.two_sample_ks_loss(z, za, prior))
+    expected_total = 500.0 * rec + w["ks"] * ks + w["covariance"] * cv
+    if variant == "robust":
+        expected_total += w["two_sample_ks"] * two
+    np.testing.assert_allclose(logs["ks"], ks, rtol=1e-4)
+    np.testing.assert_allclose(logs["covariance"], cv, rtol=1e-4)
+    np.testing.assert_allclose(logs["two_sample_ks"], two, rtol=1e-4)
+    np.testing.assert_allclose(logs["loss"], expected_total, rtol=1e-4)
+
+
+def test_gmm_dae_ignores_the_weighting():
+    paper, reference = _build("gmm_dae"), _build("gmm_dae", loss__weighting="reference")
+    assert paper.loss_weights == reference.loss_weights
+    x = tf.constant(digits_arrays()[2][:40])
+    reference.set_weights(paper.get_weights())
+    _, a = paper.compute_terms(x, training=False, step=0, stream=1)
+    _, b = reference.compute_terms(x, training=False, step=0, stream=1)
+    assert float(a["loss"]) == float(b["loss"])
+
+
+def test_unknown_weighting_is_a_config_error():
+    from robust_dae_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"config\.loss\.weighting: 'ref' is unknown; choose one of paper, reference"):
+        _build("robust", loss__weighting="ref")
