@@ -99,7 +99,7 @@ class ExampleGen(Component):
                 if damage is None:
                     logger.info("ExampleGen: reusing %s", uri)
                     return {"examples": cached}
-            logger.warning("ExampleGen: the examples cache %s cannot be reused (%s); rebuilding it.", uri, damage)
+            logger.warning("ExampleGen: the examples cache %s is damaged or out of date (%s); rebuilding it.", uri, damage)
         try:
             splits = data.load_splits(
                 self.spec.name,

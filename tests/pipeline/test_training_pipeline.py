@@ -190,7 +190,7 @@ def test_example_gen_records_the_split_and_rebuilds_a_cache_split_another_way(tm
     assert by_identity.properties["split"] == (
         "identity split: 9 train / 1 test identities (identity_CelebA.txt), 18 / 2 images")
     assert by_identity.properties["num_examples"] == {"train": 18, "test": 2}
-    assert "cannot be reused" in caplog.text and "identity split" in caplog.text
+    assert "out of date" in caplog.text and "identity split" in caplog.text
     # Same rule again: reused as it is (the marker is not rewritten).
     stamp = os.path.getmtime(os.path.join(uri, "artifact.json"))
     again = ExampleGen("celeb_a", str(root))({"examples": uri})["examples"]
