@@ -9,6 +9,7 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
                     the registry (`OBJECTIVES`, `register`, `objective(name)`)
     pgd.py          batched, compiled PGD with exploration + refinement (the default)
     lbfgsb.py       the reference implementation's L-BFGS-B attacker (a second opinion)
+    paper.py        the exact attacker behind the paper's numbers (method "paper")
     projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
     starts.py       seeded random starts in the ball
     config.py       `AttackConfig` (validated when built), `AttackResult`, input checks
@@ -70,6 +71,7 @@ _LAZY = {
     "EXPLORATION_STEPS_DIVISOR": "pgd",
     "REFINE_STEP_FACTOR": "pgd",
     "LBFGSB_MEMORY": "lbfgsb",
+    "sample_d_ball": "paper",
     "run": "runner",
     "run_validated": "runner",
     "latent_attack": "runner",

@@ -15,7 +15,7 @@ import numpy as np
 
 from robust_dae_tf.errors import ConfigError, DataError
 
-METHODS = ("pgd", "lbfgsb")
+METHODS = ("pgd", "lbfgsb", "paper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,11 @@ class AttackConfig:
         step decays to 0 with a cosine schedule.
       chunk_size: images per compiled call (one call holds at most chunk_size * restarts
         rows); lower it when memory is short (conv models on 64x64 images).
-      method: "pgd" (batched, compiled) or "lbfgsb" (reference-style, per image).
+      method: "pgd" (batched, compiled), "lbfgsb" (reference-style, per image) or
+        "paper" (the exact attacker behind the paper's numbers, `paper.py`: one start,
+        scipy's defaults and the objective's `paper_lbfgsb_*` settings; it ignores
+        steps, restarts, exploration_starts, initial_step_fraction, chunk_size and
+        jit_compile).
       jit_compile: PGD: XLA-compile the attack loop (falls back to plain graph mode
         with a warning when XLA fails on the model).
     """
@@ -47,7 +51,7 @@ class AttackConfig:
     exploration_starts: int | None = None
     initial_step_fraction: float = 1.0
     chunk_size: int = 1000
-    method: str = "pgd"  # "pgd" | "lbfgsb"
+    method: str = "pgd"  # "pgd" | "lbfgsb" | "paper"
     jit_compile: bool = True
 
     def __post_init__(self):

@@ -93,6 +93,12 @@ class Objective:
     legend: str = ""
     success_level_label: str = ""  # dashed line in the curves
     success_level_text: str = ""  # clause of the report's sentence, with "{value}"
+    # The paper's attacker (`paper.py`, method "paper"): its scipy fmin_l_bfgs_b settings
+    # m / factr / pgtol for this attack; None = the attack is not part of the paper
+    # (method "paper" refuses it).
+    paper_lbfgsb_memory: int | None = None
+    paper_lbfgsb_factr: float | None = None
+    paper_lbfgsb_pgtol: float | None = None
 
     # ---------------------------------------------------------------- math
 
@@ -223,6 +229,7 @@ class LatentAttack(_PaperObjective):
     default_steps, default_exploration_starts = 400, 24
     model_outputs = "latents"
     seed_offset = 0
+    paper_lbfgsb_memory, paper_lbfgsb_factr, paper_lbfgsb_pgtol = 25, 10.0, 1e-5  # pgtol: scipy's default
     pair = "target_adv_rec"
     title, short_label = "Latent", "latent"
     grid_title = "latent-space attack"
@@ -269,6 +276,7 @@ class MaximumDamageAttack(_PaperObjective):
     default_steps, default_exploration_starts = 200, 32
     model_outputs = "latents/reconstructions"
     seed_offset = 1
+    paper_lbfgsb_memory, paper_lbfgsb_factr, paper_lbfgsb_pgtol = 100, 10.0, 1e-20
     pair = "rec_adv_rec"
     title, short_label = "Max damage", "max damage"
     grid_title = "maximum damage attack"

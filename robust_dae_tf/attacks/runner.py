@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf.attacks import lbfgsb, objectives, pgd
+from robust_dae_tf.attacks import lbfgsb, objectives, paper, pgd
 from robust_dae_tf.attacks.config import AttackConfig, AttackResult, validate_budget, validate_config, validate_images
 from robust_dae_tf.errors import ConfigError, DataError
 
@@ -41,6 +41,8 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
     if config.method == "pgd":
         result = pgd.run(model, objective, images, reference, budget, config, int(seed), record_curve,
                          directions=objective.start_directions(images, targets))
+    elif config.method == "paper":
+        result = paper.run(model, objective, images, reference, budget, config, int(seed), record_curve)
     else:
         result = lbfgsb.run(model, objective, images, reference, budget, config, int(seed), record_curve)
     bad = ~np.isfinite(result.loss)
