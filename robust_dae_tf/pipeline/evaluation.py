@@ -48,6 +48,7 @@ import time
 import numpy as np
 
 from robust_dae_tf import fileio, locking, reporting
+from robust_dae_tf.attacks.config import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_examples,
                                               read_artifact, write_artifact, write_marker)
@@ -494,6 +495,9 @@ class FidEvaluator(Component):
 # ------------------------------------------------------------------ the pipeline
 
 
+_ATTACK_DEFAULTS = AttackConfig()
+
+
 @dataclasses.dataclass
 class EvaluationSettings:
     """What to evaluate and how: bin/evaluate.py's flags (same names, same defaults; see
@@ -508,12 +512,13 @@ class EvaluationSettings:
     num_images: int = 100
     trials: int = 10
     budgets: tuple = (1.0, 3.0, 5.0)
-    attack_steps: int | None = None
-    attack_restarts: int = 2
-    attack_exploration_starts: int | None = None
-    attack_xla: bool = True
-    attack_method: str = "pgd"
-    attack_chunk_size: int = 1000
+    # The attack flags default to AttackConfig's values (one place for them).
+    attack_steps: int | None = _ATTACK_DEFAULTS.steps
+    attack_restarts: int = _ATTACK_DEFAULTS.restarts
+    attack_exploration_starts: int | None = _ATTACK_DEFAULTS.exploration_starts
+    attack_xla: bool = _ATTACK_DEFAULTS.jit_compile
+    attack_method: str = _ATTACK_DEFAULTS.method
+    attack_chunk_size: int = _ATTACK_DEFAULTS.chunk_size
     pool_size: int = 5000
     seed: int = 0
     skip_robustness: bool = False
