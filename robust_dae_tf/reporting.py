@@ -155,6 +155,16 @@ def _fd(row: dict):
     return float(fid["value"]), str(fid.get("name", "FD"))
 
 
+def _fd_cell(row: dict, value) -> str:
+    """"value", or "mean ± std" for a row aggregated over training seeds."""
+    if value is None:
+        return "—"
+    fid = row.get("fid") or {}
+    if len(fid.get("values") or []) > 1:
+        return f"{value:.2f} ± {float(fid['std']):.2f}"
+    return f"{value:.2f}"
+
+
 def _markdown(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -189,7 +199,7 @@ def table1_markdown(rows: list[dict], digits: int = 3) -> str:
         for attack, metric, _, _ in table1_columns(objectives):
             cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
         value, name = _fd(row)
-        cells += ["—" if value is None else f"{value:.2f}", name or "—"]
+        cells += [_fd_cell(row, value), name or "—"]
         body.append(cells)
     return _markdown(table1_header(budgets, objectives), body)
 
@@ -250,7 +260,9 @@ def table3_markdown(rows: list[dict]) -> str:
             body.append([str(row["name"]), "—", "—"])
             continue
         clean, mean, std, n, _ = acc
-        body.append([str(row["name"]), f"{100 * clean:.2f}", _attacked_cell(mean, std, n)])
+        over_seeds = (row.get("classifier") or {}).get("clean_accuracy_over_seeds") or {}
+        clean_cell = _attacked_cell(clean, over_seeds.get("std"), len(over_seeds.get("values") or []))
+        body.append([str(row["name"]), clean_cell, _attacked_cell(mean, std, n)])
     return _markdown(["Model", "clean acc. (%) ↑", f"λ={label} acc. (%) ↑"], body)
 
 
@@ -778,8 +790,11 @@ def _disambiguate(rows: list[dict], labels: list[str]) -> None:
             row["name"] = f"{names[i]} [{labels[i]} #{named[:i + 1].count(named[i])}]"
 
 
-def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None) -> dict:
+def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None, over_seeds: bool = False) -> dict:
     """One table over several evaluation directories (rows = models).
+
+    With `over_seeds`, evaluations of models that differ only in their training seed
+    become one row (`aggregate_over_seeds`): cells are then mean ± std OVER SEEDS.
 
     Returns {"rows", "markdown" (Table 1 then Table 3, then with `paper` = a dataset name
     the side-by-side comparison with the paper, `paper_comparison_markdown`),
@@ -790,9 +805,17 @@ def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None) -> 
     if not eval_dirs:
         raise UserError("pass at least one evaluation directory.")
     rows = [load_evaluation(d) for d in eval_dirs]
-    _disambiguate(rows, [os.path.basename(os.path.normpath(d)) for d in eval_dirs])
+    labels = [os.path.basename(os.path.normpath(d)) for d in eval_dirs]
+    if over_seeds:
+        rows = aggregate_over_seeds(rows)
+        labels = [str(r["name"]) for r in rows]
+    _disambiguate(rows, labels)
+    legend = table1_legend(objectives_of(rows))
+    if over_seeds:
+        legend += ("\nRows over training seeds: each cell is the mean over seeds of each seed's mean over trials, "
+                   "± the std over seeds (sample std, ddof = 1); the same for accuracies and the FD.\n")
     markdown = (f"### Table 1 (robustness, fidelity)\n\n{table1_markdown(rows, digits)}\n"
-                f"{table1_legend(objectives_of(rows))}\n")
+                f"{legend}\n")
     if any(r.get("classifier") for r in rows):
         markdown += f"\n### Table 3 (downstream classifier)\n\n{table3_markdown(rows)}"
     if paper is not None:
@@ -809,3 +832,92 @@ def is_finite_report(payload) -> bool:
     if isinstance(payload, float):
         return math.isfinite(payload)
     return True
+
+
+# ------------------------------------------------------------------ training seeds
+
+# Config fields that do not change what is trained (logging, checkpoint cadence): ignored
+# when deciding whether two models differ only in their training seed.
+NOT_TRAINING_SETTINGS = {"train": ("seed", "verbose", "log_every_steps", "images_every_epochs",
+                                   "checkpoint_every_steps", "keep_checkpoints")}
+
+
+def training_seed_group(row: dict) -> tuple[str, int]:
+    """(group key, training seed) of a row: rows with equal keys are the same model
+    (variant, dataset, every training setting but the seed; read from the SavedModel's
+    `robust_dae_tf.json` at the path the report records) evaluated the same way (the
+    robustness report's protocol). UserError naming the row when that metadata is gone."""
+    from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
+
+    path = model_metadata(row).get("path")
+    config = export.read_metadata(path).get("config") if path and os.path.isdir(path) else None
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        raise UserError(f"{row['name']}: its model's config (robust_dae_tf.json in {path}) is not readable, so its "
+                        "training seed is unknown; keep the SavedModel at the path its evaluation records, or "
+                        "compare without --over_seeds.")
+    config = json.loads(json.dumps(config))
+    seed = int(config["train"].get("seed", 0))
+    for section, fields in NOT_TRAINING_SETTINGS.items():
+        for field in fields:
+            (config.get(section) or {}).pop(field, None)
+    protocol = (row.get("robustness") or {}).get("protocol")
+    return json.dumps([model_metadata(row).get("variant"), model_metadata(row).get("dataset"), config, protocol],
+                      sort_keys=True, default=str), seed
+
+
+def _over_seeds(values: list[float]) -> dict:
+    """{"mean", "std" (sample std, ddof=1; 0 for one seed), "values"} of per-seed numbers."""
+    array = np.asarray(values, np.float64)
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "values": [float(v) for v in array]}
+
+
+def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> list[dict]:
+    """One row per group of rows that differ only in the training seed (`seed_group`),
+    in the order each group first appears: every Table 1 cell is the mean over seeds of
+    each seed's trial mean, and its "std" is the std OVER SEEDS (sample std, ddof=1), not
+    over trials; the classifier's accuracies and the Frechet distance likewise (their
+    "std" over seeds). The row is named "<name>, <n> seeds (<seeds>)". A group whose
+    rows lack a cell that others have shows the cell from the seeds that have it, with
+    "n" recording how many. Two rows with the same seed in one group are refused."""
+    groups: dict = {}
+    for row in rows:
+        key, seed = seed_group(row)
+        group = groups.setdefault(key, [])
+        if seed in [s for s, _ in group]:
+            raise UserError(f"{row['name']} and another evaluation are the same model with the same training seed "
+                            f"({seed}); pass each trained model once.")
+        group.append((seed, row))
+    out = []
+    for group in groups.values():
+        seeds = [s for s, _ in group]
+        members = [r for _, r in group]
+        first = members[0]
+        robustness = None
+        if any(r.get("robustness") for r in members):
+            robustness = json.loads(json.dumps(next(r["robustness"] for r in members if r.get("robustness"))))
+            for objective in objectives_of(members):
+                for key in budgets_of(members):
+                    for metric in (robustness.get(objective.name) or {}).get(key, {}):
+                        stats = [_stat(r, objective.name, metric, key) for r in members]
+                        values = [s[0] for s in stats if s is not None]
+                        if values:
+                            robustness[objective.name][key][metric] = {**_over_seeds(values), "n": len(values)}
+        classifier = None
+        accuracies = [r.get("classifier") for r in members if (r.get("classifier") or {}).get("clean_accuracy")
+                      is not None]
+        if accuracies:
+            classifier = json.loads(json.dumps(accuracies[0]))
+            clean = _over_seeds([c["clean_accuracy"] for c in accuracies])
+            classifier["clean_accuracy"], classifier["clean_accuracy_over_seeds"] = clean["mean"], clean
+            attacked = [(c.get("attacked_accuracy") or {}).get("mean") for c in accuracies]
+            if all(a is not None for a in attacked):
+                classifier["attacked_accuracy"] = _over_seeds(attacked)
+        fid = None
+        fds = [r.get("fid") for r in members if "value" in (r.get("fid") or {})]
+        if fds:
+            fid = {**fds[0], **{k: v for k, v in _over_seeds([f["value"] for f in fds]).items() if k != "mean"},
+                   "value": float(np.mean([f["value"] for f in fds]))}
+        name = f"{first['name']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+        out.append({**make_row(name, robustness, classifier, fid), "seeds": seeds})
+    return out

@@ -492,3 +492,60 @@ def test_success_levels_appear_in_the_report_and_the_curves(tmp_path, monkeypatc
     drawn.clear()
     plain = reporting.write_report(str(tmp_path / "old"), rows()[1], tensorboard=False)["markdown"]
     assert "Success levels" not in plain and drawn == []
+
+
+def _fake_saved_model(root, name, seed, coupling=0.9, verbose=2):
+    """A directory holding only robust_dae_tf.json with a config (what --over_seeds reads)."""
+    directory = root / "models" / name
+    directory.mkdir(parents=True)
+    config = {"train": {"seed": seed, "epochs": 100, "verbose": verbose}, "loss": {"coupling": coupling}}
+    (directory / "robust_dae_tf.json").write_text(json.dumps({"variant": "robust", "dataset": "mnist",
+                                                              "config": config}))
+    return {"name": "robust (mnist)", "variant": "robust", "dataset": "mnist", "path": str(directory)}
+
+
+def test_compare_over_seeds_aggregates_each_cell_over_training_seeds(tmp_path):
+    # Three seeds of one model (verbose differs: not a training setting), plus one model with another
+    # coupling that must stay its own row.
+    offsets, dirs, reports = (0.0, 0.03, 0.09), [], []
+    for seed, offset in enumerate(offsets):
+        a, _ = rows()
+        a["robustness"] = fake_robustness(offset)
+        a["classifier"] = {"clean_accuracy": 0.95 + 0.01 * seed,
+                           "attacked_accuracy": {"mean": 0.5 + 0.1 * seed, "std": 0.01, "values": [0.5, 0.5]},
+                           "budget": 1.0, "num_attacked": 1000}
+        a["fid"] = {"name": "FD-mnist-classifier", "value": 10.0 + 3 * seed}
+        reports.append(a)
+        model = _fake_saved_model(tmp_path, f"s{seed}", seed, verbose=seed)
+        dirs.append(_fake_eval_dir(tmp_path, f"e{seed}", a, model=model))
+    other, _ = rows()
+    dirs.append(_fake_eval_dir(tmp_path, "other", other, model=_fake_saved_model(tmp_path, "c05", 0, coupling=0.5)))
+
+    result = reporting.compare(dirs, digits=4, over_seeds=True)
+    assert [r["name"] for r in result["rows"]] == ["robust (mnist), 3 seeds (0, 1, 2)", "robust (mnist), 1 seed (0)"]
+    parsed = reporting.parse_markdown_table(result["markdown"])
+    for attack, metric, column in (("max_damage", "msssim_rec_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a) ↑ λ=3"),
+                                   ("latent", "msssim_target_adv_rec", "Latent: MS-SSIM(x_r, x~_a) ↓ λ=1")):
+        budget = 3 if "3" in column else 1
+        per_seed = [expected(r["robustness"], attack, metric, budget)[0] for r in reports]
+        mean, std = parsed[0][column].split(" ± ")
+        assert float(mean) == pytest.approx(np.mean(per_seed), abs=5e-5)
+        assert float(std) == pytest.approx(np.std(per_seed, ddof=1), abs=5e-5)  # over seeds, not trials
+    fd_mean, fd_std = parsed[0]["FD ↓"].split(" ± ")
+    assert float(fd_mean) == pytest.approx(13.0, abs=0.005) and float(fd_std) == pytest.approx(3.0, abs=0.005)
+    table3 = reporting.parse_markdown_table(result["markdown"].split("Table 3")[1])
+    clean_mean, clean_std = table3[0]["clean acc. (%) ↑"].split(" ± ")
+    assert float(clean_mean) == pytest.approx(96.0) and float(clean_std) == pytest.approx(1.0)
+    attacked_mean, attacked_std = table3[0]["λ=1 acc. (%) ↑"].split(" ± ")
+    assert float(attacked_mean) == pytest.approx(60.0) and float(attacked_std) == pytest.approx(10.0)
+    assert "std over seeds" in result["markdown"]
+
+
+def test_compare_over_seeds_refuses_a_repeated_seed_and_a_missing_model(tmp_path):
+    a, _ = rows()
+    dirs = [_fake_eval_dir(tmp_path, f"e{i}", a, model=_fake_saved_model(tmp_path, f"m{i}", 0)) for i in range(2)]
+    with pytest.raises(UserError, match="same training seed"):
+        reporting.compare(dirs, over_seeds=True)
+    gone = _fake_eval_dir(tmp_path, "gone", a, model={"name": "x", "path": str(tmp_path / "nowhere")})
+    with pytest.raises(UserError, match="training seed is unknown"):
+        reporting.compare([gone], over_seeds=True)
