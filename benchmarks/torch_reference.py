@@ -14,7 +14,8 @@ idiomatic eager PyTorch (no torch.compile):
 
 * networks (MNIST, fully connected): encoder 1024 -> 200 x4 (ReLU) -> D, decoder
   D -> 200 x4 (ReLU) -> 1024 (sigmoid); Glorot-uniform weights and zero biases as
-  in Keras' Dense;
+  in Keras' Dense; or (``architecture="conv"``, SVHN / CelebA) the convolutional nets
+  of benchmarks/torch_conv_step.py;
 * ``gmm_dae``: z = g(x); x_rec = f(z + 0.1 n); 500 * MSE + w_KS * KS(z) + w_CV * CV(z);
 * ``robust``: in addition an FGSM step with random start on ||g(x + d) - g(x)||^2
   (eps 0.3, step 0.375, pixels clipped to [0, 1]), z_adv = g(x_adv), KS term
@@ -175,13 +176,23 @@ class Trainer:
         step_size: float = 0.375,
         learning_rate: float = 2e-4,
         seed: int = 0,
+        architecture: str = "fc",
+        conv_filters=(128, 256, 512, 1024),
     ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         torch.manual_seed(seed)
         self.variant = variant
-        self.encoder = build_encoder(math.prod(image_shape), latent_dim)
-        self.decoder = build_decoder(image_shape, latent_dim)
+        if architecture == "conv":
+            from torch_conv_step import build_conv_decoder, build_conv_encoder
+
+            self.encoder = build_conv_encoder(tuple(image_shape), latent_dim, tuple(conv_filters))
+            self.decoder = build_conv_decoder(tuple(image_shape), latent_dim, tuple(conv_filters))
+        elif architecture == "fc":
+            self.encoder = build_encoder(math.prod(image_shape), latent_dim)
+            self.decoder = build_decoder(image_shape, latent_dim)
+        else:
+            raise ValueError(f"unknown architecture {architecture!r}; choose fc or conv")
         self.prior = GMMPrior(num_modes, latent_dim)
         self.weights = loss_weights or estimate_loss_weights(self.prior, batch_size)
         self.rec_weight = reconstruction_weight
@@ -237,16 +248,24 @@ class Trainer:
 
 
 class Workload:
-    """Trainers for several variants over one synthetic data set (random uniform images)."""
+    """Trainers for several variants over one synthetic data set (random uniform images).
 
-    def __init__(self, variants, batch_size: int, loss_weights: dict | None = None, num_examples: int = 10000, seed: int = 0):
+    `image_shape` is (C, H, W); `trainer_options` go to every `Trainer` (architecture,
+    latent_dim, num_modes, epsilon, step_size, ...)."""
+
+    def __init__(self, variants, batch_size: int, loss_weights: dict | None = None, num_examples: int = 10000,
+                 seed: int = 0, image_shape=(1, 32, 32), trainer_options: dict | None = None):
         gen = torch.Generator().manual_seed(seed)
         # Stored as uint8 like a real image set, converted to float per batch as our tf.data pipeline does.
-        self.images = torch.randint(0, 256, (num_examples, 1, 32, 32), dtype=torch.uint8, generator=gen)
+        self.images = torch.randint(0, 256, (num_examples, *image_shape), dtype=torch.uint8, generator=gen)
         self.batch_size = batch_size
         self.num_batches = num_examples // batch_size
         self.gen = gen
-        self.trainers = {v: Trainer(v, loss_weights=loss_weights, batch_size=batch_size, seed=seed) for v in variants}
+        self.trainer_options = {"image_shape": tuple(image_shape), **(trainer_options or {})}
+        self.trainers = {
+            v: Trainer(v, loss_weights=loss_weights, batch_size=batch_size, seed=seed, **self.trainer_options)
+            for v in variants
+        }
         self.order = torch.randperm(num_examples, generator=gen)
         self.position = 0
 
@@ -269,7 +288,9 @@ class Workload:
 
 def parts(workload: Workload) -> dict:
     """name -> callable: the parts of the robust step that bin/benchmark.py --breakdown times."""
-    trainer = workload.trainers.get("robust") or Trainer("robust", batch_size=workload.batch_size)
+    trainer = workload.trainers.get("robust") or Trainer(
+        "robust", batch_size=workload.batch_size, **workload.trainer_options
+    )
     enc, dec, prior = trainer.encoder, trainer.decoder, trainer.prior
     x = workload._batch()
     with torch.no_grad():
@@ -343,7 +364,12 @@ def serve() -> None:
         try:
             if cmd == "setup":
                 set_threads(int(request.get("threads", 0)))
-                workload = Workload(request["variants"], int(request["batch_size"]), request.get("loss_weights"))
+                workload = Workload(
+                    request["variants"], int(request["batch_size"]), request.get("loss_weights"),
+                    num_examples=int(request.get("num_examples", 10000)),
+                    image_shape=tuple(request.get("image_shape", (1, 32, 32))),
+                    trainer_options=request.get("trainer_options"),
+                )
                 reply = {
                     "ok": True,
                     "torch_version": torch.__version__,

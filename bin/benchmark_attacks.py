@@ -3,7 +3,7 @@
 
 Runs `robustness.evaluate_robustness` (the paper's 2 attacks x budgets x --num_images x --trials,
 the paper's protocol by default: 2 x 3 x 100 x 10) on the test split and reports the
-wall time and images*trials per second. Then measures the speed-up of attacking all
+wall time, images*trials per second and the peak resident memory (RSS) of the process. Then measures the speed-up of attacking all
 num_images * trials images in one batched call over attacking one image per call: one
 batched maximum-damage attack at the largest budget on all images is timed, then
 --sequential_n images are attacked one per call and the time is extrapolated.
@@ -17,6 +17,7 @@ Target (docs/attacks.md): the full MNIST protocol with the FC model under 10 min
 
 import json
 import os
+import resource
 import time
 
 from absl import flags
@@ -70,8 +71,11 @@ def main(argv):
     report = robustness.evaluate_robustness(model, images, labels, protocol, progress=True)
     out = {"model": FLAGS.model, "dataset": dataset, "protocol": report["protocol"], "timing": report["timing"],
            "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+    # Peak resident memory of this process so far (Linux: KiB): test split + protocol + attacks.
+    out["peak_rss_mb_protocol"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"full protocol: {report['timing']['seconds']:.1f} s, "
-          f"{report['timing']['images_x_trials_per_second']:.2f} images x trials / s", flush=True)
+          f"{report['timing']['images_x_trials_per_second']:.2f} images x trials / s, "
+          f"peak RSS {out['peak_rss_mb_protocol']:.0f} MB", flush=True)
     for objective in protocol.objectives:
         for key, entry in report[objective.name].items():
             print(f"  {objective.name:10s} lambda={key}: attack loss {entry['attack_loss']['mean']:.4f} "
@@ -88,6 +92,7 @@ def main(argv):
               f"s/image -> {speed['one_at_a_time_seconds_extrapolated']:.0f} s extrapolated, "
               f"speed-up x{speed['speedup']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     out["load_average_1min_end"] = os.getloadavg()[0]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if FLAGS.output:
         fileio.write_text_atomic(FLAGS.output, json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))

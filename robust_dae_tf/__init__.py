@@ -7,4 +7,15 @@ three model variants (`models`), data pipelines (`data`), training, export and t
 TFX-style components that chain them and the evaluation (`pipeline`).
 """
 
+import os
+
+# TensorFlow's oneDNN kernels (convolutions, matmuls outside XLA) are on by default only on
+# CPUs with AVX-512 VNNI / AMX-class features; elsewhere (e.g. AMD EPYC) TensorFlow 2.21
+# leaves them off, and our conv training steps then run ~4.5x slower (benchmarks/README.md).
+# TensorFlow reads the variable once, when it is imported, so it is set here, before any
+# module of the package imports TensorFlow; a value the user set (TF_ENABLE_ONEDNN_OPTS=0
+# to switch them off) is kept, and it has no effect if TensorFlow was imported first.
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+os.environ.setdefault(ONEDNN_ENV, "1")
+
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import ml_collections
+from ml_collections import config_dict
 
 from robust_dae_tf.errors import ConfigError
 
@@ -64,9 +65,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 500
     c.train.learning_rate = 2e-4
     c.train.seed = 0
-    # XLA (Keras jit_compile) for the training step: faster on CPU (measurements in
-    # benchmarks/README.md). Not used with several replicas (see training.train).
-    c.train.jit_compile = True
+    # XLA (Keras jit_compile) for the training step. Unset (None) = per architecture
+    # (`jit_compile_default`): on for the fc nets (faster on CPU), off for the conv nets
+    # (TensorFlow's oneDNN convolutions, which XLA does not use, are faster); a value set
+    # on the command line (--config.train.jit_compile=True/False) is kept. Resolved into
+    # the run's config.json (`resolve_defaults`). Measurements in benchmarks/README.md.
+    # Not used with several replicas (see training.train).
+    c.train.jit_compile = config_dict.placeholder(bool)
     # Training steps run per call into the compiled graph (Keras steps_per_execution;
     # 1 under MirroredStrategy with several replicas, where Keras' loop fails):
     # fewer Python round trips per step. Checkpoints, TensorBoard scalars and the NaN
@@ -80,6 +85,29 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.num_cpu_devices = 1  # >1 splits the CPU into logical devices (MirroredStrategy)
     c.train.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     return c
+
+
+# train.jit_compile when the config leaves it unset, per model.architecture (see base_config).
+JIT_COMPILE_DEFAULTS = {"fc": True, "conv": False}
+
+
+def jit_compile_default(architecture: str) -> bool:
+    """XLA for the training step unless the config says otherwise: on for the fc nets, off
+    for the conv nets (and for an architecture not listed, the conservative choice)."""
+    return JIT_COMPILE_DEFAULTS.get(architecture, False)
+
+
+def training_jit_compile(config: ml_collections.ConfigDict) -> bool:
+    """`train.jit_compile` if set, else its default for `model.architecture`."""
+    value = config.train.jit_compile
+    return jit_compile_default(config.model.architecture) if value is None else bool(value)
+
+
+def resolve_defaults(config: ml_collections.ConfigDict) -> None:
+    """Fills the fields whose default depends on others (today `train.jit_compile`) in
+    place, so that the run's config.json records the values used. Explicit values stay."""
+    if config.train.jit_compile is None:
+        config.train.jit_compile = training_jit_compile(config)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -238,13 +238,15 @@ def set_learning_rate(model, learning_rate: float, restored: str | None) -> None
 
 
 def use_xla(config, strategy) -> bool:
-    """`train.jit_compile`, except with several replicas: Keras' XLA-compiled step under
-    MirroredStrategy fails on logical CPU devices (the optimizer's step counter is read
-    across devices inside the cluster), so multi-replica runs use plain graphs."""
-    if config.train.jit_compile and strategy.num_replicas_in_sync > 1:
+    """`train.jit_compile` (unset: per architecture, `config_lib.training_jit_compile`),
+    except with several replicas: Keras' XLA-compiled step under MirroredStrategy fails
+    on logical CPU devices (the optimizer's step counter is read across devices inside
+    the cluster), so multi-replica runs use plain graphs."""
+    jit = config_lib.training_jit_compile(config)
+    if jit and strategy.num_replicas_in_sync > 1:
         logger.info("jit_compile is not used with %d replicas.", strategy.num_replicas_in_sync)
         return False
-    return bool(config.train.jit_compile)
+    return jit
 
 
 def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
@@ -286,6 +288,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
       validate: check the config first (`config_lib.validate`, before anything is written);
         the training pipeline, which validated it where the run started, passes False.
     """
+    config_lib.resolve_defaults(config)
     if validate:
         config_lib.validate(config)
     check_or_record_config(config, workdir)

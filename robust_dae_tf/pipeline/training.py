@@ -247,6 +247,7 @@ def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrit
     any directory is touched."""
     with config.unlocked():
         config.dataset = canonical_dataset(config.dataset)
+    config_lib.resolve_defaults(config)  # e.g. train.jit_compile per architecture, as config.json records it
     config_lib.validate(config)
     if export_dir and (_nested(export_dir, workdir) or _nested(workdir, export_dir)):
         raise ConfigError(f"--export_dir={export_dir} and --workdir={workdir} overlap; the export would replace "
