@@ -142,9 +142,9 @@ class Autoencoder(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(objective, variables)
         self.optimizer.apply(grads, variables)
-        return self.update_metrics(values)
+        return replicas.step_outputs(self.update_metrics(values))
 
     def test_step(self, data):
         x = replicas.images_of(data)
         _, values = self.compute_terms(x, training=False, step=0, stream=1)
-        return self.update_metrics(values)
+        return replicas.step_outputs(self.update_metrics(values))
