@@ -27,6 +27,7 @@ Under MirroredStrategy with more than one replica it is 1 (see `train`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -263,11 +264,32 @@ def use_xla(config, strategy) -> bool:
     return bool(config.train.jit_compile)
 
 
+MIXED_PRECISION_POLICY = "mixed_float16"
+
+
+@contextlib.contextmanager
+def precision_policy(config):
+    """Keras' global dtype policy for building the model of `config`: "mixed_float16"
+    with `train.mixed_precision` (float16 compute, float32 variables; Keras then wraps the
+    optimizer in a dynamic LossScaleOptimizer), else unchanged. The previous policy is
+    restored afterwards; a built model keeps its layers' policies."""
+    if not config.train.get("mixed_precision", False):
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     """Builds and compiles the model; weights are initialised from `train.seed`, so two
-    runs of the same config start from the same weights."""
+    runs of the same config start from the same weights. With `train.mixed_precision`
+    the model is built under the "mixed_float16" policy (`precision_policy`)."""
     keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config):
         model = models.build_model(config, image_shape)
         model.compile(
             optimizer=keras.optimizers.Adam(config.train.learning_rate),

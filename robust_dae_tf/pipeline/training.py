@@ -220,6 +220,8 @@ class Exporter(Component):
             },
             "run_dir": os.path.abspath(model.uri),
         }
+        if config.train.get("mixed_precision", False):
+            keras_model = _float32_copy(config, image_shape, keras_model)
         details = keras_model.export_metadata()  # e.g. the Lipschitz VAE's certificate
         if details:
             metadata["model_details"] = details
@@ -227,6 +229,16 @@ class Exporter(Component):
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)
         return {"saved_model": artifact}
+
+
+def _float32_copy(config, image_shape, model):
+    """The model of a mixed-precision run rebuilt in float32 with its weights: the
+    SavedModel computes in float32 (mixed precision is a training option)."""
+    float_config = config_lib.from_dict(config.to_dict())
+    float_config.train.mixed_precision = False
+    copy = training.compile_model(float_config, image_shape, tf.distribute.get_strategy())
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 # ------------------------------------------------------------------ the pipeline
