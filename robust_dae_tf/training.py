@@ -23,6 +23,11 @@ Keras runs `train.steps_per_execution` steps per call into the compiled graph. T
 value actually used divides the epoch length (and the rest of an interrupted epoch),
 `effective_steps_per_execution`, so epochs, checkpoints and resumes stay aligned.
 Under MirroredStrategy with more than one replica it is 1 (see `train`).
+
+With `TF_CONFIG` (several machines, `multiworker`) `make_strategy` gives
+MultiWorkerMirroredStrategy; after the chief restores its newest checkpoint `train`
+sends that state to every worker (`multiworker.broadcast_from_chief`), and each worker
+reads its rows of every global batch (`multiworker.shard_by_data`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ Trainer and the model builders trust it), and before any work it checks that bot
 directories can be written and takes their locks (`locking.lock_directory`:
 `<workdir>.lock`, `<export_dir>.lock`), so a second run on the same workdir or export
 target stops at once with the first one named instead of replacing its files.
+In a multi-worker run (`TF_CONFIG`, `robust_dae_tf.multiworker`) only the chief writes
+(and locks) these directories; the other workers train in temporary ones.
 The evaluation components that consume the SavedModel are in `pipeline.evaluation`.
 """
 
