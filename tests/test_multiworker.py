@@ -83,7 +83,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_workers(workdir, tmpdir, epochs, timeout=150):
+def _run_workers(workdir, tmpdir, epochs, timeout=300):
     """Runs bin/train.py as worker 0 (chief) and worker 1 on 127.0.0.1; returns their stderr."""
     hosts = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmpdir))
