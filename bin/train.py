@@ -12,7 +12,9 @@ Runs the pipeline ExampleGen -> Trainer -> Exporter:
 Artifacts: <workdir>/examples (preprocessed data), <workdir>/trainer (config.json,
 checkpoints/, logs/ for TensorBoard, history.json) and the SavedModel in
 <export_dir> (default saved_models/<run_name>). Rerunning the same command resumes
-from the newest checkpoint. Watch training with `tensorboard --logdir <workdir>`.
+from the newest checkpoint. On several machines, run the same command on each with
+TF_CONFIG set, or with --worker_hosts=h0:port,h1:port --task_index=N (README,
+"Training on several machines"). Watch training with `tensorboard --logdir <workdir>`.
 """
 
 import os
@@ -39,14 +41,25 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel at --expor
 flags.DEFINE_bool("export", True, "Export a SavedModel after training.")
 flags.DEFINE_integer("epochs", None, "Shortcut for --config.train.epochs.")
 flags.DEFINE_integer("num_cpu_devices", None, "Shortcut for --config.train.num_cpu_devices (MirroredStrategy on CPU).")
+flags.DEFINE_string("worker_hosts", None, "Multi-worker training: host:port of every worker, comma-separated, the same "
+                    "on every worker (builds TF_CONFIG; or set TF_CONFIG yourself). Worker 0 is the chief.")
+flags.DEFINE_integer("task_index", None, "Multi-worker training: this worker's position in --worker_hosts (0 = chief).")
 
 
 def main(argv):
-    from robust_dae_tf import pipeline
+    from robust_dae_tf import multiworker, pipeline
     from robust_dae_tf.errors import ConfigError, UserError
 
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
+
+    if FLAGS.worker_hosts is not None or FLAGS.task_index is not None:
+        if FLAGS.worker_hosts is None or FLAGS.task_index is None:
+            raise ConfigError("multi-worker training needs both --worker_hosts=host:port,host:port and --task_index=N.")
+        if os.environ.get("TF_CONFIG", "").strip():
+            raise ConfigError("TF_CONFIG is set and --worker_hosts/--task_index are given; use one of them.")
+        os.environ["TF_CONFIG"] = multiworker.tf_config_for(FLAGS.worker_hosts, FLAGS.task_index)
+    multiworker.cluster_from_env()  # a malformed TF_CONFIG is one error line, before any work
 
     config = FLAGS.config
     with config.unlocked():

@@ -83,6 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.images_every_epochs = 1  # TensorBoard image grids
     c.train.validation_examples = 1000  # test images evaluated at each epoch end (0 = all)
     c.train.num_cpu_devices = 1  # >1 splits the CPU into logical devices (MirroredStrategy)
+    # Keras "mixed_float16" (float16 compute, float32 weights, dynamic loss scaling) for
+    # the networks' hidden layers; latents, decoder outputs and every loss in float32.
+    c.train.mixed_precision = False
     c.train.verbose = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     return c
 
@@ -141,6 +144,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("train.learning_rate", f"must be a finite number > 0, got {config.train.learning_rate}.")
     if config.train.num_cpu_devices < 1:
         fail("train.num_cpu_devices", "must be >= 1.")
+    if not isinstance(config.train.get("mixed_precision", False), bool):
+        fail("train.mixed_precision", f"must be true or false, got {config.train.mixed_precision!r}.")
     if config.train.steps_per_execution < 1:
         fail("train.steps_per_execution", "must be >= 1.")
     if config.train.checkpoint_every_steps < 1 or config.train.log_every_steps < 1:

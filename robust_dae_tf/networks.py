@@ -1,7 +1,9 @@
 """Encoder and decoder builders (paper section 4, reference architectures).
 
 Images are float32 `[N, H, W, C]` in [0, 1]; decoders end in a sigmoid so their
-outputs are in [0, 1] too. Encoders are deterministic: they return the latent code
+outputs are in [0, 1] too. The latent layer and the decoder's output layers compute
+in float32 whatever the Keras dtype policy (under `train.mixed_precision` the hidden
+layers compute in float16), so latents, images and every loss are float32. Encoders are deterministic: they return the latent code
 `[N, D]` directly (no variance head).
 
 * Fully connected nets (MNIST, Fashion-MNIST): encoder H*W*C -> 200 x4 (ReLU) -> D,
@@ -29,7 +31,7 @@ def build_fc_encoder(image_shape: Sequence[int], latent_dim: int, hidden_units: 
     x = layers.Flatten()(inputs)
     for i, units in enumerate(hidden_units):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
-    z = layers.Dense(latent_dim, name="latent")(x)
+    z = layers.Dense(latent_dim, name="latent", dtype="float32")(x)
     return keras.Model(inputs, z, name="encoder")
 
 
@@ -41,8 +43,8 @@ def build_fc_decoder(image_shape: Sequence[int], latent_dim: int, hidden_units: 
     num_pixels = 1
     for size in image_shape:
         num_pixels *= size
-    x = layers.Dense(num_pixels, activation="sigmoid", name="pixels")(x)
-    outputs = layers.Reshape(tuple(image_shape), name="images")(x)
+    x = layers.Dense(num_pixels, activation="sigmoid", name="pixels", dtype="float32")(x)
+    outputs = layers.Reshape(tuple(image_shape), name="images", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="decoder")
 
 
@@ -65,7 +67,7 @@ def build_conv_encoder(image_shape: Sequence[int], latent_dim: int, filters: Seq
         x = layers.BatchNormalization(name=f"bn_{i}")(x)
         x = layers.ReLU(name=f"relu_{i}")(x)
     x = layers.Flatten()(x)
-    z = layers.Dense(latent_dim, name="latent")(x)
+    z = layers.Dense(latent_dim, name="latent", dtype="float32")(x)
     return keras.Model(inputs, z, name="encoder")
 
 
@@ -82,7 +84,7 @@ def build_conv_decoder(image_shape: Sequence[int], latent_dim: int, filters: Seq
         x = layers.BatchNormalization(name=f"bn_{i}")(x)
         x = layers.ReLU(name=f"relu_{i}")(x)
     outputs = layers.Conv2DTranspose(
-        channels, 4, strides=2, padding="same", activation="sigmoid", name="images"
+        channels, 4, strides=2, padding="same", activation="sigmoid", name="images", dtype="float32"
     )(x)
     return keras.Model(inputs, outputs, name="decoder")
 

@@ -9,6 +9,10 @@
   `all_gather` along axis 0; the tensor itself with one replica).
 * `mean(value)`: the mean of a per-replica value across replicas (`all_reduce`; the
   value itself with one replica).
+* `step_outputs(results)`: a step's {name: scalar} as Keras can return it: under
+  MultiWorkerMirroredStrategy Keras reduces a step's outputs with
+  `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars, so there they get
+  a leading axis of 1 (the reduced values are the same scalars).
 """
 
 from __future__ import annotations
@@ -51,3 +55,10 @@ def mean(value) -> tf.Tensor:
     if ctx.num_replicas_in_sync == 1:
         return value
     return ctx.all_reduce("mean", value)
+
+
+def step_outputs(results: dict) -> dict:
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results

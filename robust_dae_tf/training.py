@@ -23,10 +23,16 @@ Keras runs `train.steps_per_execution` steps per call into the compiled graph. T
 value actually used divides the epoch length (and the rest of an interrupted epoch),
 `effective_steps_per_execution`, so epochs, checkpoints and resumes stay aligned.
 Under MirroredStrategy with more than one replica it is 1 (see `train`).
+
+With `TF_CONFIG` (several machines, `multiworker`) `make_strategy` gives
+MultiWorkerMirroredStrategy; after the chief restores its newest checkpoint `train`
+sends that state to every worker (`multiworker.broadcast_from_chief`), and each worker
+reads its rows of every global batch (`multiworker.shard_by_data`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -41,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf import callbacks as callbacks_lib
-from robust_dae_tf import config_lib, data, fileio, models
+from robust_dae_tf import config_lib, data, fileio, models, multiworker
 from robust_dae_tf.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,9 +79,25 @@ def _mirrored_strategy(devices: tuple) -> tf.distribute.MirroredStrategy:
     return tf.distribute.MirroredStrategy(list(devices))
 
 
+@functools.lru_cache(maxsize=None)
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    # One per process, created before TensorFlow runs any op (collectives are set up then).
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several, over `num_cpu_devices`
-    logical CPUs when > 1, else the default (single-device) strategy."""
+    """MultiWorkerMirroredStrategy when `TF_CONFIG` names a cluster (`multiworker`; each
+    worker uses its GPUs, or one CPU device), else MirroredStrategy over all GPUs when
+    there are several, over `num_cpu_devices` logical CPUs when > 1, else the default
+    (single-device) strategy."""
+    cluster = multiworker.cluster_from_env()
+    if cluster is not None:
+        if num_cpu_devices > 1:
+            raise ConfigError(
+                f"train.num_cpu_devices={num_cpu_devices} splits one machine's CPU; with TF_CONFIG "
+                f"({cluster.num_workers} workers) each worker uses its GPUs or one CPU device: leave it at 1."
+            )
+        return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return _mirrored_strategy(tuple(d.name for d in gpus))
@@ -249,11 +271,32 @@ def use_xla(config, strategy) -> bool:
     return jit
 
 
+MIXED_PRECISION_POLICY = "mixed_float16"
+
+
+@contextlib.contextmanager
+def precision_policy(config):
+    """Keras' global dtype policy for building the model of `config`: "mixed_float16"
+    with `train.mixed_precision` (float16 compute, float32 variables; Keras then wraps the
+    optimizer in a dynamic LossScaleOptimizer), else unchanged. The previous policy is
+    restored afterwards; a built model keeps its layers' policies."""
+    if not config.train.get("mixed_precision", False):
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     """Builds and compiles the model; weights are initialised from `train.seed`, so two
-    runs of the same config start from the same weights."""
+    runs of the same config start from the same weights. With `train.mixed_precision`
+    the model is built under the "mixed_float16" policy (`precision_policy`)."""
     keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config):
         model = models.build_model(config, image_shape)
         model.compile(
             optimizer=keras.optimizers.Adam(config.train.learning_rate),
@@ -298,6 +341,11 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints)
+    multi_worker = multiworker.is_multi_worker(strategy)
+    if multi_worker:
+        # Only the chief's workdir holds the run's checkpoints (other workers train in a
+        # temporary one): every worker continues from the chief's state.
+        multiworker.broadcast_from_chief(strategy, _checkpointed_variables(checkpoint))
     set_learning_rate(model, config.train.learning_rate, restored)
 
     train_ds = splits["train"]
@@ -331,6 +379,8 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     val_examples = config.train.validation_examples
     val_ds = splits["test"].take(val_examples) if val_examples else splits["test"]
     val_batches = data.evaluation_batches(val_ds, batch_size).map(lambda x, y: x)
+    if multi_worker:
+        val_batches = multiworker.shard_by_data(val_batches)
     preview, _ = data.take_arrays(splits["test"], 8)
     callbacks = [
         callbacks_lib.NonFiniteGuard(checkpoint_dir),
@@ -351,8 +401,9 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
             train_ds, batch_size, seed=config.train.seed, start_epoch=first_epoch, num_epochs=last_epoch,
             skip_batches=skip_batches, shuffle_buffer=config.data.shuffle_buffer,
         )
+        batches = batches.repeat()
         model.fit(
-            batches.repeat(),
+            multiworker.shard_by_data(batches) if multi_worker else batches,
             initial_epoch=first_epoch,
             epochs=last_epoch,
             steps_per_epoch=steps_in_first,

@@ -418,3 +418,29 @@ def test_scripts_reading_test_images_directly_name_a_corrupt_file(tmp_path):
                       f"--output={tmp_path / 'check'}", timeout=HANG_TIMEOUT)
     assert_one_error_line(done, "test/emu/9.png", "cannot decode")
     assert not (tmp_path / "check").exists()
+
+
+# --- multi-worker training: TF_CONFIG, --worker_hosts / --task_index --------------------
+
+# (arguments, TF_CONFIG or None, words of the error line); refused before any work.
+_TWO_WORKERS = '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": %s}}'
+MULTIWORKER_CASES = [
+    (["--worker_hosts=127.0.0.1", "--task_index=0"], None, ["--worker_hosts", "'127.0.0.1'", "host:port"]),
+    (["--worker_hosts=127.0.0.1:1,127.0.0.1:2", "--task_index=2"], None, ["--task_index=2", "out of range", "0..1"]),
+    (["--task_index=0"], None, ["--worker_hosts", "--task_index", "both"]),
+    (["--worker_hosts=127.0.0.1:1,127.0.0.1:2", "--task_index=0"], _TWO_WORKERS % 0, ["TF_CONFIG", "use one"]),
+    ([], "{not json", ["TF_CONFIG", "not valid JSON"]),
+    ([], _TWO_WORKERS % 5, ["TF_CONFIG", "task.index=5", "0..1"]),
+    (["--num_cpu_devices=2"], _TWO_WORKERS % 0, ["train.num_cpu_devices=2", "TF_CONFIG", "leave it at 1"]),
+]
+
+
+@pytest.mark.parametrize("args,tf_config,words", MULTIWORKER_CASES,
+                         ids=[" ".join(a) + (f" TF_CONFIG={c}" if c else "") for a, c, _ in MULTIWORKER_CASES])
+def test_multiworker_bad_input(tmp_path, args, tf_config, words):
+    workdir, export_dir = tmp_path / "run", tmp_path / "saved"
+    env = {"TF_CONFIG": tf_config} if tf_config else {"TF_CONFIG": ""}
+    done = run_script("train.py", f"--workdir={workdir}", f"--export_dir={export_dir}", *QUICK_TRAINING, *args,
+                      env=env, timeout=120)
+    assert_one_error_line(done, *words)
+    assert not (workdir / "examples").exists() and not export_dir.exists()

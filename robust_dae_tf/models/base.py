@@ -18,6 +18,10 @@ and benchmark rely on (nothing else is probed):
   on all-gathered latents and all-reduce their reconstruction term themselves).
 * `train_step` / `test_step` (Keras hooks, not overridden by models): the objective is
   divided by the number of replicas because Keras sums gradients across replicas.
+  Under mixed precision (`train.mixed_precision`, a `LossScaleOptimizer`) the objective
+  is scaled before the gradient; a step whose scaled gradients overflow is skipped by
+  the optimizer (its scale halves) but still counted in `optimizer.iterations`, so
+  steps, random streams and resume positions stay aligned with the batches.
 * Randomness is stateless: `step_seeds(step, stream, num)` derives `num` seeds from
   (`seed`, step, stream); `global_random` draws for the global batch and returns this
   replica's rows, so one device and N devices see the same numbers per example and a
@@ -136,15 +140,22 @@ class Autoencoder(keras.Model):
 
     def train_step(self, data):
         x = replicas.images_of(data)
+        optimizer = self.optimizer
+        loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        step = tf.identity(optimizer.iterations) if loss_scaled else optimizer.iterations
         with tf.GradientTape() as tape:
-            objective, values = self.compute_terms(x, training=True, step=self.optimizer.iterations, stream=0)
+            objective, values = self.compute_terms(x, training=True, step=step, stream=0)
             objective = objective / replicas.num_replicas()
+            if loss_scaled:
+                objective = optimizer.scale_loss(objective)
         variables = self.trainable_variables
         grads = tape.gradient(objective, variables)
-        self.optimizer.apply(grads, variables)
-        return self.update_metrics(values)
+        optimizer.apply(grads, variables)
+        if loss_scaled:  # a skipped (overflowing) step counts too
+            optimizer.iterations.assign(step + 1)
+        return replicas.step_outputs(self.update_metrics(values))
 
     def test_step(self, data):
         x = replicas.images_of(data)
         _, values = self.compute_terms(x, training=False, step=0, stream=1)
-        return self.update_metrics(values)
+        return replicas.step_outputs(self.update_metrics(values))

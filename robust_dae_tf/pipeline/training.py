@@ -18,6 +18,8 @@ Trainer and the model builders trust it), and before any work it checks that bot
 directories can be written and takes their locks (`locking.lock_directory`:
 `<workdir>.lock`, `<export_dir>.lock`), so a second run on the same workdir or export
 target stops at once with the first one named instead of replacing its files.
+In a multi-worker run (`TF_CONFIG`, `robust_dae_tf.multiworker`) only the chief writes
+(and locks) these directories; the other workers train in temporary ones.
 The evaluation components that consume the SavedModel are in `pipeline.evaluation`.
 """
 
@@ -28,10 +30,11 @@ import functools
 import json
 import logging
 import os
+import tempfile
 
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, fileio, locking, training
+from robust_dae_tf import config_lib, data, export, fileio, locking, multiworker, training
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, examples_damage,
                                               load_examples, read_artifact, write_marker)
@@ -219,6 +222,8 @@ class Exporter(Component):
             },
             "run_dir": os.path.abspath(model.uri),
         }
+        if config.train.get("mixed_precision", False):
+            keras_model = _float32_copy(config, image_shape, keras_model)
         details = keras_model.export_metadata()  # e.g. the Lipschitz VAE's certificate
         if details:
             metadata["model_details"] = details
@@ -226,6 +231,16 @@ class Exporter(Component):
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)
         return {"saved_model": artifact}
+
+
+def _float32_copy(config, image_shape, model):
+    """The model of a mixed-precision run rebuilt in float32 with its weights: the
+    SavedModel computes in float32 (mixed precision is a training option)."""
+    float_config = config_lib.from_dict(config.to_dict())
+    float_config.train.mixed_precision = False
+    copy = training.compile_model(float_config, image_shape, tf.distribute.get_strategy())
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 # ------------------------------------------------------------------ the pipeline
@@ -244,11 +259,27 @@ def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrit
     """Runs the three components; returns the trainer result plus artifact locations.
 
     The one validation of the run config (`config_lib.validate`) happens here, before
-    any directory is touched."""
+    any directory is touched. In a multi-worker run (`TF_CONFIG`, see `multiworker`)
+    the chief runs the pipeline as a single process would; every other worker trains in
+    step with it in a temporary directory of its own (examples, checkpoints, logs),
+    exports nothing and removes that directory at the end, so it never touches (or
+    locks) `workdir` or `export_dir`."""
     with config.unlocked():
         config.dataset = canonical_dataset(config.dataset)
     config_lib.resolve_defaults(config)  # e.g. train.jit_compile per architecture, as config.json records it
     config_lib.validate(config)
+    cluster = multiworker.cluster_from_env()
+    if cluster is None or cluster.is_chief:
+        return _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster)
+    with tempfile.TemporaryDirectory(prefix=f"robust_dae_{cluster.task_type}{cluster.task_index}-") as tmp:
+        logger.info("This is %s of %d workers: it trains with the chief and writes only to %s (removed at the end).",
+                    cluster.name, cluster.num_workers, tmp)
+        result = _run_pipeline(config, os.path.join(tmp, "run"), None, overwrite, strategy, cluster)
+    result.update(workdir=None, model_dir=None)
+    return result
+
+
+def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster) -> dict:
     if export_dir and (_nested(export_dir, workdir) or _nested(workdir, export_dir)):
         raise ConfigError(f"--export_dir={export_dir} and --workdir={workdir} overlap; the export would replace "
                           "run files (or the reverse): give them separate directories.")
@@ -261,8 +292,12 @@ def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrit
             locks.enter_context(locking.lock_directory(export_dir, "--export_dir"))
             if os.path.exists(export_dir) and not overwrite:
                 raise ConfigError(f"export path {export_dir} exists; choose another --export_dir or pass --overwrite.")
-        # Logical CPU devices must be configured before TensorFlow runs any op.
-        training.configure_cpu_devices(config.train.num_cpu_devices)
+        if cluster is not None and strategy is None:
+            # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op.
+            strategy = training.make_strategy(config.train.num_cpu_devices)
+        else:
+            # Logical CPU devices must be configured before TensorFlow runs any op.
+            training.configure_cpu_devices(config.train.num_cpu_devices)
 
         examples = ExampleGen(
             config.dataset, config.data.data_dir, config.data.tfds_data_dir, config.data.download
@@ -270,7 +305,8 @@ def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrit
         trainer = Trainer(config, strategy)
         model = trainer({"model": os.path.join(workdir, "trainer")}, examples=examples)["model"]
         result = dict(trainer.result)
-        result.update(workdir=workdir, model_dir=model.uri, export_dir=None)
+        result.update(workdir=workdir, model_dir=model.uri, export_dir=None,
+                      worker=cluster.name if cluster else None)
         if export_dir:
             saved = Exporter(overwrite)({"saved_model": export_dir}, model=model)["saved_model"]
             result["export_dir"] = saved.uri
@@ -282,8 +318,11 @@ def summary(result: dict) -> str:
     lines = [
         f"Trained {result['steps']} steps ({result['num_train_examples']} training images).",
         f"Validation: {metrics}",
-        f"Run directory: {result['model_dir']}  (tensorboard --logdir {result['model_dir']}/logs)",
     ]
+    if result.get("model_dir"):
+        lines.append(f"Run directory: {result['model_dir']}  (tensorboard --logdir {result['model_dir']}/logs)")
+    else:  # a worker other than the chief of a multi-worker run
+        lines.append(f"This was {result.get('worker')}: it trained with the chief, which writes the run directory.")
     if result.get("export_dir"):
         lines.append(f"SavedModel: {result['export_dir']}")
     return "\n".join(lines)
