@@ -43,23 +43,14 @@ flags.DEFINE_integer("num_cpu_devices", None, "Shortcut for --config.train.num_c
 
 def main(argv):
     from robust_dae_tf import pipeline
-    from robust_dae_tf.errors import ConfigError, UserError
+    from robust_dae_tf.errors import UserError
 
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
 
-    config = FLAGS.config
-    with config.unlocked():
-        if FLAGS["dataset"].present and config.dataset != pipeline.canonical_dataset(FLAGS.dataset):
-            raise ConfigError(
-                f"--dataset={FLAGS.dataset} contradicts the config file's dataset {config.dataset!r}; drop one of them."
-            )
-        for flag, field in (("model", "model.variant"), ("data_dir", "data.data_dir"),
-                            ("tfds_data_dir", "data.tfds_data_dir"), ("epochs", "train.epochs"),
-                            ("num_cpu_devices", "train.num_cpu_devices")):
-            if FLAGS[flag].value is not None:
-                section, key = field.split(".")
-                config[section][key] = FLAGS[flag].value
+    config = cli.apply_run_flags(FLAGS.config, model=FLAGS.model, data_dir=FLAGS.data_dir,
+                                 tfds_data_dir=FLAGS.tfds_data_dir, epochs=FLAGS.epochs,
+                                 num_cpu_devices=FLAGS.num_cpu_devices)
     run_name = FLAGS.run_name or f"{config.dataset}_{config.model.variant}"
     workdir = FLAGS.workdir or os.path.join("runs", run_name)
     export_dir = (FLAGS.export_dir or os.path.join("saved_models", run_name)) if FLAGS.export else None
