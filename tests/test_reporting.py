@@ -492,3 +492,24 @@ def test_success_levels_appear_in_the_report_and_the_curves(tmp_path, monkeypatc
     drawn.clear()
     plain = reporting.write_report(str(tmp_path / "old"), rows()[1], tensorboard=False)["markdown"]
     assert "Success levels" not in plain and drawn == []
+
+
+# ------------------------------------------------------------------ sweeps: the Pareto front
+
+
+def test_pareto_front_hand_computed_with_ties():
+    # (robustness up, fidelity error down)
+    values = [
+        (0.9, 10.0),   # 0: optimal (most robust)
+        (0.8, 5.0),    # 1: optimal
+        (0.8, 5.0),    # 2: tie with 1: equal entries do not dominate each other
+        (0.7, 6.0),    # 3: dominated by 1
+        (0.5, 1.0),    # 4: optimal (best fidelity)
+        (0.9, 12.0),   # 5: dominated by 0 (same robustness, worse fidelity)
+        (None, 0.1),   # 6: incomplete: never optimal, dominates nothing
+        (float("nan"), 0.1),  # 7: likewise
+    ]
+    assert reporting.pareto_front(values, (True, False)) == [0, 1, 2, 4]
+    assert reporting.pareto_front(values, (False, True)) == [3, 4, 5]  # both directions flipped
+    assert reporting.pareto_front([(1.0, 1.0)], (True, True)) == [0]
+    assert reporting.pareto_front([], (True,)) == []
