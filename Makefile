@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Python 3.10+ with venv):
 #   make demo   - create .venv, install, train a robust model on the embedded digits and export it
-#   make test   - run the test suite
+#   make test   - run the test suite (the venv includes the optional extra "distributed", Ray, which
+#                 the sweep tests use)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,distributed]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -39,5 +39,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        # bin/sweep.py --engine=ray (each sweep point one Ray task, locally or on a cluster)
+        "distributed": ["ray>=2.40"],
     },
 )

@@ -61,18 +61,9 @@ def main(argv):
         os.environ["TF_CONFIG"] = multiworker.tf_config_for(FLAGS.worker_hosts, FLAGS.task_index)
     multiworker.cluster_from_env()  # a malformed TF_CONFIG is one error line, before any work
 
-    config = FLAGS.config
-    with config.unlocked():
-        if FLAGS["dataset"].present and config.dataset != pipeline.canonical_dataset(FLAGS.dataset):
-            raise ConfigError(
-                f"--dataset={FLAGS.dataset} contradicts the config file's dataset {config.dataset!r}; drop one of them."
-            )
-        for flag, field in (("model", "model.variant"), ("data_dir", "data.data_dir"),
-                            ("tfds_data_dir", "data.tfds_data_dir"), ("epochs", "train.epochs"),
-                            ("num_cpu_devices", "train.num_cpu_devices")):
-            if FLAGS[flag].value is not None:
-                section, key = field.split(".")
-                config[section][key] = FLAGS[flag].value
+    config = cli.apply_run_flags(FLAGS.config, model=FLAGS.model, data_dir=FLAGS.data_dir,
+                                 tfds_data_dir=FLAGS.tfds_data_dir, epochs=FLAGS.epochs,
+                                 num_cpu_devices=FLAGS.num_cpu_devices)
     run_name = FLAGS.run_name or f"{config.dataset}_{config.model.variant}"
     workdir = FLAGS.workdir or os.path.join("runs", run_name)
     export_dir = (FLAGS.export_dir or os.path.join("saved_models", run_name)) if FLAGS.export else None

@@ -225,3 +225,78 @@ def run_main(main, select_config: bool = True) -> None:
         sys.argv = select_config_file(sys.argv)
         check_config_flags(sys.argv)
     app.run(guarded, flags_parser=_parse_flags)
+
+
+# ------------------------------------------------------------------ sweeps (bin/sweep.py, bin/reproduce.py)
+
+
+def define_sweep_flags(default_output: str) -> None:
+    """The flags bin/sweep.py and bin/reproduce.py share: the base run (--dataset, with
+    --config / --config.<field> from `run_main`), the engine, the output and the
+    evaluation settings passed through to every point (--eval=<setting>=<value>, and
+    --protocol when the evaluation has protocols)."""
+    import dataclasses
+
+    from absl import flags
+
+    from robust_dae_tf.pipeline.evaluation import EvaluationSettings
+
+    flags.DEFINE_string("dataset", DEFAULT_DATASET, "mnist | fashion_mnist | svhn_cropped | celeb_a | digits; picks "
+                        "configs/<dataset>.py unless --config is given.")
+    flags.DEFINE_string("data_dir", None, "Local data (see bin/train.py --data_dir).")
+    flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
+    flags.DEFINE_integer("epochs", None, "Training epochs of every point (shortcut for --config.train.epochs); "
+                         "a rerun with more epochs continues each point's training.")
+    flags.DEFINE_string("output", default_output, "Sweep directory: points/<name>/..., sweep.md, sweep.csv, "
+                        "sweep_front.png; rerunning the same command skips complete points.")
+    flags.DEFINE_enum("engine", "local", ["local", "ray"], "local: points one after another in this process; "
+                      "ray: each point one Ray task (pip install .[distributed]).")
+    flags.DEFINE_string("ray_address", None, "Join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
+                        "starting Ray on this machine's cores.")
+    flags.DEFINE_float("cpus_per_point", 1.0, "CPUs Ray reserves for each point's task.")
+    flags.DEFINE_multi_string("eval", [], "An evaluation setting for every point, <setting>=<value>, named like "
+                              "bin/evaluate.py's flags (e.g. --eval=trials=2 --eval=budgets=1,3); repeatable.")
+    flags.DEFINE_float("front_budget", 3.0, "Budget lambda of the robustness axis of the front (maximum-damage "
+                       "MS-SSIM at this lambda).")
+    if "protocol" in {f.name for f in dataclasses.fields(EvaluationSettings)}:
+        flags.DEFINE_string("protocol", None, "Evaluation protocol of every point (bin/evaluate.py --protocol).")
+
+
+def apply_run_flags(config, **values):
+    """Sets `--dataset` (checked against the config file's), --model, --data_dir,
+    --tfds_data_dir, --epochs, --num_cpu_devices into `config` when given (None = not
+    given); returns it. Shared by bin/train.py and the sweep scripts."""
+    from absl import flags
+
+    from robust_dae_tf import data
+    from robust_dae_tf.errors import ConfigError
+
+    fields = {"model": "model.variant", "data_dir": "data.data_dir", "tfds_data_dir": "data.tfds_data_dir",
+              "epochs": "train.epochs", "num_cpu_devices": "train.num_cpu_devices"}
+    with config.unlocked():
+        if flags.FLAGS["dataset"].present and config.dataset != data.get_spec(flags.FLAGS.dataset).name:
+            raise ConfigError(
+                f"--dataset={flags.FLAGS.dataset} contradicts the config file's dataset {config.dataset!r}; drop one "
+                "of them.")
+        for flag, value in values.items():
+            if value is not None:
+                section, key = fields[flag].split(".")
+                config[section][key] = value
+    return config
+
+
+def sweep_inputs(**extra_run_flags):
+    """(base config, EvaluationSettings) from the flags of `define_sweep_flags` (+ e.g. --model)."""
+    import os as os_module
+
+    from absl import flags
+
+    from robust_dae_tf.pipeline import experiments
+
+    f = flags.FLAGS
+    data_dir = os_module.path.abspath(f.data_dir) if f.data_dir else None  # the same path in every worker
+    config = apply_run_flags(f.config, data_dir=data_dir, tfds_data_dir=f.tfds_data_dir, epochs=f.epochs,
+                             **extra_run_flags)
+    fixed = {"protocol": f.protocol} if "protocol" in f and f.protocol is not None else {}
+    settings = experiments.parse_settings(f.eval, examples=None, **fixed)
+    return config, settings

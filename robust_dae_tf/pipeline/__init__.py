@@ -6,6 +6,8 @@ and the two functions that run them (what `bin/train.py` and `bin/evaluate.py` c
     training    ExampleGen -> Trainer -> Exporter, run_training_pipeline
     evaluation  RobustnessEvaluator, ClassifierEvaluator, FidEvaluator,
                 run_evaluation_pipeline
+    experiments sweeps: Point, parse_grid, run_point (train -> export -> evaluate one
+                point, resumable), run_sweep (local or Ray engine), the sweep's report
 
 The layers below (models, training loop, attacks, metrics) take arrays, datasets and
 configs and return results; reading and writing artifacts happens here.
@@ -24,7 +26,9 @@ _EXPORTS = {
                   "write_artifact", "examples_damage", "load_examples"),
     "training": ("ExampleGen", "Trainer", "Exporter", "run_training_pipeline", "summary", "canonical_dataset"),
     "evaluation": ("RobustnessEvaluator", "ClassifierEvaluator", "FidEvaluator", "EvaluationSettings",
-                   "run_evaluation_pipeline", "saved_model_artifact", "load_model", "robustness_pool"),
+                   "run_evaluation_pipeline", "saved_model_artifact", "load_model", "robustness_pool",
+                   "check_settings"),
+    "experiments": ("Point", "parse_grid", "make_points", "parse_settings", "run_point", "run_sweep"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -599,21 +599,15 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
         return _evaluate(model, output, budgets, settings)
 
 
-def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings) -> dict:
-    """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked."""
-    from robust_dae_tf import attacks, classifier, data, export, robustness  # pylint: disable=import-outside-toplevel
+def check_settings(settings: EvaluationSettings) -> tuple:
+    """(budgets, attacks.AttackConfig, classifier.ClassifierConfig) of `settings`, after
+    every check that needs neither the model nor the data (one ConfigError naming the
+    flag): run by the pipeline before it loads anything, and by a sweep
+    (`pipeline.experiments`) before it trains any point."""
+    from robust_dae_tf import attacks, classifier  # pylint: disable=import-outside-toplevel
 
     s = settings
-    export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
-    budgets = check_budgets(budgets)
-    saved_model = saved_model_artifact(model_path)
-    metadata = read_model_metadata(model_path)
-    dataset_name = s.dataset or metadata.get("dataset")
-    if not dataset_name:
-        raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
-    dataset = data.get_spec(dataset_name).name
-    if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
-        print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
+    budgets = check_budgets(_numbers(s.budgets, "budgets", float))
     attack = attacks.AttackConfig(steps=s.attack_steps, restarts=s.attack_restarts,
                                   exploration_starts=s.attack_exploration_starts,
                                   chunk_size=s.attack_chunk_size, method=s.attack_method,
@@ -627,6 +621,24 @@ def _evaluate(model_path: str, output: str, budgets: tuple, settings: Evaluation
         attack_budget=s.classifier_budget, attack_trials=s.classifier_attack_trials, attack=attack)
     if not s.skip_classifier:
         config.validate()
+    return budgets, attack, config
+
+
+def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings) -> dict:
+    """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked."""
+    from robust_dae_tf import data, export, robustness  # pylint: disable=import-outside-toplevel
+
+    s = settings
+    export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
+    budgets, attack, config = check_settings(s)
+    saved_model = saved_model_artifact(model_path)
+    metadata = read_model_metadata(model_path)
+    dataset_name = s.dataset or metadata.get("dataset")
+    if not dataset_name:
+        raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
+    dataset = data.get_spec(dataset_name).name
+    if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
+        print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
     load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     examples = select_examples(metadata, dataset, output, s)
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
