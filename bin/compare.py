@@ -14,6 +14,10 @@ An evaluation bin/evaluate.py did not finish (no summary.json), or one whose
 recorded parts are missing or damaged, stops the comparison with one error naming
 the file; parts skipped on purpose (--skip_*) show as "—".
 
+Each row is one model under one evaluation protocol (column "Protocol": strong or
+paper); a directory written by `bin/evaluate.py --protocol=both` gives both rows, side
+by side. --protocol=strong|paper keeps only that protocol's rows.
+
 --paper=<dataset> (mnist, fashion_mnist, svhn_cropped or celeb_a) appends tables in
 which each evaluated model is preceded by the numbers published for it in the paper
 (Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.paper_results`).
@@ -28,6 +32,8 @@ from robust_dae_tf import cli  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Write the Markdown table to this file (and CSVs beside it).")
 flags.DEFINE_integer("digits", 3, "Decimals of the MS-SSIM cells.")
+flags.DEFINE_enum("protocol", None, ["strong", "paper"], "Show only the rows of this evaluation protocol "
+                  "(default: all).")
 flags.DEFINE_string("paper", None, "Also print each model next to the paper's published numbers for this "
                     "dataset: mnist, fashion_mnist, svhn_cropped or celeb_a.")
 
@@ -43,7 +49,7 @@ def main(argv):
         outputs = {"markdown": FLAGS.output, "table1_csv": f"{stem}_table1.csv", "table3_csv": f"{stem}_table3.csv"}
         for path in outputs.values():
             fileio.check_writable(path, "--output")
-    result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper)
+    result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper, protocol=FLAGS.protocol)
     print(result["markdown"])
     if FLAGS.output:
         for key, path in outputs.items():
