@@ -57,8 +57,9 @@ def test_table1_markdown_cells_hold_the_right_numbers():
     assert [r["Model"] for r in parsed] == ["model A", "model B"]
     header = list(parsed[0])
     # Column order of the paper's Table 1: groups, each with all budgets, then the FD.
-    assert header[1:4] == [f"Latent: MS-SSIM(x_r, x~_a) ↓ λ={b:g}" for b in BUDGETS]
-    assert header[4].startswith("Latent: MS-SSIM(x_r, x_a)") and header[7].startswith("Max damage: MS-SSIM(x~_r")
+    assert header[1] == "Protocol" and [r["Protocol"] for r in parsed] == ["strong", "strong"]
+    assert header[2:5] == [f"Latent: MS-SSIM(x_r, x~_a) ↓ λ={b:g}" for b in BUDGETS]
+    assert header[5].startswith("Latent: MS-SSIM(x_r, x_a)") and header[8].startswith("Max damage: MS-SSIM(x~_r")
     assert header[-2:] == ["FD ↓", "FD features"]
     for row, parsed_row in zip(data, parsed):
         for attack, metric, title, arrow in reporting.table1_columns():
@@ -90,7 +91,8 @@ def test_table3_in_percent():
     data[1]["classifier"] = {"clean_accuracy": 0.5, "attacked_accuracy": {"mean": 0.25, "std": 0.05,
                                                                           "values": [0.2, 0.3]}, "budget": 1.0}
     parsed = reporting.parse_markdown_table(reporting.table3_markdown(data))
-    assert parsed[0] == {"Model": "model A", "clean acc. (%) ↑": "96.08", "λ=1 acc. (%) ↑": "91.78"}
+    assert parsed[0] == {"Model": "model A", "Protocol": "strong", "clean acc. (%) ↑": "96.08",
+                         "λ=1 acc. (%) ↑": "91.78"}
     assert parsed[1]["λ=1 acc. (%) ↑"] == "25.00 ± 5.00"
     table = list(csv.DictReader(io.StringIO(reporting.table3_csv(data))))
     assert float(table[0]["clean_accuracy"]) == 0.9608 and float(table[1]["attacked_accuracy.std"]) == 0.05
@@ -362,11 +364,11 @@ def test_paper_comparison_rows_order_and_cells(tmp_path):
     # The usual tables come first, unchanged.
     assert result["markdown"].index("### Table 1") < result["markdown"].index("### Comparison with the paper")
     assert [r["Model"] for r in table1] == [
-        "VAE, paper", "vae (mnist)",
-        "GMM-DAE, paper", "gmm_dae (mnist)",
-        "Augmented, paper", "augmented (mnist) [mnist_augmented_a]", "augmented (mnist) [mnist_augmented_b]",
-        "Ours, paper", "robust (mnist)",
-        "tiny (mnist)",  # unknown model: last, no paper row
+        "VAE, paper", "vae (mnist) [strong]",
+        "GMM-DAE, paper", "gmm_dae (mnist) [strong]",
+        "Augmented, paper", "augmented (mnist) [mnist_augmented_a] [strong]", "augmented (mnist) [mnist_augmented_b] [strong]",
+        "Ours, paper", "robust (mnist) [strong]",
+        "tiny (mnist) [strong]",  # unknown model: last, no paper row
     ]
     header = list(table1[0])
     budget_columns = [f"{title} λ={b}" for title, _, _ in PAPER_COLUMNS for b in (1, 3, 5)]
@@ -376,38 +378,38 @@ def test_paper_comparison_rows_order_and_cells(tmp_path):
     for name, cells in PAPER_MNIST.items():
         assert by_name[name] == cells, name
     # Our rows: our evaluation data.
-    rows = {reporting.load_evaluation(d)["name"]: row for d, row in evals}
-    for name in ("vae (mnist)", "gmm_dae (mnist)", "robust (mnist)", "tiny (mnist)"):
+    rows = {reporting.load_evaluation(d)["name"] + " [strong]": row for d, row in evals}
+    for name in ("vae (mnist) [strong]", "gmm_dae (mnist) [strong]", "robust (mnist) [strong]", "tiny (mnist) [strong]"):
         for got, want in zip(by_name[name][:-1], _our_cells(rows[name])):
             if want is None:
                 assert got == "—", name
             else:
                 mean, std = (float(v) for v in got.split(" ± "))
                 assert (mean, std) == pytest.approx(want, abs=5e-5), name
-    for name, directory in (("augmented (mnist) [mnist_augmented_a]", "mnist_augmented_a"),
-                            ("augmented (mnist) [mnist_augmented_b]", "mnist_augmented_b")):
+    for name, directory in (("augmented (mnist) [mnist_augmented_a] [strong]", "mnist_augmented_a"),
+                            ("augmented (mnist) [mnist_augmented_b] [strong]", "mnist_augmented_b")):
         row = dict(evals)[str(tmp_path / directory)]
         assert [float(c.split(" ± ")[0]) for c in by_name[name][:-1]] == pytest.approx(
             [m for m, _ in _our_cells(row)], abs=5e-5)
     # Missing budget λ=5 of gmm_dae: "—" in each group's λ=5 column.
-    assert [by_name["gmm_dae (mnist)"][i] for i in (2, 5, 8, 11)] == ["—"] * 4
-    assert "—" not in by_name["gmm_dae (mnist)"][:2]
+    assert [by_name["gmm_dae (mnist) [strong]"][i] for i in (2, 5, 8, 11)] == ["—"] * 4
+    assert "—" not in by_name["gmm_dae (mnist) [strong]"][:2]
     # FD cells name the feature extractor.
-    assert by_name["robust (mnist)"][-1] == "36.74 (FD-mnist-classifier)"
-    assert by_name["gmm_dae (mnist)"][-1] == "37.80 (FID-keras-inception)"
-    assert by_name["tiny (mnist)"][-1] == "—"
+    assert by_name["robust (mnist) [strong]"][-1] == "36.74 (FD-mnist-classifier)"
+    assert by_name["gmm_dae (mnist) [strong]"][-1] == "37.80 (FID-keras-inception)"
+    assert by_name["tiny (mnist) [strong]"][-1] == "—"
     # The fashion_mnist model is left out and said so.
     assert "robust (fashion_mnist)" not in by_name
     assert "Left out (evaluated on another dataset than MNIST): robust (fashion_mnist)." in part
 
     # Table 3: models with classifier reports only, paper row first where the paper has one.
     assert [r["Model"] for r in table3] == [
-        "VAE, paper", "vae (mnist)", "gmm_dae (mnist)", "augmented (mnist) [mnist_augmented_a]",
-        "Ours, paper", "robust (mnist)"]
+        "VAE, paper", "vae (mnist) [strong]", "gmm_dae (mnist) [strong]", "augmented (mnist) [mnist_augmented_a] [strong]",
+        "Ours, paper", "robust (mnist) [strong]"]
     cells = {r["Model"]: (r["clean acc. (%) ↑"], r["λ=1 acc. (%) ↑"]) for r in table3}
     assert cells["VAE, paper"] == ("92.16", "58.85") and cells["Ours, paper"] == ("96.08", "91.78")
-    assert cells["vae (mnist)"] == ("96.22", "68.80") and cells["robust (mnist)"] == ("96.08", "87.50")
-    assert cells["augmented (mnist) [mnist_augmented_a]"] == ("96.35", "65.40 (λ=2)")  # not the paper's λ
+    assert cells["vae (mnist) [strong]"] == ("96.22", "68.80") and cells["robust (mnist) [strong]"] == ("96.08", "87.50")
+    assert cells["augmented (mnist) [mnist_augmented_a] [strong]"] == ("96.35", "65.40 (λ=2)")  # not the paper's λ
     assert "The paper's Table 3 has no row for: GMM-DAE, Augmented." in part
 
 
@@ -415,12 +417,12 @@ def test_paper_comparison_other_datasets_and_unpublished_models():
     row = reporting.make_row("avae (svhn_cropped)", fake_robustness(0.0), _classifier(0.7, 0.5),
                              {"name": "FD-svhn_cropped-classifier", "value": 50.0})
     row["robustness"]["model"] = {"variant": "avae", "dataset": "svhn_cropped"}
-    se = reporting.make_row("se (svhn_cropped)", fake_robustness(0.1), _classifier(0.6, 0.4), None)
+    se = reporting.make_row("se (svhn_cropped)", fake_robustness(0.1), _classifier(0.6, 0.4), None, protocol="paper")
     se["classifier"]["model"] = {"variant": "se", "dataset": "svhn_cropped"}  # metadata in any report
     markdown = reporting.paper_comparison_markdown([row, se], "svhn_cropped", digits=2)
     table1 = reporting.parse_markdown_table(markdown)
     # SVHN has no AAVE row in Table 1: no paper row for it, and a note; SE keeps the paper order.
-    assert [r["Model"] for r in table1] == ["SE, paper", "se (svhn_cropped)", "avae (svhn_cropped)"]
+    assert [r["Model"] for r in table1] == ["SE, paper", "se (svhn_cropped) [paper]", "avae (svhn_cropped) [strong]"]
     assert table1[0]["FD/FID ↓"] == "61.28 (FID)" and table1[0]["Latent: MS-SSIM(x, x_a) λ=3"] == "0.92"
     assert "no SVHN row for: AAVE" in markdown
     table3 = reporting.parse_markdown_table(markdown.split("(Table 3)")[1])
@@ -429,11 +431,11 @@ def test_paper_comparison_other_datasets_and_unpublished_models():
     row["robustness"]["model"] = {"variant": "robust", "dataset": "celeb_a"}
     celeb = reporting.paper_comparison_markdown([row], "celeb_a")
     assert reporting.parse_markdown_table(celeb)[0]["FD/FID ↓"] == "51.98 (FID)"
-    assert [r["Model"] for r in reporting.parse_markdown_table(celeb.split("(Table 3)")[1])] == ["avae (svhn_cropped)"]
+    assert [r["Model"] for r in reporting.parse_markdown_table(celeb.split("(Table 3)")[1])] == ["avae (svhn_cropped) [strong]"]
     assert "The paper's Table 3 has no CELEBA column." in celeb
     # Rows without metadata (e.g. built by hand) are unknown models: no paper rows.
     plain = reporting.paper_comparison_markdown(rows(), "mnist")
-    assert [r["Model"] for r in reporting.parse_markdown_table(plain)] == ["model A", "model B"]
+    assert [r["Model"] for r in reporting.parse_markdown_table(plain)] == ["model A [strong]", "model B [strong]"]
 
 
 def test_paper_comparison_rejects_unknown_datasets(tmp_path):
@@ -459,7 +461,7 @@ def test_compare_cli_paper_flag(tmp_path):
     for text in (proc.stdout, output.read_text()):
         assert "### Table 1 (robustness, fidelity)" in text
         _, table1, table3 = _paper_tables(text)
-        assert [r["Model"] for r in table1][:2] == ["VAE, paper", "vae (mnist)"]
+        assert [r["Model"] for r in table1][:2] == ["VAE, paper", "vae (mnist) [strong]"]
         assert [table1[0][h] for h in list(table1[0])[1:]] == PAPER_MNIST["VAE, paper"]
         assert table3[0]["Model"] == "VAE, paper"
     # Without the flag: no comparison.
