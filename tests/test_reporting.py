@@ -494,3 +494,57 @@ def test_success_levels_appear_in_the_report_and_the_curves(tmp_path, monkeypatc
     drawn.clear()
     plain = reporting.write_report(str(tmp_path / "old"), rows()[1], tensorboard=False)["markdown"]
     assert "Success levels" not in plain and drawn == []
+
+
+def test_compare_puts_both_protocols_side_by_side(tmp_path):
+    """A --protocol=both directory (<dir>/strong, <dir>/paper) gives two rows of one model,
+    each naming its protocol in Table 1 / Table 3 (Markdown and CSV) and in the paper
+    comparison; --protocol keeps one; a summary from before protocols counts as strong."""
+    strong = reporting.make_row("robust (mnist)", fake_robustness(0.01), _classifier(0.96, 0.8), None)
+    paper = reporting.make_row("robust (mnist)", fake_robustness(0.3), _classifier(0.96, 0.9), None, protocol="paper")
+    model = {"name": "robust (mnist)", "variant": "robust", "dataset": "mnist"}
+    both = tmp_path / "mnist_robust"
+    _fake_eval_dir(both, "strong", strong, model=model)
+    _fake_eval_dir(both, "paper", paper, model=model)
+    old = reporting.make_row("gmm_dae (mnist)", fake_robustness(0.05), None, None)
+    old_dir = _fake_eval_dir(tmp_path, "old", old, model={**model, "name": "gmm_dae (mnist)", "variant": "gmm_dae"})
+    summary = json.loads((tmp_path / "old" / "summary.json").read_text())
+    del summary["protocol"], summary["split"]  # as written before protocols existed
+    (tmp_path / "old" / "summary.json").write_text(json.dumps(summary))
+
+    result = reporting.compare([str(both), old_dir], digits=4, paper="mnist")
+    table1 = reporting.parse_markdown_table(result["markdown"])
+    assert [(r["Model"], r["Protocol"]) for r in table1] == [
+        ("robust (mnist)", "strong"), ("robust (mnist)", "paper"), ("gmm_dae (mnist)", "strong")]
+    column = "Latent: MS-SSIM(x_r, x~_a) ↓ λ=1"
+    assert [float(r[column].split(" ± ")[0]) for r in table1] == pytest.approx(
+        [expected(row["robustness"], "latent", "msssim_target_adv_rec", 1)[0] for row in (strong, paper, old)],
+        abs=5e-5)
+    table3 = reporting.parse_markdown_table(result["markdown"].split("### Table 3")[1])
+    assert [(r["Protocol"], r["λ=1 acc. (%) ↑"]) for r in table3[:2]] == [("strong", "80.00"), ("paper", "90.00")]
+    csv1 = list(csv.DictReader(io.StringIO(result["table1_csv"])))
+    assert [(r["model"], r["protocol"], r["split"]) for r in csv1] == [
+        ("robust (mnist)", "strong", "test"), ("robust (mnist)", "paper", "test"), ("gmm_dae (mnist)", "strong", "test")]
+    assert [r["protocol"] for r in csv.DictReader(io.StringIO(result["table3_csv"]))][:2] == ["strong", "paper"]
+    _, paper_table1, _ = _paper_tables(result["markdown"])
+    assert [r["Model"] for r in paper_table1] == [
+        "GMM-DAE, paper", "gmm_dae (mnist) [strong]", "Ours, paper", "robust (mnist) [strong]",
+        "robust (mnist) [paper]"]
+
+    only = reporting.compare([str(both), old_dir], protocol="paper")
+    assert [(r["name"], r["protocol"]) for r in only["rows"]] == [("robust (mnist)", "paper")]
+    with pytest.raises(UserError, match="none of the evaluations was run under the paper protocol"):
+        reporting.compare([old_dir], protocol="paper")
+    with pytest.raises(ConfigError, match="--protocol='weak' is unknown"):
+        reporting.compare([old_dir], protocol="weak")
+
+
+def test_report_names_protocol_and_split(tmp_path):
+    row = reporting.make_row("tiny (digits)", fake_robustness(0.1), None, None, protocol="paper",
+                             split="heldout_train")
+    written = reporting.write_report(str(tmp_path), row, tensorboard=False)
+    assert "Evaluation protocol: paper (the paper's attacker" in written["markdown"]
+    assert "Attacked images: held-out training images" in written["markdown"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["protocol"] == "paper" and summary["split"] == "heldout_train"
+    assert reporting.parse_markdown_table((tmp_path / "table1.md").read_text())[0]["Protocol"] == "paper"
