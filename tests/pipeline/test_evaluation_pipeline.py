@@ -398,3 +398,30 @@ def test_bin_evaluate_bad_model_is_one_line_error(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], proc.stderr
+
+
+def test_heldout_train_split_is_the_training_images_after_max_train_examples(setup):
+    """--split=heldout_train: the pool is exactly the train split from data.max_train_examples
+    on (training keeps the first N); refused when the model trained on all of them."""
+    from robust_dae_tf import data
+
+    num_train = setup.examples.properties["num_examples"]["train"]
+    metadata = {"config": {"data": {"max_train_examples": 1000}}}
+    start = evaluation.heldout_start(metadata, setup.examples, "m")
+    assert start == 1000
+    images, labels = evaluation.robustness_pool(setup.examples, 10 ** 6, 0, "heldout_train", start)
+    train_images, train_labels = data.take_arrays(artifacts.load_examples(setup.examples)["train"])
+    assert len(images) == num_train - 1000
+    np.testing.assert_array_equal(images, data.to_float(train_images[1000:]).numpy())
+    np.testing.assert_array_equal(labels, train_labels[1000:])
+    # A pool smaller than the held-out images is a seeded subset of them, never a trained-on image.
+    sub, _ = evaluation.robustness_pool(setup.examples, 50, 0, "heldout_train", start)
+    held = {im.tobytes() for im in images}
+    assert len(sub) == 50 and all(im.tobytes() in held for im in sub)
+    for bad, words in (({"config": {"data": {"max_train_examples": 0}}}, "trained on all"),
+                       ({"config": {"data": {"max_train_examples": num_train}}}, "trained on all"),
+                       ({}, "no config.data.max_train_examples")):
+        with pytest.raises(ConfigError, match=words):
+            evaluation.heldout_start(bad, setup.examples, "m")
+    with pytest.raises(ConfigError, match="--split='valid' is unknown"):
+        evaluation.check_split("valid")
