@@ -46,7 +46,8 @@ def setup(tmp_path_factory):
 
 
 def protocol(budgets=(1.0,), num_images=2, trials=1):
-    return types.SimpleNamespace(num_images=num_images, trials=trials, budgets=budgets, seed=0, attack=None)
+    return types.SimpleNamespace(num_images=num_images, trials=trials, budgets=budgets, seed=0, attack=None,
+                                 name="strong")
 
 
 class MeanPixels(fid.FeatureExtractor):
@@ -425,3 +426,29 @@ def test_heldout_train_split_is_the_training_images_after_max_train_examples(set
             evaluation.heldout_start(bad, setup.examples, "m")
     with pytest.raises(ConfigError, match="--split='valid' is unknown"):
         evaluation.check_split("valid")
+
+
+def test_protocol_both_writes_two_evaluations_that_compare_side_by_side(setup, tmp_path):
+    """--protocol=both: <output>/strong is exactly the --protocol=strong evaluation, and
+    <output>/paper the paper protocol's (its attacker, its decode noise); compare on
+    <output> gives both rows."""
+    tiny = dict(examples=setup.examples.uri, num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
+                attack_restarts=1, attack_exploration_starts=1, attack_xla=False, pool_size=50,
+                skip_classifier=True, skip_fid=True, tensorboard=False)
+    both = evaluation.run_evaluation_pipeline(setup.paths["good"], str(tmp_path / "both"),
+                                              evaluation.EvaluationSettings(protocol="both", **tiny))
+    alone = evaluation.run_evaluation_pipeline(setup.paths["good"], str(tmp_path / "alone"),
+                                               evaluation.EvaluationSettings(**tiny))
+    assert set(os.listdir(tmp_path / "both")) >= {"strong", "paper"}
+    assert not os.path.exists(tmp_path / "both" / "summary.json")
+    strong = json.loads((tmp_path / "both" / "strong" / "summary.json").read_text())
+    paper = json.loads((tmp_path / "both" / "paper" / "summary.json").read_text())
+    single = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert (strong["protocol"], paper["protocol"], single["protocol"]) == ("strong", "paper", "strong")
+    assert strong["robustness"]["latent"] == single["robustness"]["latent"]
+    assert paper["robustness"]["protocol"]["attack"]["method"] == "paper"
+    assert paper["robustness"]["protocol"]["decode_noise_std"] == {"latent": 0.4, "max_damage": 0.004}
+    rows = reporting.compare([str(tmp_path / "both")])["rows"]
+    assert [r["protocol"] for r in rows] == ["strong", "paper"]
+    assert "| strong |" in both["markdown"] and "| paper |" in both["markdown"]
+    assert alone["row"]["protocol"] == "strong"
