@@ -17,6 +17,10 @@ the file; parts skipped on purpose (--skip_*) show as "—".
 --over_seeds puts the evaluations of models that differ only in their training seed
 into one row, mean ± std over seeds (e.g. runs/evaluations/mnist_robust_s{0,1,2}).
 
+Each row is one model under one evaluation protocol (column "Protocol": strong or
+paper); a directory written by `bin/evaluate.py --protocol=both` gives both rows, side
+by side. --protocol=strong|paper keeps only that protocol's rows.
+
 --paper=<dataset> (mnist, fashion_mnist, svhn_cropped or celeb_a) appends tables in
 which each evaluated model is preceded by the numbers published for it in the paper
 (Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.paper_results`).
@@ -34,6 +38,9 @@ flags.DEFINE_integer("digits", 3, "Decimals of the MS-SSIM cells.")
 flags.DEFINE_bool("over_seeds", False, "One row per model over its training seeds: evaluations of models that "
                   "differ only in train.seed (read from each SavedModel's robust_dae_tf.json) become one row whose "
                   "cells are mean ± std over seeds.")
+
+flags.DEFINE_enum("protocol", None, ["strong", "paper"], "Show only the rows of this evaluation protocol "
+                  "(default: all).")
 flags.DEFINE_string("paper", None, "Also print each model next to the paper's published numbers for this "
                     "dataset: mnist, fashion_mnist, svhn_cropped or celeb_a.")
 
@@ -49,7 +56,8 @@ def main(argv):
         outputs = {"markdown": FLAGS.output, "table1_csv": f"{stem}_table1.csv", "table3_csv": f"{stem}_table3.csv"}
         for path in outputs.values():
             fileio.check_writable(path, "--output")
-    result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper, over_seeds=FLAGS.over_seeds)
+    result = reporting.compare(argv[1:], digits=FLAGS.digits, paper=FLAGS.paper, protocol=FLAGS.protocol,
+                               over_seeds=FLAGS.over_seeds)
     print(result["markdown"])
     if FLAGS.output:
         for key, path in outputs.items():

@@ -18,6 +18,11 @@ the end; summary.json is written last (an evaluation without it did not finish).
 --output directory is checked before the model and the data are loaded. Compare several
 evaluations with bin/compare.py.
 
+--protocol: strong (default; the project's attack), paper (the paper's evaluation:
+its L-BFGS-B attacker and decode-time latent noise) or both (<output>/strong and
+<output>/paper). --split=heldout_train attacks training images the model did not train
+on instead of test images.
+
 The data: --examples=<Examples artifact dir>, else the training run's examples
 (next to the run directory recorded in the model's metadata) when they hold the same
 dataset, else the dataset is loaded (--dataset, default: the model's) into
@@ -51,11 +56,20 @@ flags.DEFINE_integer("attack_exploration_starts", DEFAULTS.attack_exploration_st
                      "PGD: random starts per restart in the exploration phase "
                      "(default: 24 latent, 32 maximum damage; 1 = plain PGD); see docs/attacks.md.")
 flags.DEFINE_bool("attack_xla", DEFAULTS.attack_xla, "XLA-compile the PGD loop (falls back without it if XLA fails).")
-flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb"], "Attack optimiser.")
+flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb"],
+                  "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker).")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (lower it if memory is short).")
 flags.DEFINE_integer("pool_size", DEFAULTS.pool_size, "Test images the attacked images and targets are drawn from.")
 flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of image selection, targets, attack starts and prior samples.")
+flags.DEFINE_enum("protocol", DEFAULTS.protocol, ["strong", "paper", "both"],
+                  "Evaluation protocol: strong (this project's attack, --attack_*), paper (the paper's L-BFGS-B "
+                  "attacker and its decode-time latent noise 0.4 / 0.004 on the reported reconstructions), or both "
+                  "(<output>/strong and <output>/paper; bin/compare.py <output> shows them side by side).")
+flags.DEFINE_enum("split", DEFAULTS.split, ["test", "heldout_train"],
+                  "Images the attacks draw from: test, or heldout_train = the training images after the model's "
+                  "data.max_train_examples (never trained on; for tuning without test images; needs --skip_classifier "
+                  "--skip_fid).")
 flags.DEFINE_bool("skip_robustness", DEFAULTS.skip_robustness, "Skip the attacks (Table 1 robustness columns).")
 flags.DEFINE_bool("skip_classifier", DEFAULTS.skip_classifier, "Skip the downstream classifier (Table 3).")
 flags.DEFINE_bool("skip_fid", DEFAULTS.skip_fid, "Skip the Frechet distance.")

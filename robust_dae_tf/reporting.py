@@ -108,10 +108,29 @@ def _budget_label(key: str) -> str:
     return f"{float(key):g}"
 
 
+DEFAULT_PROTOCOL = "strong"  # robustness.DEFAULT_PROTOCOL (no TensorFlow here); evaluations before protocols
+PROTOCOL_TEXT = {
+    "strong": "strong (this project's attack, `--attack_method`, default batched PGD with exploration and "
+              "refinement; deterministic reconstructions)",
+    "paper": "paper (the paper's attacker: scipy L-BFGS-B from one d-ball start, the budget enforced inside the "
+             "objective; reported reconstructions decoded with latent noise, std 0.4 for the latent attack and "
+             "0.004 for maximum damage)",
+}
+SPLIT_TEXT = {"test": "the test split", "heldout_train": "held-out training images (after the model's "
+                                                         "data.max_train_examples)"}
+
+
 def make_row(name: str, robustness: dict | None = None, classifier: dict | None = None,
-             fid: dict | None = None) -> dict:
-    """One model's results: {"name", "robustness", "classifier", "fid"} (any part may be None)."""
-    return {"name": name, "robustness": robustness, "classifier": classifier, "fid": fid}
+             fid: dict | None = None, protocol: str = DEFAULT_PROTOCOL, split: str = "test") -> dict:
+    """One model's results under one evaluation protocol: {"name", "protocol", "split"
+    (the attacked images' split), "robustness", "classifier", "fid"} (any part may be None)."""
+    return {"name": name, "protocol": protocol, "split": split, "robustness": robustness, "classifier": classifier,
+            "fid": fid}
+
+
+def row_protocol(row: dict) -> str:
+    """The evaluation protocol of a row ("strong" for rows written before protocols existed)."""
+    return str(row.get("protocol") or DEFAULT_PROTOCOL)
 
 
 def row_name(metadata: dict | None, fallback: str) -> str:
@@ -183,7 +202,7 @@ def _csv(header: list[str], body: list[list]) -> str:
 
 
 def table1_header(budgets: list[str], objectives=PAPER_OBJECTIVES) -> list[str]:
-    header = ["Model"]
+    header = ["Model", "Protocol"]
     for _, _, title, arrow in table1_columns(objectives):
         header += [f"{title} {arrow} λ={_budget_label(b)}" for b in budgets]
     return header + ["FD ↓", "FD features"]
@@ -195,7 +214,7 @@ def table1_markdown(rows: list[dict], digits: int = 3) -> str:
     objectives = objectives_of(rows)
     body = []
     for row in rows:
-        cells = [str(row["name"])]
+        cells = [str(row["name"]), row_protocol(row)]
         for attack, metric, _, _ in table1_columns(objectives):
             cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
         value, name = _fd(row)
@@ -208,7 +227,7 @@ def table1_csv(rows: list[dict]) -> str:
     """CSV with full precision: every attack metric's mean and std per budget, then the FD."""
     budgets = budgets_of(rows)
     objectives = objectives_of(rows)
-    header = ["model"]
+    header = ["model", "protocol", "split"]
     for objective in objectives:
         for metric in objective.metrics:
             for b in budgets:
@@ -217,7 +236,7 @@ def table1_csv(rows: list[dict]) -> str:
     header += ["fd", "fd_name"]
     body = []
     for row in rows:
-        cells = [row["name"]]
+        cells = [row["name"], row_protocol(row), row.get("split") or "test"]
         for objective in objectives:
             for metric in objective.metrics:
                 for b in budgets:
@@ -257,26 +276,26 @@ def table3_markdown(rows: list[dict]) -> str:
     for row in rows:
         acc = _accuracies(row)
         if acc is None:
-            body.append([str(row["name"]), "—", "—"])
+            body.append([str(row["name"]), row_protocol(row), "—", "—"])
             continue
         clean, mean, std, n, _ = acc
         over_seeds = (row.get("classifier") or {}).get("clean_accuracy_over_seeds") or {}
         clean_cell = _attacked_cell(clean, over_seeds.get("std"), len(over_seeds.get("values") or []))
-        body.append([str(row["name"]), clean_cell, _attacked_cell(mean, std, n)])
-    return _markdown(["Model", "clean acc. (%) ↑", f"λ={label} acc. (%) ↑"], body)
+        body.append([str(row["name"]), row_protocol(row), clean_cell, _attacked_cell(mean, std, n)])
+    return _markdown(["Model", "Protocol", "clean acc. (%) ↑", f"λ={label} acc. (%) ↑"], body)
 
 
 def table3_csv(rows: list[dict]) -> str:
-    header = ["model", "clean_accuracy", "attacked_accuracy.mean", "attacked_accuracy.std", "budget",
+    header = ["model", "protocol", "clean_accuracy", "attacked_accuracy.mean", "attacked_accuracy.std", "budget",
               "num_attacked"]
     body = []
     for row in rows:
         acc = _accuracies(row)
         if acc is None:
-            body.append([row["name"], "", "", "", "", ""])
+            body.append([row["name"], row_protocol(row), "", "", "", "", ""])
             continue
         clean, mean, std, _, budget = acc
-        body.append([row["name"], repr(clean), "" if mean is None else repr(float(mean)),
+        body.append([row["name"], row_protocol(row), repr(clean), "" if mean is None else repr(float(mean)),
                      "" if std is None else repr(float(std)), repr(budget),
                      row["classifier"].get("num_attacked", "")])
     return _csv(header, body)
@@ -311,7 +330,9 @@ PAPER_LEGEND = (
     "(and Table 2 for GMM-DAE and Augmented, which reports no MS-SSIM(x, x_a) columns; Table 3 for the "
     "accuracies), as printed: two decimals, no std; the paper's \"MS-SSIM(x_r, x_a)\" columns compare "
     "the clean input x with x_a, so they are headed MS-SSIM(x, x_a) here. The rows below each paper row are "
-    "our evaluations of the same model (mean ± std over trials, MS-SSIM in the paper's convention). "
+    "our evaluations of the same model (mean ± std over trials, MS-SSIM in the paper's convention), with "
+    "their evaluation protocol in brackets: [paper] is measured as the paper's numbers were, [strong] with "
+    "this project's stronger attack. "
     "The paper's FID (Inception features, its own samples and preprocessing) and our FD (named feature "
     "extractor) are on different scales: compare the ordering of models, not the values."
 )
@@ -384,7 +405,7 @@ def paper_comparison_markdown(rows: list[dict], dataset: str, digits: int = 3) -
         elif variant in paper_results.PAPER_NAMES:
             unpublished.append(paper_results.PAPER_NAMES[variant])
         for row in members:
-            cells = [str(row["name"])]
+            cells = [f"{row['name']} [{row_protocol(row)}]"]
             for column, _ in PAPER_TABLE1_COLUMNS:
                 attack, metric = paper_results.COLUMNS[column]
                 cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
@@ -414,7 +435,7 @@ def paper_comparison_markdown(rows: list[dict], dataset: str, digits: int = 3) -
                 attacked = _attacked_cell(mean, std, n)
                 if budget != 1.0 and attacked != "—":
                     attacked += f" (λ={budget:g})"
-                body.append([str(row["name"]), f"{100 * clean:.2f}", attacked])
+                body.append([f"{row['name']} [{row_protocol(row)}]", f"{100 * clean:.2f}", attacked])
         out += f"\n### Comparison with the paper ({title}): downstream classifier (Table 3)\n\n"
         out += _markdown(["Model", "clean acc. (%) ↑", "λ=1 acc. (%) ↑"], body)
         if not table3:
@@ -707,7 +728,32 @@ def load_evaluation(eval_dir: str) -> dict:
     metadata = next((p["model"] for p in parts.values() if p and isinstance(p.get("model"), dict)), {})
     fallback = os.path.basename(os.path.normpath(eval_dir))
     name = metadata.get("name") or row_name(metadata, fallback)
-    return make_row(name, **parts)
+    protocol = summary.get("protocol") or DEFAULT_PROTOCOL
+    if protocol not in PROTOCOL_TEXT:
+        raise UserError(f"{summary_path}: unknown protocol {protocol!r}; {damaged}")
+    return make_row(name, **parts, protocol=protocol, split=summary.get("split") or "test")
+
+
+def expand_evaluation_dirs(eval_dirs: list[str]) -> list[str]:
+    """The evaluation directories behind `eval_dirs`: a directory written by
+    `bin/evaluate.py --protocol=both` (no summary.json, but <dir>/strong and <dir>/paper)
+    stands for those two, in that order; any other directory for itself."""
+    out = []
+    for directory in eval_dirs:
+        subs = [os.path.join(directory, name) for name in PROTOCOL_TEXT]
+        if (not os.path.exists(os.path.join(directory, SUMMARY_FILE))
+                and any(os.path.isdir(sub) for sub in subs)):
+            out += [sub for sub in subs if os.path.isdir(sub)]
+        else:
+            out.append(directory)
+    return out
+
+
+def evaluation_finished(eval_dir: str) -> bool:
+    """True when bin/evaluate.py finished `eval_dir`: its summary.json exists, or for a
+    `--protocol=both` directory, the summary.json of each protocol's subdirectory."""
+    subs = expand_evaluation_dirs([eval_dir])
+    return bool(subs) and all(os.path.exists(os.path.join(d, SUMMARY_FILE)) for d in subs)
 
 
 def start_evaluation(output_dir: str) -> None:
@@ -765,7 +811,9 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     if tensorboard:
         write_tensorboard(os.path.join(output_dir, TENSORBOARD_DIR), row.get("robustness"), figures, grids,
                           row.get("classifier"), row.get("fid"))
-    markdown = f"## {row['name']}\n\n### Table 1 (robustness, fidelity)\n\n{t1}\n{table1_legend(objectives_of([row]))}\n\n"
+    markdown = (f"## {row['name']}\n\nEvaluation protocol: {PROTOCOL_TEXT[row_protocol(row)]}. Attacked images: "
+                f"{SPLIT_TEXT.get(row.get('split') or 'test')}.\n\n"
+                f"### Table 1 (robustness, fidelity)\n\n{t1}\n{table1_legend(objectives_of([row]))}\n\n")
     levels = success_levels_markdown(row.get("robustness"), digits)
     if levels:
         markdown += f"{levels}\n\n"
@@ -779,33 +827,50 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
 
 
 def _disambiguate(rows: list[dict], labels: list[str]) -> None:
-    """Equal row names get " [<dir name>]", and " [<dir name> #k]" if those collide too."""
+    """Rows of equal name and protocol get " [<dir name>]", and " [<dir name> #k]" if those
+    collide too (one model under two protocols keeps its name: the protocol tells them apart)."""
     names = [r["name"] for r in rows]
+    keys = [(r["name"], row_protocol(r)) for r in rows]
     for i, row in enumerate(rows):
-        if names.count(names[i]) > 1:
+        if keys.count(keys[i]) > 1:
             row["name"] = f"{names[i]} [{labels[i]}]"
-    named = [r["name"] for r in rows]
+    named = [(r["name"], row_protocol(r)) for r in rows]
     for i, row in enumerate(rows):
         if named.count(named[i]) > 1:
             row["name"] = f"{names[i]} [{labels[i]} #{named[:i + 1].count(named[i])}]"
 
 
-def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None, over_seeds: bool = False) -> dict:
-    """One table over several evaluation directories (rows = models).
+def compare(eval_dirs: list[str], digits: int = 3, paper: str | None = None, protocol: str | None = None,
+            over_seeds: bool = False) -> dict:
+    """One table over several evaluation directories (rows = models x protocols; a
+    `--protocol=both` directory gives two rows, `expand_evaluation_dirs`).
 
-    With `over_seeds`, evaluations of models that differ only in their training seed
-    become one row (`aggregate_over_seeds`): cells are then mean ± std OVER SEEDS.
-
+    protocol: keep only the rows of this protocol ("strong" or "paper"; None = all).
+    over_seeds: evaluations of models that differ only in their training seed (under the
+    same protocol) become one row (`aggregate_over_seeds`): cells are then mean ± std
+    OVER SEEDS.
     Returns {"rows", "markdown" (Table 1 then Table 3, then with `paper` = a dataset name
     the side-by-side comparison with the paper, `paper_comparison_markdown`),
     "table1_csv", "table3_csv"}.
     """
     if paper is not None:
         check_paper_dataset(paper)
+    if protocol is not None and protocol not in PROTOCOL_TEXT:
+        raise ConfigError(f"--protocol={protocol!r} is unknown; choose one of {', '.join(PROTOCOL_TEXT)} "
+                          "(or leave it out for all).")
     if not eval_dirs:
         raise UserError("pass at least one evaluation directory.")
+    eval_dirs = expand_evaluation_dirs(eval_dirs)
     rows = [load_evaluation(d) for d in eval_dirs]
     labels = [os.path.basename(os.path.normpath(d)) for d in eval_dirs]
+    labels = [os.path.basename(os.path.dirname(os.path.normpath(d))) if label in PROTOCOL_TEXT else label
+              for d, label in zip(eval_dirs, labels)]
+    if protocol is not None:
+        kept = [(row, label) for row, label in zip(rows, labels) if row_protocol(row) == protocol]
+        if not kept:
+            raise UserError(f"none of the evaluations was run under the {protocol} protocol "
+                            f"(bin/evaluate.py --protocol={protocol} or both).")
+        rows, labels = [r for r, _ in kept], [label for _, label in kept]
     if over_seeds:
         rows = aggregate_over_seeds(rows)
         labels = [str(r["name"]) for r in rows]
@@ -860,7 +925,7 @@ def training_seed_group(row: dict) -> tuple[str, int]:
     for section, fields in NOT_TRAINING_SETTINGS.items():
         for field in fields:
             (config.get(section) or {}).pop(field, None)
-    protocol = (row.get("robustness") or {}).get("protocol")
+    protocol = [row_protocol(row), row.get("split"), (row.get("robustness") or {}).get("protocol")]
     return json.dumps([model_metadata(row).get("variant"), model_metadata(row).get("dataset"), config, protocol],
                       sort_keys=True, default=str), seed
 
@@ -919,7 +984,8 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
             fid = {**fds[0], **{k: v for k, v in _over_seeds([f["value"] for f in fds]).items() if k != "mean"},
                    "value": float(np.mean([f["value"] for f in fds]))}
         name = f"{first['name']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
-        out.append({**make_row(name, robustness, classifier, fid), "seeds": seeds})
+        out.append({**make_row(name, robustness, classifier, fid, protocol=row_protocol(first),
+                                split=first.get("split") or "test"), "seeds": seeds})
     return out
 
 

@@ -43,6 +43,32 @@ attack on budget number b uses seed `SeedSequence([seed, *objective.seed_entropy
 [seed, 1_000_000 + 2 b + a] with a = 0 for the latent and 1 for the maximum-damage
 attack. The same protocol therefore gives identical results.
 
+Two named evaluation protocols (`Protocol.name`, recorded in every report as
+report["protocol"]["name"]):
+
+* "strong" (the default): the attack of `protocol.attack` (by default the batched PGD
+  of `attacks.pgd`), reconstructions f(g(.)) deterministic, as described above.
+* "paper": what the paper's numbers were measured with. Both attacks use the paper's
+  attacker (method "paper", `attacks/paper.py`: one d-ball start, the budget enforced
+  inside the objective, scipy's fmin_l_bfgs_b), and every reconstruction that enters an
+  attack's reported metrics and success level is decoded with latent noise, as the
+  reference code kept its latent noise on at evaluation: f(g(.) + s n), n ~ N(0, I),
+  s = `objective.paper_decode_noise_std` (0.4 for the latent attack, 0.004 for maximum
+  damage). That is x~_a of each budget, and the clean x~ (maximum damage's reference
+  and both attacks' grids) and x~_t (the success levels) they are compared with; the
+  same images, targets and attack seeds as "strong". The optimised objectives stay
+  deterministic: the latent attack's compares encoder codes, which decode noise does not
+  touch; the reference also decoded with noise std 0.004 INSIDE the maximum-damage
+  objective, which we omit from the optimisation: it perturbs codes of scale ~10 by
+  0.004 (a relative change of ~4e-4), negligible next to the attack's own change of the
+  code, and a deterministic objective keeps L-BFGS-B's line searches well defined.
+  Noise seeds: the noise of objective o (registered name) is drawn by
+  `np.random.default_rng(SeedSequence([seed, 3_000_000, crc32(o.name), role, b]))
+  .standard_normal((N, D), dtype=float32)` with N = num_images * trials rows in the
+  trial-major order of the images and D the latent size; role 0 = clean x (b = 0),
+  1 = targets x_t (b = 0), 2 = adversarial x_a of budget number b (`decode_noise_seed`).
+  The clean and target draws are shared by all budgets of an attack.
+
 A `Protocol` is validated when it is built (budgets, image counts, attack config,
 objectives), once; the attacks it runs do not check them again.
 """
@@ -55,6 +81,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import zlib
+
 from robust_dae_tf import attacks
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
@@ -63,6 +91,16 @@ from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
 NUM_EXAMPLES = 8
 MSSSIM_CONVENTION = "paper (see metrics.msssim.ms_ssim_paper)"
 _METRIC_BATCH = 500
+PROTOCOLS = ("strong", "paper")  # the named evaluation protocols (module docstring)
+DEFAULT_PROTOCOL = "strong"
+NOISE_CLEAN, NOISE_TARGET, NOISE_ADVERSARIAL = 0, 1, 2  # roles of the decode-noise streams
+
+
+def check_protocol_name(name, flag: str = "--protocol") -> str:
+    """`name` if it is one of `PROTOCOLS`, else ConfigError naming `flag`."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"{flag}={name!r} is unknown; choose one of {', '.join(PROTOCOLS)}.")
+    return name
 
 
 def validate_budgets(budgets, flag: str = "--budgets") -> tuple[float, ...]:
@@ -82,7 +120,11 @@ class Protocol:
     """The evaluation protocol: `trials` x `num_images` random test images per budget,
     attacked by each of `objectives` (`attacks.Objective`s or registered names; default
     the paper's latent and maximum-damage attacks). Validated when built (ConfigError);
-    `budgets` becomes a tuple of floats and `objectives` a tuple of objectives."""
+    `budgets` becomes a tuple of floats and `objectives` a tuple of objectives.
+
+    name: "strong" (default) or "paper" (module docstring); "paper" needs
+    `attack=AttackConfig(method="paper")` (`Protocol.paper(...)` builds one) and
+    objectives with a `paper_decode_noise_std`."""
 
     num_images: int = 100
     trials: int = 10
@@ -90,8 +132,21 @@ class Protocol:
     seed: int = 0
     attack: AttackConfig = AttackConfig()
     objectives: tuple = attacks.PAPER_OBJECTIVES
+    name: str = DEFAULT_PROTOCOL
+
+    @classmethod
+    def paper(cls, **fields) -> "Protocol":
+        """The paper's protocol: name "paper" with the paper's attacker (method "paper")."""
+        return cls(name="paper", attack=AttackConfig(method="paper"), **fields)
+
+    def decode_noise_std(self, objective) -> float:
+        """Std of the latent noise of the reconstructions `objective` reports (0 under "strong")."""
+        if self.name != "paper":
+            return 0.0
+        return float(attacks.objective(objective).paper_decode_noise_std)
 
     def __post_init__(self):
+        check_protocol_name(self.name, "protocol name")
         for name, flag in (("num_images", "--num_images"), ("trials", "--trials")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -104,10 +159,26 @@ class Protocol:
         if not objectives or len(set(names)) != len(names):
             raise ConfigError(f"protocol objectives must be one or more attacks with distinct names, got {names}.")
         object.__setattr__(self, "objectives", objectives)
+        if self.name == "paper":
+            if self.attack.method != "paper":
+                raise ConfigError(f"the paper protocol attacks with method 'paper', got an AttackConfig with method "
+                                  f"{self.attack.method!r}; use robustness.Protocol.paper(...).")
+            missing = [o.name for o in objectives if o.paper_decode_noise_std is None]
+            if missing:
+                raise ConfigError(f"the paper protocol has no decode noise for the attack(s) {', '.join(missing)} "
+                                  "(set paper_decode_noise_std); evaluate them under the strong protocol.")
 
 
 def trial_seeds(protocol: Protocol) -> list[int]:
     return [int(np.random.SeedSequence([int(protocol.seed), t]).generate_state(1)[0]) for t in range(protocol.trials)]
+
+
+def decode_noise_seed(protocol: Protocol, objective, role: int, budget_index: int = 0) -> np.random.SeedSequence:
+    """The SeedSequence of the decode noise of `objective` for `role` (NOISE_CLEAN,
+    NOISE_TARGET or NOISE_ADVERSARIAL at budget number `budget_index`; module docstring)."""
+    name = attacks.objective(objective).name
+    return np.random.SeedSequence([int(protocol.seed), 3_000_000, zlib.crc32(name.encode()), int(role),
+                                   int(budget_index)])
 
 
 def attack_seed(protocol: Protocol, budget_index: int, objective) -> int:
@@ -196,8 +267,19 @@ def _batched(fn, *arrays):
     return np.concatenate(outs)
 
 
-def _reconstruct(model, images: np.ndarray) -> np.ndarray:
-    rec = _batched(lambda x: model.decode(model.encode(x)), images).astype(np.float32)
+def _reconstruct(model, images: np.ndarray, noise_std: float = 0.0, noise_seed=None) -> np.ndarray:
+    """f(g(images)), or with noise_std > 0 f(g(images) + noise_std * n), n drawn from
+    `np.random.default_rng(noise_seed).standard_normal((N, D), dtype=np.float32)`."""
+    if noise_std:
+        latents = _batched(model.encode, images)
+        if not np.issubdtype(latents.dtype, np.floating):
+            raise DataError(f"the model's encode returns {latents.dtype} latents; the paper protocol's decode noise "
+                            "(and the attacks' gradients) need float latents.")
+        latents = latents.astype(np.float32).reshape(latents.shape[0], -1)
+        noise = np.random.default_rng(noise_seed).standard_normal(latents.shape, dtype=np.float32)
+        rec = _batched(model.decode, latents + np.float32(noise_std) * noise).astype(np.float32)
+    else:
+        rec = _batched(lambda x: model.decode(model.encode(x)), images).astype(np.float32)
     bad = ~np.isfinite(rec.reshape(rec.shape[0], -1)).all(axis=1)
     if bad.any():
         raise DataError(
@@ -222,9 +304,27 @@ def _summary(values: np.ndarray, trials: int) -> dict:
     return {"mean": float(per_trial.mean()), "std": float(per_trial.std())}
 
 
-def _success_levels(objectives, x, x_t, rec, rec_t, trials: int) -> dict:
-    return {o.name: {o.main_metric: _summary(_msssim(o.compared_with(x, x_t, rec), rec_t), trials)}
+def _success_levels(objectives, x, x_t, clean: dict, trials: int) -> dict:
+    """`clean`: {objective name: (its x~, its x~_t)} (`_clean_reconstructions`)."""
+    return {o.name: {o.main_metric: _summary(_msssim(o.compared_with(x, x_t, clean[o.name][0]), clean[o.name][1]),
+                                             trials)}
             for o in objectives}
+
+
+def _clean_reconstructions(model, x, x_t, protocol: Protocol) -> dict:
+    """{objective name: (x~, x~_t)} as the protocol decodes them for that attack's report:
+    f(g(.)) under "strong" (computed once, shared), with the attack's decode noise under "paper"."""
+    plain = None
+    out = {}
+    for o in protocol.objectives:
+        std = protocol.decode_noise_std(o)
+        if std:
+            out[o.name] = (_reconstruct(model, x, std, decode_noise_seed(protocol, o, NOISE_CLEAN)),
+                           _reconstruct(model, x_t, std, decode_noise_seed(protocol, o, NOISE_TARGET)))
+        else:
+            plain = plain or (_reconstruct(model, x), _reconstruct(model, x_t))
+            out[o.name] = plain
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -253,7 +353,7 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
     {"latent": {"msssim_target_adv_rec": ...}, "max_damage": {"msssim_rec_adv_rec": ...}}.
     Arguments as for `evaluate_robustness`."""
     _, x, x_t = _trial_images(images, labels, protocol)
-    return _success_levels(protocol.objectives, x, x_t, _reconstruct(model, x), _reconstruct(model, x_t),
+    return _success_levels(protocol.objectives, x, x_t, _clean_reconstructions(model, x, x_t, protocol),
                            protocol.trials)
 
 
@@ -277,11 +377,13 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
     objectives = protocol.objectives
     trials = protocol.trials
     n = protocol.num_images
-    rec = _reconstruct(model, x)
-    rec_t = _reconstruct(model, x_t)
+    clean = _clean_reconstructions(model, x, x_t, protocol)
 
     report = {
         "protocol": {
+            "name": protocol.name,
+            # Std of the latent noise of each attack's reported reconstructions (0: none).
+            "decode_noise_std": {o.name: protocol.decode_noise_std(o) for o in objectives},
             "num_images": int(n),
             "trials": int(trials),
             "budgets": [float(b) for b in budgets],
@@ -293,7 +395,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             "msssim_convention": MSSSIM_CONVENTION,
         },
         **{o.name: {} for o in objectives},
-        "success_levels": _success_levels(objectives, x, x_t, rec, rec_t, trials),
+        "success_levels": _success_levels(objectives, x, x_t, clean, trials),
     }
     k = min(NUM_EXAMPLES, n)
     examples = {}
@@ -305,7 +407,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
         seed = attack_seed(protocol, b_index, objective)
         result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
         x_a = result.adversarial
-        rec_a = _reconstruct(model, x_a)
+        std = protocol.decode_noise_std(objective)
+        rec_a = _reconstruct(model, x_a, std, decode_noise_seed(protocol, objective, NOISE_ADVERSARIAL, b_index))
+        rec = clean[objective.name][0]
         reference = objective.compared_with(x, x_t, rec)
         loss, msssim, msssim_standard, l2, msssim_input, l2_input = objective.metrics
         per_image = {

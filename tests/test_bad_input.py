@@ -263,6 +263,15 @@ def evaluation_inputs(tmp_path_factory):
         head = f.read()[:2000]
     with open(pb, "wb") as f:
         f.write(head)
+    # Trained on all training images (data.max_train_examples = 0): no held-out training images.
+    paths["all_train"] = str(root / "all_train")
+    shutil.copytree(paths["model"], paths["all_train"])
+    meta_path = os.path.join(paths["all_train"], "robust_dae_tf.json")
+    meta = json.loads(open(meta_path).read())
+    meta["config"] = {"data": {"max_train_examples": 0}}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    paths["int_latents"] = _save_int_latent_model(str(root / "int_latents"), paths["model"])
 
     evaluated = root / "eval"
     done = run_script("evaluate.py", f"--model={paths['model']}", f"--output={evaluated}", *TINY_EVALUATE)
@@ -281,6 +290,24 @@ def evaluation_inputs(tmp_path_factory):
         shutil.copytree(evaluated, paths[name])
         spoil(root / name)
     return paths
+
+
+def _save_int_latent_model(path, metadata_from):
+    """A SavedModel whose encode returns int32 latents (decode takes floats), with digits metadata."""
+    import tensorflow as tf
+
+    class IntLatents(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32)])
+        def encode(self, images):
+            return {"latents": tf.cast(10.0 * tf.reshape(images, [-1, 1024])[:, :3], tf.int32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def decode(self, latents):
+            return {"images": tf.zeros([tf.shape(latents)[0], 32, 32, 1]) + tf.reduce_mean(latents) * 0.0}
+
+    tf.saved_model.save(IntLatents(), path)
+    shutil.copy(os.path.join(metadata_from, "robust_dae_tf.json"), path)
+    return path
 
 
 # (id, script, arguments ({name} = a path of `evaluation_inputs`), words of the error line)
@@ -313,6 +340,22 @@ EVALUATION_CASES = [
      ["--model={truncated_pb}", "--output={file}/bench.json"], ["--output=", "a_file is a file, not a directory"]),
     ("evaluate_pool_size_1", "evaluate.py", ["--model={model}", "--output={file}.d", "--pool_size=1"],
      ["--pool_size must be an integer >= 2", "another class"]),
+    # Evaluation protocols and the held-out split.
+    ("evaluate_unknown_protocol", "evaluate.py", ["--model={model}", "--output={file}.d", "--protocol=weak"],
+     ["--protocol=weak", "strong", "paper", "both"]),
+    ("evaluate_paper_protocol_budget_0", "evaluate.py",
+     ["--model={model}", "--output={file}.d", "--protocol=paper", "--budgets=1,0"], ["budget", "> 0", "got 0"]),
+    ("evaluate_both_protocols_negative_budget", "evaluate.py",
+     ["--model={model}", "--output={file}.d", "--protocol=both", "--budgets=-1"], ["budget", "> 0"]),
+    ("evaluate_int_latents", "evaluate.py",
+     ["--model={int_latents}", "--output={file}.d", "--protocol=paper", *TINY_EVALUATE],
+     ["int_latents", "int32 latents", "float latents"]),
+    ("evaluate_heldout_split_trained_on_all", "evaluate.py",
+     ["--model={all_train}", "--output={file}.d", "--split=heldout_train", *TINY_EVALUATE],
+     ["--split=heldout_train", "trained on all", "max_train_examples"]),
+    ("evaluate_heldout_split_with_classifier", "evaluate.py",
+     ["--model={model}", "--output={file}.d", "--split=heldout_train"], ["--split=heldout_train", "--skip_classifier"]),
+    ("compare_unknown_protocol", "compare.py", ["{eval_ok}", "--protocol=weak"], ["--protocol=weak", "strong"]),
 ]
 
 
@@ -331,7 +374,7 @@ def test_evaluation_compare_shows_skipped_parts_as_skipped(evaluation_inputs, tm
     assert done.returncode == 0, done.stderr[-3000:]
     row = next(line for line in table.read_text().splitlines() if line.startswith("| tiny (digits)"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[-2:] == ["—", "—"] and "±" in cells[1]  # FD skipped, robustness present
+    assert cells[-2:] == ["—", "—"] and cells[1] == "strong" and "±" in cells[2]  # FD skipped, robustness present
     assert "Table 3" not in done.stdout  # the classifier was skipped
 
 

@@ -12,7 +12,12 @@ attacks/, pipeline/ packages), which then passed against it unchanged; re-record
 after it, when the data split was added to the run record (the only difference: the
 Examples artifact's "split" and the model's "data_split" strings); re-recorded once more
 when config fields were added (loss.weighting, default "paper"; se.norm renamed
-se.threat_model, new se.l2_radius): only those config keys differed, every number stayed.
+se.threat_model, new se.l2_radius): only those config keys differed, every number stayed;
+re-recorded once more when evaluation protocols and splits were added (--protocol, --split
+and compare's --protocol flags; "protocol" / "split" keys in summary.json and the reports,
+"decode_noise_std" in the robustness protocol; a Protocol column in the Markdown tables and
+protocol / split columns in the CSVs; the report's protocol sentence): only those differed,
+every number stayed bitwise equal.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

@@ -57,8 +57,9 @@ def test_table1_markdown_cells_hold_the_right_numbers():
     assert [r["Model"] for r in parsed] == ["model A", "model B"]
     header = list(parsed[0])
     # Column order of the paper's Table 1: groups, each with all budgets, then the FD.
-    assert header[1:4] == [f"Latent: MS-SSIM(x_r, x~_a) ↓ λ={b:g}" for b in BUDGETS]
-    assert header[4].startswith("Latent: MS-SSIM(x_r, x_a)") and header[7].startswith("Max damage: MS-SSIM(x~_r")
+    assert header[1] == "Protocol" and [r["Protocol"] for r in parsed] == ["strong", "strong"]
+    assert header[2:5] == [f"Latent: MS-SSIM(x_r, x~_a) ↓ λ={b:g}" for b in BUDGETS]
+    assert header[5].startswith("Latent: MS-SSIM(x_r, x_a)") and header[8].startswith("Max damage: MS-SSIM(x~_r")
     assert header[-2:] == ["FD ↓", "FD features"]
     for row, parsed_row in zip(data, parsed):
         for attack, metric, title, arrow in reporting.table1_columns():
@@ -90,7 +91,8 @@ def test_table3_in_percent():
     data[1]["classifier"] = {"clean_accuracy": 0.5, "attacked_accuracy": {"mean": 0.25, "std": 0.05,
                                                                           "values": [0.2, 0.3]}, "budget": 1.0}
     parsed = reporting.parse_markdown_table(reporting.table3_markdown(data))
-    assert parsed[0] == {"Model": "model A", "clean acc. (%) ↑": "96.08", "λ=1 acc. (%) ↑": "91.78"}
+    assert parsed[0] == {"Model": "model A", "Protocol": "strong", "clean acc. (%) ↑": "96.08",
+                         "λ=1 acc. (%) ↑": "91.78"}
     assert parsed[1]["λ=1 acc. (%) ↑"] == "25.00 ± 5.00"
     table = list(csv.DictReader(io.StringIO(reporting.table3_csv(data))))
     assert float(table[0]["clean_accuracy"]) == 0.9608 and float(table[1]["attacked_accuracy.std"]) == 0.05
@@ -362,11 +364,11 @@ def test_paper_comparison_rows_order_and_cells(tmp_path):
     # The usual tables come first, unchanged.
     assert result["markdown"].index("### Table 1") < result["markdown"].index("### Comparison with the paper")
     assert [r["Model"] for r in table1] == [
-        "VAE, paper", "vae (mnist)",
-        "GMM-DAE, paper", "gmm_dae (mnist)",
-        "Augmented, paper", "augmented (mnist) [mnist_augmented_a]", "augmented (mnist) [mnist_augmented_b]",
-        "Ours, paper", "robust (mnist)",
-        "tiny (mnist)",  # unknown model: last, no paper row
+        "VAE, paper", "vae (mnist) [strong]",
+        "GMM-DAE, paper", "gmm_dae (mnist) [strong]",
+        "Augmented, paper", "augmented (mnist) [mnist_augmented_a] [strong]", "augmented (mnist) [mnist_augmented_b] [strong]",
+        "Ours, paper", "robust (mnist) [strong]",
+        "tiny (mnist) [strong]",  # unknown model: last, no paper row
     ]
     header = list(table1[0])
     budget_columns = [f"{title} λ={b}" for title, _, _ in PAPER_COLUMNS for b in (1, 3, 5)]
@@ -376,38 +378,38 @@ def test_paper_comparison_rows_order_and_cells(tmp_path):
     for name, cells in PAPER_MNIST.items():
         assert by_name[name] == cells, name
     # Our rows: our evaluation data.
-    rows = {reporting.load_evaluation(d)["name"]: row for d, row in evals}
-    for name in ("vae (mnist)", "gmm_dae (mnist)", "robust (mnist)", "tiny (mnist)"):
+    rows = {reporting.load_evaluation(d)["name"] + " [strong]": row for d, row in evals}
+    for name in ("vae (mnist) [strong]", "gmm_dae (mnist) [strong]", "robust (mnist) [strong]", "tiny (mnist) [strong]"):
         for got, want in zip(by_name[name][:-1], _our_cells(rows[name])):
             if want is None:
                 assert got == "—", name
             else:
                 mean, std = (float(v) for v in got.split(" ± "))
                 assert (mean, std) == pytest.approx(want, abs=5e-5), name
-    for name, directory in (("augmented (mnist) [mnist_augmented_a]", "mnist_augmented_a"),
-                            ("augmented (mnist) [mnist_augmented_b]", "mnist_augmented_b")):
+    for name, directory in (("augmented (mnist) [mnist_augmented_a] [strong]", "mnist_augmented_a"),
+                            ("augmented (mnist) [mnist_augmented_b] [strong]", "mnist_augmented_b")):
         row = dict(evals)[str(tmp_path / directory)]
         assert [float(c.split(" ± ")[0]) for c in by_name[name][:-1]] == pytest.approx(
             [m for m, _ in _our_cells(row)], abs=5e-5)
     # Missing budget λ=5 of gmm_dae: "—" in each group's λ=5 column.
-    assert [by_name["gmm_dae (mnist)"][i] for i in (2, 5, 8, 11)] == ["—"] * 4
-    assert "—" not in by_name["gmm_dae (mnist)"][:2]
+    assert [by_name["gmm_dae (mnist) [strong]"][i] for i in (2, 5, 8, 11)] == ["—"] * 4
+    assert "—" not in by_name["gmm_dae (mnist) [strong]"][:2]
     # FD cells name the feature extractor.
-    assert by_name["robust (mnist)"][-1] == "36.74 (FD-mnist-classifier)"
-    assert by_name["gmm_dae (mnist)"][-1] == "37.80 (FID-keras-inception)"
-    assert by_name["tiny (mnist)"][-1] == "—"
+    assert by_name["robust (mnist) [strong]"][-1] == "36.74 (FD-mnist-classifier)"
+    assert by_name["gmm_dae (mnist) [strong]"][-1] == "37.80 (FID-keras-inception)"
+    assert by_name["tiny (mnist) [strong]"][-1] == "—"
     # The fashion_mnist model is left out and said so.
     assert "robust (fashion_mnist)" not in by_name
     assert "Left out (evaluated on another dataset than MNIST): robust (fashion_mnist)." in part
 
     # Table 3: models with classifier reports only, paper row first where the paper has one.
     assert [r["Model"] for r in table3] == [
-        "VAE, paper", "vae (mnist)", "gmm_dae (mnist)", "augmented (mnist) [mnist_augmented_a]",
-        "Ours, paper", "robust (mnist)"]
+        "VAE, paper", "vae (mnist) [strong]", "gmm_dae (mnist) [strong]", "augmented (mnist) [mnist_augmented_a] [strong]",
+        "Ours, paper", "robust (mnist) [strong]"]
     cells = {r["Model"]: (r["clean acc. (%) ↑"], r["λ=1 acc. (%) ↑"]) for r in table3}
     assert cells["VAE, paper"] == ("92.16", "58.85") and cells["Ours, paper"] == ("96.08", "91.78")
-    assert cells["vae (mnist)"] == ("96.22", "68.80") and cells["robust (mnist)"] == ("96.08", "87.50")
-    assert cells["augmented (mnist) [mnist_augmented_a]"] == ("96.35", "65.40 (λ=2)")  # not the paper's λ
+    assert cells["vae (mnist) [strong]"] == ("96.22", "68.80") and cells["robust (mnist) [strong]"] == ("96.08", "87.50")
+    assert cells["augmented (mnist) [mnist_augmented_a] [strong]"] == ("96.35", "65.40 (λ=2)")  # not the paper's λ
     assert "The paper's Table 3 has no row for: GMM-DAE, Augmented." in part
 
 
@@ -415,12 +417,12 @@ def test_paper_comparison_other_datasets_and_unpublished_models():
     row = reporting.make_row("avae (svhn_cropped)", fake_robustness(0.0), _classifier(0.7, 0.5),
                              {"name": "FD-svhn_cropped-classifier", "value": 50.0})
     row["robustness"]["model"] = {"variant": "avae", "dataset": "svhn_cropped"}
-    se = reporting.make_row("se (svhn_cropped)", fake_robustness(0.1), _classifier(0.6, 0.4), None)
+    se = reporting.make_row("se (svhn_cropped)", fake_robustness(0.1), _classifier(0.6, 0.4), None, protocol="paper")
     se["classifier"]["model"] = {"variant": "se", "dataset": "svhn_cropped"}  # metadata in any report
     markdown = reporting.paper_comparison_markdown([row, se], "svhn_cropped", digits=2)
     table1 = reporting.parse_markdown_table(markdown)
     # SVHN has no AAVE row in Table 1: no paper row for it, and a note; SE keeps the paper order.
-    assert [r["Model"] for r in table1] == ["SE, paper", "se (svhn_cropped)", "avae (svhn_cropped)"]
+    assert [r["Model"] for r in table1] == ["SE, paper", "se (svhn_cropped) [paper]", "avae (svhn_cropped) [strong]"]
     assert table1[0]["FD/FID ↓"] == "61.28 (FID)" and table1[0]["Latent: MS-SSIM(x, x_a) λ=3"] == "0.92"
     assert "no SVHN row for: AAVE" in markdown
     table3 = reporting.parse_markdown_table(markdown.split("(Table 3)")[1])
@@ -429,11 +431,11 @@ def test_paper_comparison_other_datasets_and_unpublished_models():
     row["robustness"]["model"] = {"variant": "robust", "dataset": "celeb_a"}
     celeb = reporting.paper_comparison_markdown([row], "celeb_a")
     assert reporting.parse_markdown_table(celeb)[0]["FD/FID ↓"] == "51.98 (FID)"
-    assert [r["Model"] for r in reporting.parse_markdown_table(celeb.split("(Table 3)")[1])] == ["avae (svhn_cropped)"]
+    assert [r["Model"] for r in reporting.parse_markdown_table(celeb.split("(Table 3)")[1])] == ["avae (svhn_cropped) [strong]"]
     assert "The paper's Table 3 has no CELEBA column." in celeb
     # Rows without metadata (e.g. built by hand) are unknown models: no paper rows.
     plain = reporting.paper_comparison_markdown(rows(), "mnist")
-    assert [r["Model"] for r in reporting.parse_markdown_table(plain)] == ["model A", "model B"]
+    assert [r["Model"] for r in reporting.parse_markdown_table(plain)] == ["model A [strong]", "model B [strong]"]
 
 
 def test_paper_comparison_rejects_unknown_datasets(tmp_path):
@@ -459,7 +461,7 @@ def test_compare_cli_paper_flag(tmp_path):
     for text in (proc.stdout, output.read_text()):
         assert "### Table 1 (robustness, fidelity)" in text
         _, table1, table3 = _paper_tables(text)
-        assert [r["Model"] for r in table1][:2] == ["VAE, paper", "vae (mnist)"]
+        assert [r["Model"] for r in table1][:2] == ["VAE, paper", "vae (mnist) [strong]"]
         assert [table1[0][h] for h in list(table1[0])[1:]] == PAPER_MNIST["VAE, paper"]
         assert table3[0]["Model"] == "VAE, paper"
     # Without the flag: no comparison.
@@ -570,3 +572,57 @@ def test_pareto_front_hand_computed_with_ties():
     assert reporting.pareto_front(values, (False, True)) == [3, 4, 5]  # both directions flipped
     assert reporting.pareto_front([(1.0, 1.0)], (True, True)) == [0]
     assert reporting.pareto_front([], (True,)) == []
+
+
+def test_compare_puts_both_protocols_side_by_side(tmp_path):
+    """A --protocol=both directory (<dir>/strong, <dir>/paper) gives two rows of one model,
+    each naming its protocol in Table 1 / Table 3 (Markdown and CSV) and in the paper
+    comparison; --protocol keeps one; a summary from before protocols counts as strong."""
+    strong = reporting.make_row("robust (mnist)", fake_robustness(0.01), _classifier(0.96, 0.8), None)
+    paper = reporting.make_row("robust (mnist)", fake_robustness(0.3), _classifier(0.96, 0.9), None, protocol="paper")
+    model = {"name": "robust (mnist)", "variant": "robust", "dataset": "mnist"}
+    both = tmp_path / "mnist_robust"
+    _fake_eval_dir(both, "strong", strong, model=model)
+    _fake_eval_dir(both, "paper", paper, model=model)
+    old = reporting.make_row("gmm_dae (mnist)", fake_robustness(0.05), None, None)
+    old_dir = _fake_eval_dir(tmp_path, "old", old, model={**model, "name": "gmm_dae (mnist)", "variant": "gmm_dae"})
+    summary = json.loads((tmp_path / "old" / "summary.json").read_text())
+    del summary["protocol"], summary["split"]  # as written before protocols existed
+    (tmp_path / "old" / "summary.json").write_text(json.dumps(summary))
+
+    result = reporting.compare([str(both), old_dir], digits=4, paper="mnist")
+    table1 = reporting.parse_markdown_table(result["markdown"])
+    assert [(r["Model"], r["Protocol"]) for r in table1] == [
+        ("robust (mnist)", "strong"), ("robust (mnist)", "paper"), ("gmm_dae (mnist)", "strong")]
+    column = "Latent: MS-SSIM(x_r, x~_a) ↓ λ=1"
+    assert [float(r[column].split(" ± ")[0]) for r in table1] == pytest.approx(
+        [expected(row["robustness"], "latent", "msssim_target_adv_rec", 1)[0] for row in (strong, paper, old)],
+        abs=5e-5)
+    table3 = reporting.parse_markdown_table(result["markdown"].split("### Table 3")[1])
+    assert [(r["Protocol"], r["λ=1 acc. (%) ↑"]) for r in table3[:2]] == [("strong", "80.00"), ("paper", "90.00")]
+    csv1 = list(csv.DictReader(io.StringIO(result["table1_csv"])))
+    assert [(r["model"], r["protocol"], r["split"]) for r in csv1] == [
+        ("robust (mnist)", "strong", "test"), ("robust (mnist)", "paper", "test"), ("gmm_dae (mnist)", "strong", "test")]
+    assert [r["protocol"] for r in csv.DictReader(io.StringIO(result["table3_csv"]))][:2] == ["strong", "paper"]
+    _, paper_table1, _ = _paper_tables(result["markdown"])
+    assert [r["Model"] for r in paper_table1] == [
+        "GMM-DAE, paper", "gmm_dae (mnist) [strong]", "Ours, paper", "robust (mnist) [strong]",
+        "robust (mnist) [paper]"]
+
+    only = reporting.compare([str(both), old_dir], protocol="paper")
+    assert [(r["name"], r["protocol"]) for r in only["rows"]] == [("robust (mnist)", "paper")]
+    with pytest.raises(UserError, match="none of the evaluations was run under the paper protocol"):
+        reporting.compare([old_dir], protocol="paper")
+    with pytest.raises(ConfigError, match="--protocol='weak' is unknown"):
+        reporting.compare([old_dir], protocol="weak")
+
+
+def test_report_names_protocol_and_split(tmp_path):
+    row = reporting.make_row("tiny (digits)", fake_robustness(0.1), None, None, protocol="paper",
+                             split="heldout_train")
+    written = reporting.write_report(str(tmp_path), row, tensorboard=False)
+    assert "Evaluation protocol: paper (the paper's attacker" in written["markdown"]
+    assert "Attacked images: held-out training images" in written["markdown"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["protocol"] == "paper" and summary["split"] == "heldout_train"
+    assert reporting.parse_markdown_table((tmp_path / "table1.md").read_text())[0]["Protocol"] == "paper"

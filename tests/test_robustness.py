@@ -190,3 +190,85 @@ def test_speedup_helper(model, test_split):
     assert out["images"] == 12 and out["one_at_a_time_images_measured"] == 2
     assert out["batched_seconds"] > 0 and out["speedup"] > 0
     assert out["one_at_a_time_seconds_extrapolated"] == pytest.approx(out["one_at_a_time_seconds_per_image"] * 12)
+
+
+def _numpy_autoencoder(model):
+    """(encode, decode) of TinyAutoencoder in float64 numpy, from its weights."""
+    (w_e, b_e), (w_d, b_d) = (l.get_weights() for l in (model.encoder.layers[-1], model.decoder.layers[0]))
+
+    def encode(x):
+        return x.reshape(len(x), -1).astype(np.float64) @ w_e + b_e
+
+    def decode(z):
+        return (1.0 / (1.0 + np.exp(-(z @ w_d + b_d)))).reshape(len(z), 32, 32, 1)
+
+    return encode, decode
+
+
+def _noise(seed, name, role, budget_index, shape):
+    """The documented decode-noise stream, drawn independently of robustness.py."""
+    import zlib
+
+    entropy = [seed, 3_000_000, zlib.crc32(name.encode()), role, budget_index]
+    return np.random.default_rng(np.random.SeedSequence(entropy)).standard_normal(shape, dtype=np.float32)
+
+
+def _per_trial_mean(values, trials):
+    return np.asarray(values).reshape(trials, -1).mean(axis=1).mean()
+
+
+def test_paper_protocol_decodes_every_reported_reconstruction_with_its_noise(model, test_split):
+    """Under the paper protocol x~_a, x~ and x~_t are f(g(.) + s n) with s = 0.4 (latent
+    attack) / 0.004 (maximum damage) and n the documented seeded stream: checked against
+    a numpy computation of the same noise on the model's weights. The attacks are the
+    paper's attacker, on the same images and targets as the strong protocol."""
+    x, y = test_split
+    proto = Protocol.paper(num_images=6, trials=1, budgets=(1.0,), seed=4)  # the examples hold all 6 images
+    report = robustness.evaluate_robustness(model, x, y, proto, progress=False)
+    assert report["protocol"]["name"] == "paper"
+    assert report["protocol"]["decode_noise_std"] == {"latent": 0.4, "max_damage": 0.004}
+    assert report["protocol"]["attack"]["method"] == "paper"
+    strong = Protocol(num_images=6, trials=1, budgets=(1.0,), seed=4, attack=FAST)
+    _, sources, targets = robustness.select_trials(y, strong)
+    xs, xt = x[sources.reshape(-1)], x[targets.reshape(-1)]
+    encode, decode = _numpy_autoencoder(model)
+    n, dim = xs.shape[0], 8
+    for name, std in (("latent", 0.4), ("max_damage", 0.004)):
+        ex = report["examples"][name]
+        np.testing.assert_array_equal(ex["x"], xs)  # the strong protocol's images
+        rec = decode(encode(xs) + std * _noise(4, name, 0, 0, (n, dim)))
+        rec_t = decode(encode(xt) + std * _noise(4, name, 1, 0, (n, dim)))
+        rec_a = decode(encode(ex["adversarial"]) + std * _noise(4, name, 2, 0, (n, dim)))
+        np.testing.assert_allclose(ex["reconstruction"], rec, atol=5e-6)
+        np.testing.assert_allclose(ex["adversarial_reconstruction"], rec_a, atol=5e-6)
+        # The noise is really there: the noiseless reconstruction is farther away than rounding.
+        plain = decode(encode(ex["adversarial"]))
+        assert np.abs(plain - rec_a).max() > (1e-2 if std == 0.4 else 1e-4)
+        reference = xt if name == "latent" else rec
+        main = "msssim_target_adv_rec" if name == "latent" else "msssim_rec_adv_rec"
+        got = report[name]["1.0"][main]["mean"]
+        want = _per_trial_mean(ms_ssim_paper(reference.astype(np.float32), rec_a.astype(np.float32)), 1)
+        assert got == pytest.approx(want, abs=1e-4)
+        level = report["success_levels"][name][main]["mean"]
+        compared = xt if name == "latent" else rec
+        want_level = _per_trial_mean(ms_ssim_paper(compared.astype(np.float32), rec_t.astype(np.float32)), 1)
+        assert level == pytest.approx(want_level, abs=1e-4)
+    # success_levels() alone follows the protocol's decoding too.
+    assert robustness.success_levels(model, x, y, proto) == report["success_levels"]
+
+
+def test_protocol_names_are_checked():
+    with pytest.raises(ConfigError, match="protocol name='weak' is unknown; choose one of strong, paper"):
+        Protocol(name="weak")
+    with pytest.raises(ConfigError, match="the paper protocol attacks with method 'paper'"):
+        Protocol(name="paper", attack=FAST)
+    with pytest.raises(ConfigError, match="finite number > 0"):
+        Protocol.paper(budgets=(1.0, 0.0))
+
+    class Toy(attacks.MaximumDamageAttack):
+        name = "toy_without_decode_noise"
+        paper_decode_noise_std = None
+
+    with pytest.raises(ConfigError, match="no decode noise for the attack"):
+        Protocol.paper(objectives=(Toy(),))
+    assert Protocol().name == "strong" and Protocol().decode_noise_std("latent") == 0.0

@@ -99,6 +99,10 @@ class Objective:
     paper_lbfgsb_memory: int | None = None
     paper_lbfgsb_factr: float | None = None
     paper_lbfgsb_pgtol: float | None = None
+    # The paper's evaluation protocol (`robustness.Protocol(name="paper")`): std of the
+    # N(0, I) latent noise added before decoding every reconstruction this attack reports,
+    # f(g(.) + std * n); None = the attack is not part of the paper.
+    paper_decode_noise_std: float | None = None
 
     # ---------------------------------------------------------------- math
 
@@ -230,6 +234,7 @@ class LatentAttack(_PaperObjective):
     model_outputs = "latents"
     seed_offset = 0
     paper_lbfgsb_memory, paper_lbfgsb_factr, paper_lbfgsb_pgtol = 25, 10.0, 1e-5  # pgtol: scipy's default
+    paper_decode_noise_std = 0.4
     pair = "target_adv_rec"
     title, short_label = "Latent", "latent"
     grid_title = "latent-space attack"
@@ -277,6 +282,7 @@ class MaximumDamageAttack(_PaperObjective):
     model_outputs = "latents/reconstructions"
     seed_offset = 1
     paper_lbfgsb_memory, paper_lbfgsb_factr, paper_lbfgsb_pgtol = 100, 10.0, 1e-20
+    paper_decode_noise_std = 0.004
     pair = "rec_adv_rec"
     title, short_label = "Max damage", "max damage"
     grid_title = "maximum damage attack"

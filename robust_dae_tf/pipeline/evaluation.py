@@ -157,6 +157,9 @@ def validated_model(saved_model: Artifact, examples: Artifact):
         recon = np.asarray(model.decode(latents))
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
         raise ExportError(f"{saved_model.uri}: encode/decode failed on test images: {str(err).splitlines()[0][:200]}") from err
+    if not np.issubdtype(latents.dtype, np.floating):
+        raise ExportError(f"the SavedModel {saved_model.uri} encodes images to {latents.dtype} latents; the attacks "
+                          "(gradients through the latents) and the paper protocol's decode noise need float latents.")
     if not (np.all(np.isfinite(latents)) and np.all(np.isfinite(recon))):
         raise DataError(
             f"the SavedModel {saved_model.uri} returns NaN/Inf latents or reconstructions on test images; "
@@ -195,18 +198,23 @@ def _log(progress: bool, message: str) -> None:
 class RobustnessEvaluator(Component):
     """Latent-space and maximum-damage attacks (paper section 4, Table 1, Figs. 2-3).
 
-    Runs `robustness.evaluate_robustness` on a pool of test images (a seeded random
-    subset of `pool_size` images of the test split, all when smaller) and writes
-    `robustness.json` + `examples.npz`.
+    Runs `robustness.evaluate_robustness` on a pool of images (a seeded random subset of
+    `pool_size` images of the split, all when smaller) and writes `robustness.json` +
+    `examples.npz`. split: "test" (default), or "heldout_train" = the training images from
+    index `split_start` on (the ones a model trained on the first `split_start` images
+    never saw; `heldout_start`).
     """
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": EVALUATION_REPORT}
 
-    def __init__(self, protocol, pool_size: int = 5000, progress: bool = True):
+    def __init__(self, protocol, pool_size: int = 5000, progress: bool = True, split: str = "test",
+                 split_start: int = 0):
         self.protocol = protocol
         self.pool_size = pool_size
         self.progress = progress
+        self.split = check_split(split)
+        self.split_start = int(split_start)
 
     def validate(self) -> None:
         check_budgets(self.protocol.budgets)
@@ -218,21 +226,22 @@ class RobustnessEvaluator(Component):
         self.validate()
         model = validated_model(saved_model, examples)
         info = model_info(model, saved_model)
-        images, labels = robustness_pool(examples, self.pool_size, self.protocol.seed)
+        images, labels = robustness_pool(examples, self.pool_size, self.protocol.seed, self.split, self.split_start)
+        what = SPLITS[self.split]
         if self.protocol.num_images > len(images):
             raise ConfigError(
-                f"--num_images={self.protocol.num_images} exceeds the {len(images)} test images the attacks draw "
-                f"from (--pool_size={self.pool_size}, at most the test split); lower --num_images or raise "
+                f"--num_images={self.protocol.num_images} exceeds the {len(images)} {what} the attacks draw "
+                f"from (--pool_size={self.pool_size}, at most the split); lower --num_images or raise "
                 "--pool_size.")
-        _log(self.progress, f"[robustness] {info['name']}: {self.protocol.num_images} images x "
-                            f"{self.protocol.trials} trials, budgets {list(self.protocol.budgets)}, pool "
-                            f"{len(images)} test images")
+        _log(self.progress, f"[robustness] {info['name']}: protocol {self.protocol.name}, "
+                            f"{self.protocol.num_images} images x {self.protocol.trials} trials, budgets "
+                            f"{list(self.protocol.budgets)}, pool {len(images)} {what}")
         from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
 
         result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress)
         examples_arrays = result.pop("examples", None) or {}
-        report = {**result, "model": info, "pool_size": int(len(images)),
-                  "examples_uri": os.path.abspath(examples.uri)}
+        report = {**result, "model": info, "pool_size": int(len(images)), "split": self.split,
+                  "split_start": self.split_start, "examples_uri": os.path.abspath(examples.uri)}
         _require_finite(report, "robustness report", saved_model.uri)
 
         def write(tmp):
@@ -241,7 +250,8 @@ class RobustnessEvaluator(Component):
                 reporting.save_examples_npz(os.path.join(tmp, reporting.EXAMPLES_FILE), examples_arrays)
 
         properties = {"model": info["path"], "budgets": [float(b) for b in self.protocol.budgets],
-                      "num_images": self.protocol.num_images, "trials": self.protocol.trials}
+                      "num_images": self.protocol.num_images, "trials": self.protocol.trials,
+                      "protocol": self.protocol.name, "split": self.split}
         artifact = write_artifact(output_uris["report"], EVALUATION_REPORT, self.name, properties, write)
         return {"report": artifact}
 
@@ -252,10 +262,45 @@ def check_pool_size(pool_size) -> None:
                           f"of another class), got {pool_size!r}.")
 
 
-def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The test images the robustness protocol draws from: (float32 [M, H, W, C] in [0, 1],
-    labels), a sorted random subset of `pool_size` of the test split (drawn with the
-    protocol seed), or the whole split if it is smaller. With the same arguments
+SPLITS = {"test": "test images", "heldout_train": "held-out training images"}  # --split values
+
+
+def check_split(split) -> str:
+    if split not in SPLITS:
+        raise ConfigError(f"--split={split!r} is unknown; choose one of {', '.join(SPLITS)}.")
+    return split
+
+
+def heldout_start(metadata: dict, examples: Artifact, model_path: str) -> int:
+    """Index of the first training image the model did not train on: the run config's
+    `data.max_train_examples` (training keeps the first N of the train split). ConfigError
+    when the metadata does not say, when the model trained on all training images, or when
+    `examples` are not split like the training run's."""
+    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    first = (config.get("data") or {}).get("max_train_examples") if isinstance(config.get("data"), dict) else None
+    if first is None:
+        raise ConfigError(f"--split=heldout_train: {model_path}'s metadata has no config.data.max_train_examples, so "
+                          "the training images it did not see are unknown; use --split=test.")
+    num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
+    if not first or int(first) >= num_train:
+        raise ConfigError(f"--split=heldout_train: {model_path} was trained on all {num_train} training images "
+                          f"(data.max_train_examples={first}); there are no held-out training images. Train with "
+                          "--config.data.max_train_examples=N < the training split to hold some out, or use "
+                          "--split=test.")
+    recorded = (metadata.get("training") or {}).get("data_split")
+    if recorded and examples.properties.get("split") and recorded != examples.properties["split"]:
+        raise ConfigError(f"--split=heldout_train: the examples {examples.uri} are split differently from the "
+                          f"model's training run ({examples.properties['split']!r} vs {recorded!r}); pass the run's "
+                          "examples with --examples.")
+    return int(first)
+
+
+def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0, split: str = "test",
+                    start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images the robustness protocol draws from: (float32 [M, H, W, C] in [0, 1],
+    labels), a sorted random subset of `pool_size` of the split (drawn with the protocol
+    seed), or the whole split if it is smaller. split "test", or "heldout_train": the
+    train split from index `start` on (`heldout_start`). With the same arguments
     `robustness.evaluate_robustness` / `robustness.success_levels` see the same images
     and targets as the evaluator did.
 
@@ -264,7 +309,10 @@ def robustness_pool(examples: Artifact, pool_size: int = 5000, seed: int = 0) ->
     from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
 
     check_pool_size(pool_size)
-    images, labels = data.take_arrays(load_examples(examples)["test"])
+    if check_split(split) == "heldout_train":
+        images, labels = data.take_arrays(load_examples(examples)["train"].skip(int(start)))
+    else:
+        images, labels = data.take_arrays(load_examples(examples)["test"])
     all_labels = labels
     if len(images) > pool_size:
         keep = np.sort(np.random.default_rng(seed).choice(len(images), pool_size, replace=False))
@@ -303,12 +351,13 @@ class ClassifierEvaluator(Component):
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": CLASSIFIER_REPORT, "classifier": CLASSIFIER_SAVED_MODEL}
 
-    def __init__(self, config=None, progress: bool = True, attack_fn=None):
+    def __init__(self, config=None, progress: bool = True, attack_fn=None, protocol: str = "strong"):
         from robust_dae_tf import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
 
         self.config = config or classifier_lib.ClassifierConfig()
         self.progress = progress
         self.attack_fn = attack_fn
+        self.protocol = protocol  # recorded; the attack itself is config.attack
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         from robust_dae_tf import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
@@ -328,6 +377,7 @@ class ClassifierEvaluator(Component):
                                                          self.config, attack_fn=self.attack_fn,
                                                          progress=self.progress)
         report["model"] = info
+        report["protocol"] = self.protocol
         _require_finite(report, "classifier report", saved_model.uri)
         cls_uri = os.path.abspath(output_uris["classifier"])
         report["classifier_saved_model"] = cls_uri
@@ -521,6 +571,8 @@ class EvaluationSettings:
     attack_chunk_size: int = _ATTACK_DEFAULTS.chunk_size
     pool_size: int = 5000
     seed: int = 0
+    protocol: str = "strong"
+    split: str = "test"
     skip_robustness: bool = False
     skip_classifier: bool = False
     skip_fid: bool = False
@@ -592,11 +644,27 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     budgets = _numbers(settings.budgets, "budgets", float)
     if settings.skip_robustness and settings.skip_classifier and settings.skip_fid:
         raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
+    protocols = evaluation_protocols(settings.protocol)
+    if check_split(settings.split) != "test" and not (settings.skip_classifier and settings.skip_fid):
+        raise ConfigError(f"--split={settings.split} draws the attacked images from held-out training images, but the "
+                          "classifier and the FD use the test split; add --skip_classifier --skip_fid.")
+    if settings.split != "test" and settings.skip_robustness:
+        raise ConfigError(f"--split={settings.split} only changes the attacked images; drop --skip_robustness.")
     output = output or os.path.join("evaluations", os.path.basename(os.path.normpath(model)))
     fileio.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
     # The output has one owner: a second evaluation into it is refused, naming this one.
     with locking.lock_directory(output, "--output"):
-        return _evaluate(model, output, budgets, settings)
+        return _evaluate(model, output, budgets, settings, protocols)
+
+
+PROTOCOL_CHOICES = ("strong", "paper", "both")  # --protocol; "both" = <output>/strong and <output>/paper
+
+
+def evaluation_protocols(protocol) -> tuple:
+    """The protocols (robustness.PROTOCOLS names) that --protocol=`protocol` runs."""
+    if protocol not in PROTOCOL_CHOICES:
+        raise ConfigError(f"--protocol={protocol!r} is unknown; choose one of {', '.join(PROTOCOL_CHOICES)}.")
+    return ("strong", "paper") if protocol == "both" else (protocol,)
 
 
 def check_settings(settings: EvaluationSettings) -> tuple:
@@ -607,6 +675,8 @@ def check_settings(settings: EvaluationSettings) -> tuple:
     from robust_dae_tf import attacks, classifier  # pylint: disable=import-outside-toplevel
 
     s = settings
+    evaluation_protocols(s.protocol)
+    check_split(s.split)
     budgets = check_budgets(_numbers(s.budgets, "budgets", float))
     attack = attacks.AttackConfig(steps=s.attack_steps, restarts=s.attack_restarts,
                                   exploration_starts=s.attack_exploration_starts,
@@ -624,13 +694,17 @@ def check_settings(settings: EvaluationSettings) -> tuple:
     return budgets, attack, config
 
 
-def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings) -> dict:
-    """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked."""
-    from robust_dae_tf import data, export, robustness  # pylint: disable=import-outside-toplevel
+def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings, protocols: tuple) -> dict:
+    """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked.
+
+    One protocol: the evaluation is written into `output`. Two ("both"): into
+    <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
+    not depend on the protocol, is computed once and copied); `reporting.compare` on
+    `output` shows both side by side."""
+    from robust_dae_tf import attacks, data, export, robustness  # pylint: disable=import-outside-toplevel
 
     s = settings
     export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
-    budgets, attack, config = check_settings(s)
     saved_model = saved_model_artifact(model_path)
     metadata = read_model_metadata(model_path)
     dataset_name = s.dataset or metadata.get("dataset")
@@ -639,42 +713,72 @@ def _evaluate(model_path: str, output: str, budgets: tuple, settings: Evaluation
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
+    budgets, attack, config = check_settings(s)
+    attack_of = {"strong": attack, "paper": attacks.AttackConfig(method="paper")}
+    if not s.skip_robustness:
+        robustness_protocols = {name: robustness.Protocol(num_images=s.num_images, trials=s.trials, budgets=budgets,
+                                                          seed=s.seed, attack=attack_of[name], name=name)
+                                for name in protocols}
     load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     examples = select_examples(metadata, dataset, output, s)
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
     if s.skip_robustness and s.skip_fid and not has_labels:
         raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
                           "the rest; drop one of them.")
+    split_start = heldout_start(metadata, examples, model_path) if s.split == "heldout_train" else 0
     # From here on parts of an earlier evaluation in `output` may be replaced: its summary.json
     # no longer describes the directory (bin/compare.py reports it unfinished until the new one).
-    reporting.start_evaluation(output)
+    outputs = {name: output if len(protocols) == 1 else os.path.join(output, name) for name in protocols}
+    for directory in {output, *(os.path.join(output, name) for name in robustness.PROTOCOLS)}:
+        reporting.start_evaluation(directory)  # also a stale layout of another --protocol
 
     inputs = {"saved_model": saved_model, "examples": examples}
-    artifacts, row_parts, example_arrays = {}, {"robustness": None, "classifier": None, "fid": None}, {}
-    if not s.skip_robustness:
-        protocol = robustness.Protocol(num_images=s.num_images, trials=s.trials, budgets=budgets, seed=s.seed,
-                                       attack=attack)
-        artifacts["robustness"] = RobustnessEvaluator(protocol, s.pool_size)(
-            {"report": os.path.join(output, reporting.ROBUSTNESS_DIR)}, **inputs)["report"]
-        row_parts["robustness"], example_arrays = read_robustness(artifacts["robustness"])
-    if s.skip_classifier:
-        pass
-    elif not has_labels:
-        print(f"[classifier] skipped: {dataset} has no class labels", flush=True)
-    else:
-        artifacts["classifier"] = ClassifierEvaluator(config)(
-            {"report": os.path.join(output, reporting.CLASSIFIER_DIR),
-             "classifier": os.path.join(output, reporting.CLASSIFIER_MODEL_DIR)}, **inputs)["report"]
-        row_parts["classifier"] = read_report(artifacts["classifier"])
-    if not s.skip_fid:
-        extractor = s.fid_extractor or ("inception" if s.inception_weights else "classifier")
-        artifacts["fid"] = FidEvaluator(extractor, s.fid_samples, s.seed, s.feature_cache, s.fd_classifier_epochs,
-                                        s.inception_weights)(
-            {"report": os.path.join(output, reporting.FID_DIR)}, **inputs)["report"]
-        row_parts["fid"] = read_report(artifacts["fid"])
+    results, fid_artifact = {}, None
+    for name in protocols:
+        sub = outputs[name]
+        artifacts, row_parts, example_arrays = {}, {"robustness": None, "classifier": None, "fid": None}, {}
+        if not s.skip_robustness:
+            artifacts["robustness"] = RobustnessEvaluator(robustness_protocols[name], s.pool_size, split=s.split,
+                                                          split_start=split_start)(
+                {"report": os.path.join(sub, reporting.ROBUSTNESS_DIR)}, **inputs)["report"]
+            row_parts["robustness"], example_arrays = read_robustness(artifacts["robustness"])
+        if s.skip_classifier:
+            pass
+        elif not has_labels:
+            print(f"[classifier] skipped: {dataset} has no class labels", flush=True)
+        else:
+            artifacts["classifier"] = ClassifierEvaluator(dataclasses.replace(config, attack=attack_of[name]),
+                                                          protocol=name)(
+                {"report": os.path.join(sub, reporting.CLASSIFIER_DIR),
+                 "classifier": os.path.join(sub, reporting.CLASSIFIER_MODEL_DIR)}, **inputs)["report"]
+            row_parts["classifier"] = read_report(artifacts["classifier"])
+        if s.skip_fid:
+            pass
+        elif fid_artifact is not None:  # protocol-independent: computed once, copied
+            artifacts["fid"] = copy_report(fid_artifact, os.path.join(sub, reporting.FID_DIR))
+            row_parts["fid"] = read_report(artifacts["fid"])
+        else:
+            extractor = s.fid_extractor or ("inception" if s.inception_weights else "classifier")
+            artifacts["fid"] = fid_artifact = FidEvaluator(extractor, s.fid_samples, s.seed, s.feature_cache,
+                                                           s.fd_classifier_epochs, s.inception_weights)(
+                {"report": os.path.join(sub, reporting.FID_DIR)}, **inputs)["report"]
+            row_parts["fid"] = read_report(artifacts["fid"])
 
-    info = next(p["model"] for p in row_parts.values() if p)
-    row = reporting.make_row(info["name"], **row_parts)
-    written = reporting.write_report(output, row, example_arrays, tensorboard=s.tensorboard)
-    return {"output": os.path.abspath(output), "row": row, "markdown": written["markdown"],
-            "files": written["files"], "artifacts": artifacts}
+        info = next(p["model"] for p in row_parts.values() if p)
+        row = reporting.make_row(info["name"], **row_parts, protocol=name, split=s.split)
+        written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard)
+        results[name] = {"output": os.path.abspath(sub), "row": row, "markdown": written["markdown"],
+                         "files": written["files"], "artifacts": artifacts}
+    if len(protocols) == 1:
+        return results[protocols[0]]
+    both = reporting.compare([output])
+    return {"output": os.path.abspath(output), "markdown": both["markdown"], "evaluations": results}
+
+
+def copy_report(report: Artifact, uri: str) -> Artifact:
+    """A copy of the report artifact `report` (its JSON file and marker properties) at `uri`."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    filename = REPORT_FILES[report.type_name]
+    return write_artifact(uri, report.type_name, "copy", report.properties,
+                          lambda tmp: shutil.copyfile(os.path.join(report.uri, filename), os.path.join(tmp, filename)))

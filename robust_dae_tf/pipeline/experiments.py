@@ -297,7 +297,7 @@ def is_complete(output: str, point: Point) -> bool:
     """The point's export (marker), evaluation (summary.json) and result.json all exist."""
     paths = point_paths(output, point)
     return (os.path.exists(os.path.join(paths["export"], MARKER))
-            and os.path.exists(os.path.join(paths["evaluation"], reporting.SUMMARY_FILE))
+            and reporting.evaluation_finished(paths["evaluation"])
             and os.path.exists(paths["result"]))
 
 
@@ -386,7 +386,7 @@ def run_point(point: Point, config, output: str, settings: EvaluationSettings, l
         training.run_training_pipeline(config, paths["workdir"], paths["export"],
                                        overwrite=overwrite_export or os.path.exists(paths["export"]))
         stages["train"] = "ran"
-    if os.path.exists(os.path.join(paths["evaluation"], reporting.SUMMARY_FILE)) and stages["train"] == "skipped":
+    if reporting.evaluation_finished(paths["evaluation"]) and stages["train"] == "skipped":
         stages["evaluate"] = "skipped"
         say("evaluation: skipped (summary.json exists)")
     else:
@@ -546,7 +546,8 @@ def run_sweep(base, points, output: str, settings: EvaluationSettings | None = N
 
 def sweep_rows(output: str, points, axes=()) -> list[dict]:
     """One row per complete point: {"name", "values" {field: value}, "evaluation" (a
-    `reporting.load_evaluation` row), "reconstruction_mse"}."""
+    `reporting.load_evaluation` row; of the strong protocol when the points were
+    evaluated under both), "reconstruction_mse"}."""
     rows = []
     for point in points:
         paths = point_paths(output, point)
@@ -554,7 +555,8 @@ def sweep_rows(output: str, points, axes=()) -> list[dict]:
             result = json.load(f)
         overrides = dict(point.overrides)
         rows.append({"name": point.name, "values": {field: overrides.get(field) for field, _ in axes},
-                     "evaluation": reporting.load_evaluation(paths["evaluation"]),
+                     # --protocol=both: the first protocol's evaluation (strong)
+                     "evaluation": reporting.load_evaluation(reporting.expand_evaluation_dirs([paths["evaluation"]])[0]),
                      "reconstruction_mse": float(result["reconstruction_mse"])})
     return rows
 

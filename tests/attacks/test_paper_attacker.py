@@ -12,6 +12,7 @@ from scipy.optimize import fmin_l_bfgs_b
 
 from robust_dae_tf import attacks
 from robust_dae_tf.attacks import AttackConfig
+from robust_dae_tf.attacks import paper as paper_attacker
 from robust_dae_tf.errors import ConfigError, DataError
 from tests.attacks.toy_models import P, SHAPE, LinearModel
 
@@ -150,3 +151,44 @@ def test_bad_inputs(mlp, mlp_images):
         attacks.run(Toy(), mlp, mlp_images[:1], 1.0, PAPER)
     with pytest.raises(ConfigError, match="choose one of pgd, lbfgsb, paper"):
         AttackConfig(method="fgsm")
+
+
+@pytest.mark.parametrize("name", ["latent", "max_damage"])
+def test_concurrent_rounds_reuse_rows_and_stay_exact(linear, monkeypatch, name):
+    """More images than concurrent rows: rows are freed and refilled while other images
+    still run; every image still gets its own run of the paper's algorithm (the
+    independent numpy/scipy implementation), and the assignment of images to rows is
+    deterministic (two runs are bitwise equal)."""
+    rng = np.random.default_rng(11)
+    x = rng.random((5, *SHAPE)).astype(np.float32)
+    x_t = rng.random((5, *SHAPE)).astype(np.float32)
+    monkeypatch.setattr(paper_attacker, "CONCURRENT_IMAGES", 2)
+    first = attacks.run(name, linear, x, 0.3, PAPER, targets=x_t, seed=3, record_curve=True)
+    again = attacks.run(name, linear, x, 0.3, PAPER, targets=x_t, seed=3, record_curve=True)
+    np.testing.assert_array_equal(first.adversarial, again.adversarial)
+    np.testing.assert_array_equal(first.loss_curve, again.loss_curve)
+    for i in range(x.shape[0]):
+        x_a, loss = reference_attack(linear, name, x[i], x_t[i], 0.3, 3, i)
+        np.testing.assert_allclose(first.adversarial[i].reshape(-1), x_a, atol=1e-4)
+        np.testing.assert_allclose(first.loss[i], loss, atol=1e-4, rtol=1e-4)
+
+
+def test_an_error_in_one_image_stops_the_attack(mlp, mlp_images, monkeypatch):
+    """An error inside one image's optimisation (a worker thread) ends the attack with that
+    error: no hang, no thread left behind."""
+    import threading
+
+    monkeypatch.setattr(paper_attacker, "CONCURRENT_IMAGES", 2)
+    real, calls = paper_attacker.onto_ball, []
+
+    def failing(noise, budget):
+        calls.append(1)
+        if len(calls) == 7:
+            raise DataError("boom")
+        return real(noise, budget)
+
+    monkeypatch.setattr(paper_attacker, "onto_ball", failing)
+    before = threading.active_count()
+    with pytest.raises(DataError, match="boom"):
+        attacks.run("latent", mlp, mlp_images[:4], 1.0, PAPER, targets=mlp_images[1:5], seed=0)
+    assert threading.active_count() == before

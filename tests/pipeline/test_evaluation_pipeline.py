@@ -46,7 +46,8 @@ def setup(tmp_path_factory):
 
 
 def protocol(budgets=(1.0,), num_images=2, trials=1):
-    return types.SimpleNamespace(num_images=num_images, trials=trials, budgets=budgets, seed=0, attack=None)
+    return types.SimpleNamespace(num_images=num_images, trials=trials, budgets=budgets, seed=0, attack=None,
+                                 name="strong")
 
 
 class MeanPixels(fid.FeatureExtractor):
@@ -398,3 +399,56 @@ def test_bin_evaluate_bad_model_is_one_line_error(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0], proc.stderr
+
+
+def test_heldout_train_split_is_the_training_images_after_max_train_examples(setup):
+    """--split=heldout_train: the pool is exactly the train split from data.max_train_examples
+    on (training keeps the first N); refused when the model trained on all of them."""
+    from robust_dae_tf import data
+
+    num_train = setup.examples.properties["num_examples"]["train"]
+    metadata = {"config": {"data": {"max_train_examples": 1000}}}
+    start = evaluation.heldout_start(metadata, setup.examples, "m")
+    assert start == 1000
+    images, labels = evaluation.robustness_pool(setup.examples, 10 ** 6, 0, "heldout_train", start)
+    train_images, train_labels = data.take_arrays(artifacts.load_examples(setup.examples)["train"])
+    assert len(images) == num_train - 1000
+    np.testing.assert_array_equal(images, data.to_float(train_images[1000:]).numpy())
+    np.testing.assert_array_equal(labels, train_labels[1000:])
+    # A pool smaller than the held-out images is a seeded subset of them, never a trained-on image.
+    sub, _ = evaluation.robustness_pool(setup.examples, 50, 0, "heldout_train", start)
+    held = {im.tobytes() for im in images}
+    assert len(sub) == 50 and all(im.tobytes() in held for im in sub)
+    for bad, words in (({"config": {"data": {"max_train_examples": 0}}}, "trained on all"),
+                       ({"config": {"data": {"max_train_examples": num_train}}}, "trained on all"),
+                       ({}, "no config.data.max_train_examples")):
+        with pytest.raises(ConfigError, match=words):
+            evaluation.heldout_start(bad, setup.examples, "m")
+    with pytest.raises(ConfigError, match="--split='valid' is unknown"):
+        evaluation.check_split("valid")
+
+
+def test_protocol_both_writes_two_evaluations_that_compare_side_by_side(setup, tmp_path):
+    """--protocol=both: <output>/strong is exactly the --protocol=strong evaluation, and
+    <output>/paper the paper protocol's (its attacker, its decode noise); compare on
+    <output> gives both rows."""
+    tiny = dict(examples=setup.examples.uri, num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
+                attack_restarts=1, attack_exploration_starts=1, attack_xla=False, pool_size=50,
+                skip_classifier=True, skip_fid=True, tensorboard=False)
+    both = evaluation.run_evaluation_pipeline(setup.paths["good"], str(tmp_path / "both"),
+                                              evaluation.EvaluationSettings(protocol="both", **tiny))
+    alone = evaluation.run_evaluation_pipeline(setup.paths["good"], str(tmp_path / "alone"),
+                                               evaluation.EvaluationSettings(**tiny))
+    assert set(os.listdir(tmp_path / "both")) >= {"strong", "paper"}
+    assert not os.path.exists(tmp_path / "both" / "summary.json")
+    strong = json.loads((tmp_path / "both" / "strong" / "summary.json").read_text())
+    paper = json.loads((tmp_path / "both" / "paper" / "summary.json").read_text())
+    single = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert (strong["protocol"], paper["protocol"], single["protocol"]) == ("strong", "paper", "strong")
+    assert strong["robustness"]["latent"] == single["robustness"]["latent"]
+    assert paper["robustness"]["protocol"]["attack"]["method"] == "paper"
+    assert paper["robustness"]["protocol"]["decode_noise_std"] == {"latent": 0.4, "max_damage": 0.004}
+    rows = reporting.compare([str(tmp_path / "both")])["rows"]
+    assert [r["protocol"] for r in rows] == ["strong", "paper"]
+    assert "| strong |" in both["markdown"] and "| paper |" in both["markdown"]
+    assert alone["row"]["protocol"] == "strong"
