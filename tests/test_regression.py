@@ -17,7 +17,9 @@ re-recorded once more when evaluation protocols and splits were added (--protoco
 and compare's --protocol flags; "protocol" / "split" keys in summary.json and the reports,
 "decode_noise_std" in the robustness protocol; a Protocol column in the Markdown tables and
 protocol / split columns in the CSVs; the report's protocol sentence): only those differed,
-every number stayed bitwise equal.
+every number stayed bitwise equal; re-recorded once more for multi-worker training and
+seed aggregation (train's --worker_hosts / --task_index, compare's --over_seeds, the config
+key train.mixed_precision = false): only those keys were new, nothing else changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD
