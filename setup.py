@@ -34,6 +34,7 @@ setup(
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3.1",  # the paper attacker keeps BLAS single-threaded
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
