@@ -516,9 +516,9 @@ class EvaluationSettings:
     attack_steps: int | None = _ATTACK_DEFAULTS.steps
     attack_restarts: int = _ATTACK_DEFAULTS.restarts
     attack_exploration_starts: int | None = _ATTACK_DEFAULTS.exploration_starts
-    attack_xla: bool = _ATTACK_DEFAULTS.jit_compile
+    attack_xla: bool | None = _ATTACK_DEFAULTS.jit_compile
     attack_method: str = _ATTACK_DEFAULTS.method
-    attack_chunk_size: int = _ATTACK_DEFAULTS.chunk_size
+    attack_chunk_size: int | None = _ATTACK_DEFAULTS.chunk_size
     pool_size: int = 5000
     seed: int = 0
     skip_robustness: bool = False
