@@ -154,6 +154,18 @@ def test_targets_have_other_classes_and_seeds_are_reproducible(test_split):
     assert np.all(src != tgt)
 
 
+def test_targets_without_classes_are_another_random_image(test_split):
+    """has_classes=False (CelebA): every target is a different image of the split, drawn
+    at random (all other images occur, not a fixed shift), even when labels are given."""
+    _, y = test_split
+    m = 40
+    _, src, tgt = robustness.select_trials(y[:m], Protocol(num_images=m, trials=20, seed=4), has_classes=False)
+    assert np.all(src != tgt) and tgt.min() >= 0 and tgt.max() < m
+    assert np.any(y[:m][src] == y[:m][tgt])  # classes are ignored
+    assert set(tgt.ravel()) == set(range(m))
+    assert len(np.unique(tgt - src)) > m // 2
+
+
 def test_same_protocol_gives_identical_results(model, test_split, report):
     x, y = test_split
     again = robustness.evaluate_robustness(
