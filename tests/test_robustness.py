@@ -63,9 +63,12 @@ def test_report_format(report):
     assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
     assert proto["attack"] == {"steps": 6, "restarts": 1, "exploration_starts": 4,
                                "initial_step_fraction": FAST.initial_step_fraction,
-                               "chunk_size": 1000, "method": "pgd", "jit_compile": True}
+                               "chunk_size": None, "method": "pgd", "jit_compile": None}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
     assert proto["attack_by_kind"]["latent"]["steps"] == 6
+    # The automatic fields as the attacks ran: an FC model on 32x32x1 images.
+    assert proto["attack_by_kind"]["latent"]["chunk_size"] == 1000
+    assert proto["attack_by_kind"]["max_damage"]["jit_compile"] is True
     defaults = robustness.Protocol().attack
     assert attacks.resolve(defaults, "latent").steps == 400 and attacks.resolve(defaults, "max_damage").steps == 200
     # The report's keys (read by reporting, bin/compare.py and earlier evaluations) are fixed.

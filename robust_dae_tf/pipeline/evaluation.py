@@ -632,7 +632,12 @@ def _evaluate(model_path: str, output: str, budgets: tuple, settings: Evaluation
         attack_budget=s.classifier_budget, attack_trials=s.classifier_attack_trials, attack=attack)
     if not s.skip_classifier:
         config.validate()
-    load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
+    loaded = load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
+    # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
+    # (Without a known image shape the components stop with an error; the attacks resolve them too.)
+    if classifier.image_shape_of(loaded):
+        attack = attacks.for_model(attack, loaded, classifier.image_shape_of(loaded))
+        config = dataclasses.replace(config, attack=attack)
     examples = select_examples(metadata, dataset, output, s)
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
     if s.skip_robustness and s.skip_fid and not has_labels:
