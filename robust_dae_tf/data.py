@@ -60,7 +60,8 @@ Sources of `load_splits`
         split (a warning says so: identities may then appear in both splits).
    `read_celeba_attributes` / `celeba_attributes` read list_attr_celeba.txt
    (40 attributes, -1/+1); `split_files` gives the image files of each split in
-   the order of the split's elements, to align attributes with them.
+   the order of the split's elements, to align attributes with them, and
+   `celeba_split_attributes` gives the aligned rows (ExampleGen stores them).
    Image files are decoded lazily inside tf.data. The first image of each split
    is checked eagerly; a later image with a different shape fails the pipeline
    with a TensorFlow assertion naming the file. `save_split` (ExampleGen's
@@ -825,6 +826,35 @@ def celeba_attributes(data_dir: str) -> CelebAAttributes:
             f"put CelebA's attribute file next to img_align_celeba/."
         )
     return read_celeba_attributes(path)
+
+
+def celeba_attribute_file(name: str, data_dir: str | None) -> pathlib.Path | None:
+    """The list_attr_celeba.txt that belongs to a local CelebA image folder (found like the
+    partition file), or None: no such file, not CelebA, not local image files."""
+    if get_spec(name).name != "celeb_a" or not data_dir:
+        return None
+    root = pathlib.Path(data_dir).expanduser().resolve()
+    if not root.is_dir():
+        return None
+    return _find_annotation(_flat_image_dir(root), root, _ATTRIBUTE_FILES)
+
+
+def celeba_split_attributes(
+    name: str, data_dir: str | None
+) -> tuple[CelebAAttributes, dict[str, np.ndarray]] | None:
+    """(the attributes, {"train": int8 [n_train, 40], "test": ...}) of a local CelebA image
+    folder with list_attr_celeba.txt, rows in the order of the split's elements
+    (`split_files`); None when there is no attribute file (or the source is not a CelebA
+    image folder). DataError naming the file for a malformed file, and naming the file and
+    an image for a file that does not cover the images."""
+    path = celeba_attribute_file(name, data_dir)
+    if path is None:
+        return None
+    local = _local_source(get_spec(name), data_dir)
+    if local.kind != "files":
+        return None
+    attributes = read_celeba_attributes(path)
+    return attributes, {split: attributes.for_files(paths) for split, (paths, _) in local.source.items()}
 
 
 # --------------------------------------------------------------------------

@@ -23,7 +23,11 @@ offered and every number is labelled with the extractor that produced it:
   a Frechet distance, never called FID. For datasets without class labels (celeb_a, whose
   loader yields label -1) the same net is trained self-supervised on rotation
   prediction (each image rotated by 0/90/180/270 degrees, predict which; Gidaris
-  et al. 2018) and the distance is "FD-<dataset>-rotation". This is the simplest
+  et al. 2018) and the distance is "FD-<dataset>-rotation". When CelebA's 40 binary
+  attributes are known (a local folder with list_attr_celeba.txt: ExampleGen stores
+  them with the examples) the net instead learns them (40 sigmoid outputs, binary
+  cross-entropy, train split only; its test mean attribute accuracy is recorded) and
+  the distance is "FD-celeb_a-attributes". Rotation prediction is the simplest
   option that works offline without an autoencoder (faces are upright, so
   predicting the rotation needs face structure), and it keeps the extractor
   independent of the models being compared.
@@ -226,7 +230,7 @@ def _rotations(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.concat(rotated, 0), labels
 
 
-def _feature_net(image_shape, num_outputs: int, seed: int):
+def _feature_net(image_shape, num_outputs: int, seed: int, multi_label: bool = False):
     import keras  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(seed)
@@ -245,11 +249,12 @@ def _feature_net(image_shape, num_outputs: int, seed: int):
     x = keras.layers.Dropout(0.3)(x)
     logits = keras.layers.Dense(num_outputs, name="logits")(x)
     model = keras.Model(inputs, logits, name="fd_classifier")
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    if multi_label:  # independent sigmoids; "accuracy" = mean accuracy over the outputs
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
+    else:
+        loss, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, metrics=metrics)
     return model
 
 
@@ -257,8 +262,9 @@ class DatasetClassifierFeatures(FeatureExtractor):
     """Penultimate-layer features of a small convnet trained on the dataset's train split
     (`train_feature_classifier`).
 
-    Distances are named "FD-<dataset>-classifier" (class labels) or
-    "FD-<dataset>-rotation" (rotation prediction, for datasets without labels).
+    Distances are named "FD-<dataset>-classifier" (class labels),
+    "FD-<dataset>-attributes" (binary attributes, CelebA) or "FD-<dataset>-rotation"
+    (rotation prediction, for datasets without labels or attributes).
 
     Args:
       classifier: the trained net (`_feature_net`: a "features" layer before the logits).
@@ -297,40 +303,68 @@ class DatasetClassifierFeatures(FeatureExtractor):
         return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, -(-AUTO_MIN_STEPS // steps_per_epoch))))
 
 
-def feature_task(num_classes: int) -> str:
-    """"classifier" for a labelled dataset, "rotation" (self-supervised) without labels."""
-    return "classifier" if int(num_classes) > 0 else "rotation"
+def feature_task(num_classes: int, has_attributes: bool = False) -> str:
+    """"classifier" for a labelled dataset; without labels "attributes" when binary
+    attributes are given (CelebA's list_attr_celeba.txt), else "rotation" (self-supervised)."""
+    if int(num_classes) > 0:
+        return "classifier"
+    return "attributes" if has_attributes else "rotation"
+
+
+def feature_training_data(splits: dict, split: str, task: str, batch_size: int = 128, shuffle: bool = False,
+                          seed: int = 0, attributes: dict | None = None) -> tf.data.Dataset:
+    """The (float images, targets) batches the feature net of `task` is trained (split
+    "train", shuffled) and tested ("test") on: class labels; rotations 0..3 of each
+    image; or, for "attributes", float32 [n, A] in {0, 1} ((v + 1) / 2 of the -1/+1
+    rows `attributes[split]`, aligned with the split's elements)."""
+    from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
+
+    ds = splits[split]
+    if task == "attributes":
+        rows = np.asarray(attributes[split])
+        count = data.count_examples(ds)
+        if rows.shape[0] != count:
+            raise DataError(f"{rows.shape[0]} attribute rows for the {count} {split} images; rebuild the examples.")
+        targets = tf.data.Dataset.from_tensor_slices(((rows.astype(np.float32) + 1.0) / 2.0))
+        ds = tf.data.Dataset.zip(ds, targets).map(lambda element, target: {**element, "label": target})
+    if shuffle:
+        ds = ds.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
+    ds = data.evaluation_batches(ds, batch_size)
+    if task == "rotation":
+        ds = ds.map(lambda x, _: _rotations(x))
+    return ds
 
 
 def train_feature_classifier(splits: dict, image_shape, num_classes: int, epochs: int, batch_size: int = 128,
-                             seed: int = 0, verbose: int = 2):
+                             seed: int = 0, verbose: int = 2, attributes: dict | None = None):
     """Trains the feature net of `DatasetClassifierFeatures` on splits {"train": ds, "test": ds}
-    (elements (uint8 image, label), as an Examples artifact holds them) for `epochs` epochs.
+    (elements (uint8 image, label), as an Examples artifact holds them) for `epochs` epochs;
+    with `attributes` ({"train": [n, A] -1/+1 rows, "test": ...}, `artifacts.load_attributes`)
+    and no class labels, on the A attributes (sigmoid outputs, binary cross-entropy).
 
     Returns (the Keras classifier, {"task", "num_outputs", "feature_dim", "test_accuracy",
-    "test_loss"}). Deterministic for a given `seed`."""
-    from robust_dae_tf import data  # pylint: disable=import-outside-toplevel
-
-    task = feature_task(num_classes)
+    "test_loss"}; for attributes also "majority_accuracy", the test accuracy of predicting
+    each attribute's most frequent train value). test_accuracy is the mean attribute
+    accuracy for attributes. Deterministic for a given `seed`."""
+    task = feature_task(num_classes, attributes is not None)
     image_shape = tuple(image_shape)
     if task == "rotation" and image_shape[0] != image_shape[1]:
         raise DataError(f"rotation features need square images, got {image_shape}.")
-    outputs = int(num_classes) if task == "classifier" else 4
+    outputs = {"classifier": int(num_classes), "rotation": 4}.get(task) or int(np.shape(attributes["train"])[1])
 
     def batches(split, shuffle):
-        ds = splits[split]
-        if shuffle:
-            ds = ds.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
-        ds = data.evaluation_batches(ds, batch_size)
-        if task == "rotation":
-            ds = ds.map(lambda x, _: _rotations(x))
-        return ds
+        return feature_training_data(splits, split, task, batch_size, shuffle, seed, attributes)
 
-    model = _feature_net(image_shape, outputs, seed)  # seeds Keras first: the shuffle below depends on it
+    # Seeds Keras first: the shuffle below depends on it.
+    model = _feature_net(image_shape, outputs, seed, multi_label=task == "attributes")
     model.fit(batches("train", True), epochs=epochs, verbose=verbose, shuffle=False)
     test_loss, test_accuracy = model.evaluate(batches("test", False), verbose=0)
-    return model, {"task": task, "num_outputs": outputs, "feature_dim": 128, "test_accuracy": float(test_accuracy),
-                   "test_loss": float(test_loss)}
+    metrics = {"task": task, "num_outputs": outputs, "feature_dim": 128, "test_accuracy": float(test_accuracy),
+               "test_loss": float(test_loss)}
+    if task == "attributes":
+        majority = np.where(np.mean(attributes["train"] > 0, axis=0) >= 0.5, 1, -1)
+        metrics["majority_accuracy"] = float(np.mean(np.asarray(attributes["test"]) == majority))
+    return model, metrics
 
 
 # ------------------------------------------------------------------------ the score

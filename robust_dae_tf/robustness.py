@@ -390,8 +390,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             "seed": int(protocol.seed),
             "trial_seeds": seeds,
             "attack": dataclasses.asdict(protocol.attack),
-            # The settings each attack ran with (fields left None take per-attack defaults).
-            "attack_by_kind": {o.name: dataclasses.asdict(o.resolve(protocol.attack)) for o in objectives},
+            # The settings each attack ran with (fields left None take per-attack and per-model defaults).
+            "attack_by_kind": {o.name: dataclasses.asdict(attacks.for_model(o.resolve(protocol.attack), model,
+                                                                            x.shape[1:])) for o in objectives},
             "msssim_convention": MSSSIM_CONVENTION,
         },
         **{o.name: {} for o in objectives},

@@ -207,13 +207,15 @@ def test_damaged_data_cache_without_its_source_is_refused(tmp_path, damage):
 
 # SVHN's official .mat files and CelebA's identity split (writers and words shared with the
 # unit tests in tests/test_data.py): one error line naming the file, no examples written.
-from tests.test_data import CELEB_A_IDENTITY_FAULTS, SVHN_MAT_FAULTS  # noqa: E402
+from tests.test_data import CELEB_A_ATTRIBUTE_FAULTS, CELEB_A_IDENTITY_FAULTS, SVHN_MAT_FAULTS  # noqa: E402
 
 SVHN_CELEB_A_CASES = {
     **{f"svhn_{name}": ("svhn", SVHN_MAT_FAULTS[name][0], [*SVHN_MAT_FAULTS[name][1], "test_32x32.mat"]) for name in (
         "no_X", "no_y", "X_wrong_shape", "X_float", "y_wrong_length", "label_0", "not_a_mat")},
     **{f"celeb_a_{name}": ("celeb_a", *CELEB_A_IDENTITY_FAULTS[name]) for name in (
         "image_not_listed", "malformed_line", "one_identity")},
+    # An attribute file that misses an image or has a bad row: refused before any image is read.
+    **{f"celeb_a_{name}": ("celeb_a", *CELEB_A_ATTRIBUTE_FAULTS[name]) for name in CELEB_A_ATTRIBUTE_FAULTS},
 }
 
 

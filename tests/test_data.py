@@ -885,3 +885,47 @@ def test_read_celeba_attributes_bad_format_names_the_file(tmp_path, fault):
     assert str(tmp_path / "list_attr_celeba.txt") in message and "\n" not in message, message
     for word in words:
         assert word in message, (word, message)
+
+
+def _attributes_for(root, names, drop=None, bad_row=None):
+    rows = {name: [1] * 40 for name in names if name != drop}
+    write_attributes(root / "list_attr_celeba.txt", rows)
+    if bad_row is not None:
+        lines = (root / "list_attr_celeba.txt").read_bytes().split(b"\r\n")
+        lines[2 + bad_row] = lines[2 + bad_row].replace(b" 1", b" 2", 1)
+        (root / "list_attr_celeba.txt").write_bytes(b"\r\n".join(lines))
+
+
+CELEB_A_ATTRIBUTE_FAULTS = {  # name: (writes the folder, words of the error)
+    "attributes_miss_an_image": (lambda root: _attributes_for(root, write_celeb_a_identities(root, [1, 2, 3]),
+                                                              drop="000005.jpg"),
+                                 ["list_attr_celeba.txt has no attributes for", "000005.jpg"]),
+    "attributes_malformed_row": (lambda root: _attributes_for(root, write_celeb_a_identities(root, [1, 2, 3]),
+                                                              bad_row=1),
+                                 ["list_attr_celeba.txt line 4", "-1 or 1", "000002.jpg"]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CELEB_A_ATTRIBUTE_FAULTS))
+def test_celeb_a_split_attribute_faults_are_one_clear_error(tmp_path, fault):
+    write, words = CELEB_A_ATTRIBUTE_FAULTS[fault]
+    write(tmp_path)
+    with pytest.raises(DataError) as info:
+        data.celeba_split_attributes("celeb_a", str(tmp_path))
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "list_attr_celeba.txt") in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_celeb_a_split_attributes_follow_the_split_order(tmp_path):
+    identities = write_celeb_a_identities(tmp_path, list(range(1, 11)))
+    rows = {name: np.random.default_rng(int(name[:6])).choice([-1, 1], 40).tolist() for name in identities}
+    write_attributes(tmp_path / "list_attr_celeba.txt", rows)
+    table, split_rows = data.celeba_split_attributes("celeb_a", str(tmp_path / "img_align_celeba"))
+    assert table.names == tuple(ATTRIBUTE_NAMES)
+    for split, files in data.split_files("celeb_a", str(tmp_path)).items():
+        np.testing.assert_array_equal(split_rows[split], [rows[f.name] for f in files])
+    assert data.celeba_split_attributes("celeb_a", str(tmp_path / "none")) is None
+    (tmp_path / "list_attr_celeba.txt").unlink()
+    assert data.celeba_split_attributes("celeb_a", str(tmp_path)) is None

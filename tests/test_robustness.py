@@ -63,9 +63,12 @@ def test_report_format(report):
     assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
     assert proto["attack"] == {"steps": 6, "restarts": 1, "exploration_starts": 4,
                                "initial_step_fraction": FAST.initial_step_fraction,
-                               "chunk_size": 1000, "method": "pgd", "jit_compile": True}
+                               "chunk_size": None, "method": "pgd", "jit_compile": None}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
     assert proto["attack_by_kind"]["latent"]["steps"] == 6
+    # The automatic fields as the attacks ran: an FC model on 32x32x1 images.
+    assert proto["attack_by_kind"]["latent"]["chunk_size"] == 1000
+    assert proto["attack_by_kind"]["max_damage"]["jit_compile"] is True
     defaults = robustness.Protocol().attack
     assert attacks.resolve(defaults, "latent").steps == 400 and attacks.resolve(defaults, "max_damage").steps == 200
     # The report's keys (read by reporting, bin/compare.py and earlier evaluations) are fixed.
@@ -152,6 +155,18 @@ def test_targets_have_other_classes_and_seeds_are_reproducible(test_split):
     no_class = np.full(30, -1)
     _, src, tgt = robustness.select_trials(no_class, Protocol(num_images=30, trials=3))
     assert np.all(src != tgt)
+
+
+def test_targets_without_classes_are_another_random_image(test_split):
+    """has_classes=False (CelebA): every target is a different image of the split, drawn
+    at random (all other images occur, not a fixed shift), even when labels are given."""
+    _, y = test_split
+    m = 40
+    _, src, tgt = robustness.select_trials(y[:m], Protocol(num_images=m, trials=20, seed=4), has_classes=False)
+    assert np.all(src != tgt) and tgt.min() >= 0 and tgt.max() < m
+    assert np.any(y[:m][src] == y[:m][tgt])  # classes are ignored
+    assert set(tgt.ravel()) == set(range(m))
+    assert len(np.unique(tgt - src)) > m // 2
 
 
 def test_same_protocol_gives_identical_results(model, test_split, report):

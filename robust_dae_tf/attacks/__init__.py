@@ -12,7 +12,8 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
     paper.py        the exact attacker behind the paper's numbers (method "paper")
     projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
     starts.py       seeded random starts in the ball
-    config.py       `AttackConfig` (validated when built), `AttackResult`, input checks
+    config.py       `AttackConfig` (validated when built; `for_model` sets its automatic
+                    memory-bounded chunk size and XLA choice), `AttackResult`, input checks
     runner.py       `run(objective, model, images, budget, ...)`, `latent_attack`,
                     `max_damage_attack`, `attack_loss`
 
@@ -30,11 +31,18 @@ from __future__ import annotations
 import importlib
 
 from robust_dae_tf.attacks.config import (
+    ATTACK_MEMORY_BYTES,
+    MAX_CHUNK_SIZE,
     METHODS,
+    ROW_BYTES_PER_PIXEL,
     AttackConfig,
     AttackResult,
     budget_key,
     check_finite_rows,
+    default_chunk_size,
+    default_jit_compile,
+    for_model,
+    model_architecture,
     validate_budget,
     validate_config,
     validate_images,
@@ -80,7 +88,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
+    "ATTACK_MEMORY_BYTES", "MAX_CHUNK_SIZE", "ROW_BYTES_PER_PIXEL", "default_chunk_size", "default_jit_compile",
+    "for_model", "model_architecture", "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
     "MAX_DAMAGE_OBJECTIVE", "METHODS", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
     "LatentAttack", "MaximumDamageAttack", "Objective", "budget_key", "check_finite_rows", "objective", "register",
     "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY,

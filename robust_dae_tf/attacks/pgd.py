@@ -30,8 +30,9 @@ evaluations per image. The tuning behind this split and the defaults
 Every image x start of one phase runs in ONE `tf.function` (a `tf.while_loop` over the
 steps; no Python loop over images), cached per model, objective and image shape;
 images are processed in chunks so that one call holds at most `chunk_size * restarts`
-rows. The loop is XLA-compiled (`jit_compile=True`); if XLA cannot compile a model's
-functions the attack logs a warning and runs without it.
+rows (by default a memory bound, `config.default_chunk_size`). The loop is XLA-compiled
+when `jit_compile` (by default for FC nets, not conv nets: `config.default_jit_compile`);
+if XLA cannot compile a model's functions the attack logs a warning and runs without it.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ def exploration_schedule(config: AttackConfig, objective=MAX_DAMAGE) -> tuple[in
 def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, budget: float,
            config: AttackConfig, seed: int, record_curve: bool, directions: np.ndarray | None = None) -> AttackResult:
     """PGD on validated inputs (`runner.run_validated` prepares them): images [N, H, W, C],
-    the objective's reference [N, K], a resolved config; `directions` replace start 0."""
+    the objective's reference [N, K], a config resolved for the objective and the model
+    (`Objective.resolve`, `config.for_model`); `directions` replace start 0."""
     chunk_rows = config.chunk_size * config.restarts
     phases = pgd_phases(config, objective)
     starts = StartStream(budget, phases[0][0], seed)

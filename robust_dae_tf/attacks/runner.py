@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf.attacks import lbfgsb, objectives, paper, pgd
-from robust_dae_tf.attacks.config import AttackConfig, AttackResult, validate_budget, validate_config, validate_images
+from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
+                                          validate_images)
 from robust_dae_tf.errors import ConfigError, DataError
 
 
@@ -20,8 +21,8 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
                   record_curve: bool = False) -> AttackResult:
     """`run` for a budget and config that were validated where they were built."""
     objective = objectives.objective(objective)
-    config = objective.resolve(config)
     images = validate_images(images, "images")
+    config = for_model(objective.resolve(config), model, images.shape[1:])
     if objective.needs_targets:
         targets = validate_images(targets, "targets")
         if targets.shape != images.shape:

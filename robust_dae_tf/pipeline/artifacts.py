@@ -12,7 +12,7 @@ never leaves a directory that looks complete.
 
 The Examples artifact (written by `training.ExampleGen`) is read by every later stage:
 `load_examples` returns its splits after checking the saved files' sizes
-(`examples_damage`). TensorFlow is imported only when splits are read, so this module
+(`examples_damage`); `load_attributes` the CelebA attributes it may hold. TensorFlow is imported only when splits are read, so this module
 is cheap to import.
 """
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 MARKER = "artifact.json"
 SPLITS = ("train", "test")
+# CelebA attributes of an Examples artifact (ExampleGen, when list_attr_celeba.txt is found):
+# int8 [n, 40] -1/+1 per split, rows in the order of the split's elements, and their names.
+ATTRIBUTES_FILE = "attributes.npz"
 
 
 @dataclasses.dataclass
@@ -144,6 +147,13 @@ def examples_damage(examples: Artifact, count_unrecorded: bool = False) -> str |
                 return f"{path} is missing"
             if os.path.getsize(path) != size:
                 return f"{path} has {os.path.getsize(path)} bytes, {size} were written"
+    attributes = examples.properties.get("attributes")
+    if attributes:
+        path = os.path.join(examples.uri, str(attributes.get("file", ATTRIBUTES_FILE)))
+        if not os.path.isfile(path):
+            return f"{path} is missing"
+        if os.path.getsize(path) != attributes.get("bytes"):
+            return f"{path} has {os.path.getsize(path)} bytes, {attributes.get('bytes')} were written"
     return None
 
 
@@ -176,3 +186,19 @@ def load_examples(examples: Artifact) -> dict:
             "again (ExampleGen rebuilds a damaged cache) or delete the directory."
         )
     return {split: tf.data.Dataset.load(os.path.join(examples.uri, split)) for split in SPLITS}
+
+
+def load_attributes(examples: Artifact) -> dict | None:
+    """{"names": (40 names), "train": int8 [n, 40], "test": ...} of an Examples artifact that
+    holds CelebA attributes (properties "attributes", written by ExampleGen), else None."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    info = examples.properties.get("attributes")
+    if not info:
+        return None
+    damage = examples_damage(examples)
+    if damage:
+        raise DataError(f"the examples in {examples.uri} are damaged ({damage}); run the command that wrote them "
+                        "again (ExampleGen rebuilds a damaged cache) or delete the directory.")
+    with np.load(os.path.join(examples.uri, str(info.get("file", ATTRIBUTES_FILE)))) as npz:
+        return {"names": tuple(str(n) for n in npz["names"]), **{split: npz[split] for split in SPLITS}}

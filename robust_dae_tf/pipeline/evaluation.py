@@ -50,8 +50,8 @@ import numpy as np
 from robust_dae_tf import fileio, locking, reporting
 from robust_dae_tf.attacks.config import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
-from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_examples,
-                                              read_artifact, write_artifact, write_marker)
+from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_attributes,
+                                              load_examples, read_artifact, write_artifact, write_marker)
 
 # TensorFlow and the modules that import it (data, export, fid, classifier, robustness,
 # attacks) are imported inside the functions that use them: see the module docstring.
@@ -416,7 +416,8 @@ def load_or_train_feature_extractor(uri: str, examples: Artifact, epochs: int | 
                                     seed: int = 0, verbose: int = 2):
     """The FD feature classifier of `examples` (an Examples artifact) cached at `uri`, or
     trained on them (`fid.train_feature_classifier`) and cached there as a FeatureExtractor
-    artifact: classifier.keras + metrics.json + artifact.json with the source, task,
+    artifact: classifier.keras + metrics.json + artifact.json with the source, task
+    (classifier, attributes when the examples hold CelebA attributes, else rotation),
     epochs, seed and test accuracy (the marker written last, the directory renamed into
     place). A cache trained otherwise is refused (UserError).
 
@@ -426,8 +427,9 @@ def load_or_train_feature_extractor(uri: str, examples: Artifact, epochs: int | 
     num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
     epochs = fid.DatasetClassifierFeatures.resolve_epochs(epochs, num_train, batch_size)
     num_classes = int(examples.properties.get("num_classes", 0))
-    wanted = {"source": examples.properties["source"], "task": fid.feature_task(num_classes), "epochs": epochs,
-              "seed": seed}
+    attributes = load_attributes(examples) if num_classes <= 0 else None
+    wanted = {"source": examples.properties["source"], "task": fid.feature_task(num_classes, attributes is not None),
+              "epochs": epochs, "seed": seed}
     if os.path.exists(os.path.join(uri, MARKER)):
         cached = read_artifact(uri, FEATURE_EXTRACTOR)
         if all(cached.properties.get(k) == v for k, v in wanted.items()):
@@ -439,7 +441,7 @@ def load_or_train_feature_extractor(uri: str, examples: Artifact, epochs: int | 
         )
     image_shape = tuple(examples.properties["image_shape"])
     classifier, metrics = fid.train_feature_classifier(load_examples(examples), image_shape, num_classes, epochs,
-                                                       batch_size, seed, verbose)
+                                                       batch_size, seed, verbose, attributes)
     properties = {
         **wanted,
         "dataset": examples.properties["source"]["dataset"],
@@ -458,7 +460,8 @@ class FidEvaluator(Component):
     """Frechet distance of images decoded from prior samples vs test images.
 
     extractor: "classifier" (default; `fid.DatasetClassifierFeatures`, trained once and
-    cached under `feature_cache`, default `fid.default_feature_cache()`) or "inception"
+    cached under `feature_cache`, default `fid.default_feature_cache()`; on CelebA
+    attributes when the examples hold them, else rotations, for datasets without labels) or "inception"
     (`fid.InceptionFeatures`, needs `inception_weights` offline). A ready
     `fid.FeatureExtractor` object is accepted too.
     """
@@ -483,7 +486,7 @@ class FidEvaluator(Component):
         from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel
 
         dataset = examples.properties["source"]["dataset"]
-        task = fid.feature_task(examples.properties.get("num_classes", 0))
+        task = fid.feature_task(examples.properties.get("num_classes", 0), bool(examples.properties.get("attributes")))
         num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
         epochs = fid.DatasetClassifierFeatures.resolve_epochs(self.fd_classifier_epochs, num_train)
         return os.path.join(self.feature_cache, f"{dataset}_{task}_e{epochs}_s{self.seed}")
@@ -502,7 +505,9 @@ class FidEvaluator(Component):
                                                         verbose=2 if self.progress else 0)
             accuracy = extractor.properties.get("test_accuracy", 1.0)
             chance = 1.0 / max(int(extractor.properties.get("num_outputs", 2)), 1)
-            if accuracy < 0.5 * (1.0 + chance):
+            # Attributes: no better than predicting each attribute's most frequent value.
+            floor = extractor.properties.get("majority_accuracy", 0.5 * (1.0 + chance))
+            if accuracy < floor:
                 _log(self.progress, f"[fid] warning: the FD feature net reaches only {100 * accuracy:.1f}% test "
                                     f"accuracy ({extractor.properties['task']}); its distances are weakly informative. "
                                     "Raise --fd_classifier_epochs (and use a new --feature_cache entry).")
@@ -566,9 +571,9 @@ class EvaluationSettings:
     attack_steps: int | None = _ATTACK_DEFAULTS.steps
     attack_restarts: int = _ATTACK_DEFAULTS.restarts
     attack_exploration_starts: int | None = _ATTACK_DEFAULTS.exploration_starts
-    attack_xla: bool = _ATTACK_DEFAULTS.jit_compile
+    attack_xla: bool | None = _ATTACK_DEFAULTS.jit_compile
     attack_method: str = _ATTACK_DEFAULTS.method
-    attack_chunk_size: int = _ATTACK_DEFAULTS.chunk_size
+    attack_chunk_size: int | None = _ATTACK_DEFAULTS.chunk_size
     pool_size: int = 5000
     seed: int = 0
     protocol: str = "strong"
@@ -701,7 +706,7 @@ def _evaluate(model_path: str, output: str, budgets: tuple, settings: Evaluation
     <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
     not depend on the protocol, is computed once and copied); `reporting.compare` on
     `output` shows both side by side."""
-    from robust_dae_tf import attacks, data, export, robustness  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import attacks, classifier, data, export, robustness  # pylint: disable=import-outside-toplevel
 
     s = settings
     export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
@@ -714,12 +719,17 @@ def _evaluate(model_path: str, output: str, budgets: tuple, settings: Evaluation
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
     budgets, attack, config = check_settings(s)
+    loaded = load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
+    # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
+    # (Without a known image shape the components stop with an error; the attacks resolve them too.)
+    if classifier.image_shape_of(loaded):
+        attack = attacks.for_model(attack, loaded, classifier.image_shape_of(loaded))
+        config = dataclasses.replace(config, attack=attack)
     attack_of = {"strong": attack, "paper": attacks.AttackConfig(method="paper")}
     if not s.skip_robustness:
         robustness_protocols = {name: robustness.Protocol(num_images=s.num_images, trials=s.trials, budgets=budgets,
                                                           seed=s.seed, attack=attack_of[name], name=name)
                                 for name in protocols}
-    load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     examples = select_examples(metadata, dataset, output, s)
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
     if s.skip_robustness and s.skip_fid and not has_labels:

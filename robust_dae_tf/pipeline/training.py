@@ -32,12 +32,13 @@ import logging
 import os
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf import config_lib, data, export, fileio, locking, multiworker, training
 from robust_dae_tf.errors import ConfigError, DataError, UserError
-from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, examples_damage,
-                                              load_examples, read_artifact, write_marker)
+from robust_dae_tf.pipeline.artifacts import (ATTRIBUTES_FILE, MARKER, Artifact, Component, DamagedMarkerError,
+                                              examples_damage, load_examples, read_artifact, write_marker)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,11 @@ class ExampleGen(Component):
     """Loads a dataset (TFDS, local files or the embedded digits), preprocesses it to
     the dataset's image shape and saves train/test splits with `tf.data.Dataset.save`
     (uint8 images, int64 labels). The marker records each split's element count and
-    the byte size of every saved file.
+    the byte size of every saved file. For a local CelebA folder with
+    list_attr_celeba.txt the 40 attributes of each split's images, in element order,
+    are saved too (`artifacts.ATTRIBUTES_FILE`, `artifacts.load_attributes`; the FD
+    feature net learns them); a file that is malformed or misses an image is refused
+    before any image is read.
 
     Cached: an existing complete artifact for the same source is reused after checking
     those sizes (a truncated shard reads as fewer images without any error). A damaged
@@ -78,9 +83,13 @@ class ExampleGen(Component):
         except DataError:
             return None
         recorded = cached.properties.get("split")
-        if recorded == current:
-            return None
-        return f"it was split as {recorded or 'an unrecorded rule'}, the data now gives: {current}"
+        if recorded != current:
+            return f"it was split as {recorded or 'an unrecorded rule'}, the data now gives: {current}"
+        attribute_file = data.celeba_attribute_file(self.spec.name, self.data_dir or None)
+        has = (cached.properties.get("attributes") or {}).get("source")
+        if (str(attribute_file) if attribute_file else None) != has:
+            return f"its CelebA attributes came from {has or 'no attribute file'}, the data now has {attribute_file}"
+        return None
 
     def run(self, output_uris, **inputs):
         uri = output_uris["examples"]
@@ -104,6 +113,8 @@ class ExampleGen(Component):
                     return {"examples": cached}
             logger.warning("ExampleGen: the examples cache %s is damaged or out of date (%s); rebuilding it.", uri, damage)
         try:
+            # CelebA attributes are read (and checked against the images) before any image is.
+            attributes = data.celeba_split_attributes(self.spec.name, self.data_dir or None)
             splits = data.load_splits(
                 self.spec.name,
                 data_dir=self.data_dir or None,
@@ -125,6 +136,18 @@ class ExampleGen(Component):
                 if counts[split] == 0:
                     raise DataError(f"the {split} split of {self.spec.name} is empty; check --data_dir.")
                 files[split] = _saved_files(split_dir)
+            extra = {}
+            if attributes is not None:
+                table, rows = attributes
+                for split, count in counts.items():
+                    if len(rows[split]) != count:  # cannot happen unless the folder changed while reading
+                        raise DataError(f"{table.path}: {len(rows[split])} attribute rows for the {count} {split} "
+                                        "images; the image folder changed while reading it: run again.")
+                path = os.path.join(tmp, ATTRIBUTES_FILE)
+                with open(path, "wb") as f:
+                    np.savez(f, names=np.asarray(table.names), **rows)
+                extra["attributes"] = {"file": ATTRIBUTES_FILE, "source": str(table.path), "names": list(table.names),
+                                       "bytes": os.path.getsize(path)}
             properties = {
                 "source": self._source(),
                 "image_shape": list(self.spec.image_shape),
@@ -132,6 +155,7 @@ class ExampleGen(Component):
                 "num_examples": counts,
                 "files": files,
                 "split": self.split,
+                **extra,
             }
             write_marker(Artifact("Examples", tmp, properties), self.name)
         return {"examples": Artifact("Examples", uri, properties)}

@@ -264,3 +264,62 @@ def test_bad_inputs(mlp, mlp_images):
         attacks.max_damage_attack(mlp, mlp_images, 1.0, AttackConfig(steps=0))
     with pytest.raises(DataError, match="NaN latents.* 1 of 6 images"):
         attacks.max_damage_attack(NaNModel(), mlp_images, 1.0, AttackConfig(steps=2, restarts=1))
+
+
+# ------------------------------------------------------------------ memory-bounded chunks, XLA default
+
+
+class TinyConvModel:
+    """A two-block conv encoder / decoder on 8x8x3 images, with bin/train.py's metadata
+    (`config.model.architecture = "conv"`)."""
+
+    def __init__(self):
+        from robust_dae_tf import networks
+
+        tf.keras.utils.set_random_seed(3)
+        self.encoder = networks.build_conv_encoder((8, 8, 3), 4, (4, 8))
+        self.decoder = networks.build_conv_decoder((8, 8, 3), 4, (4, 8))
+        self.metadata = {"config": {"model": {"architecture": "conv"}}}
+
+    def encode(self, images):
+        return self.encoder(images, training=False)
+
+    def decode(self, latents):
+        return self.decoder(latents, training=False)
+
+
+def test_chunk_size_rule_and_xla_default():
+    # min(1000, 2**30 // (300 * pixels * restarts)): the documented values.
+    assert attacks.default_chunk_size((32, 32, 1), 2) == 1000
+    assert attacks.default_chunk_size((32, 32, 3), 2) == 582
+    assert attacks.default_chunk_size((64, 64, 3), 2) == 145
+    assert attacks.default_chunk_size((64, 64, 3), 64) == 4
+    assert attacks.default_chunk_size((4096, 4096, 3), 2) == 1
+    # One call of the default conv attack at 64x64x3 (64 exploration starts per image): <= 1 GiB of rows.
+    rows = max(1, attacks.default_chunk_size((64, 64, 3), 2) * 2 // 64) * 64
+    assert rows * 64 * 64 * 3 * attacks.ROW_BYTES_PER_PIXEL <= attacks.ATTACK_MEMORY_BYTES
+    config = AttackConfig()
+    assert config.chunk_size is None and config.jit_compile is None
+    conv = attacks.for_model(config, TinyConvModel(), (64, 64, 3))
+    assert conv.chunk_size == 145 and conv.jit_compile is False
+    fc = attacks.for_model(config, MLPModel(), (32, 32, 1))
+    assert fc.chunk_size == 1000 and fc.jit_compile is True
+    explicit = attacks.for_model(AttackConfig(chunk_size=7, jit_compile=True), TinyConvModel(), (64, 64, 3))
+    assert explicit.chunk_size == 7 and explicit.jit_compile is True
+    with pytest.raises(ConfigError, match="jit_compile"):
+        AttackConfig(jit_compile="yes")
+
+
+@pytest.mark.parametrize("kind", ["latent", "max_damage"])
+def test_conv_attack_chunks_give_the_result_of_one_big_chunk(kind):
+    model = TinyConvModel()
+    rng = np.random.default_rng(5)
+    x = rng.random((5, 8, 8, 3)).astype(np.float32)
+    targets = rng.random((5, 8, 8, 3)).astype(np.float32)
+    results = {}
+    for chunk in (1, 2, 1000):
+        config = AttackConfig(steps=6, restarts=2, exploration_starts=3, chunk_size=chunk)
+        results[chunk] = attacks.run(kind, model, x, 0.5, config, targets=targets, seed=11)
+    for chunk in (1, 2):
+        np.testing.assert_allclose(results[chunk].adversarial, results[1000].adversarial, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5)

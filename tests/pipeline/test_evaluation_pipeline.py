@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, export, fid, fileio, reporting, robustness
+from robust_dae_tf import classifier, data, export, fid, fileio, reporting, robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.metrics.frechet import frechet_distance_from_features
 from robust_dae_tf.pipeline import artifacts, evaluation
@@ -234,6 +234,65 @@ def test_unlabelled_dataset_uses_rotation_prediction(tmp_path):
     assert extractor.name == "FD-celeb_a-rotation"
     assert extractor.properties["task"] == "rotation" and extractor.properties["num_outputs"] == 4
     assert extractor(rng.random((5, 16, 16, 3)).astype(np.float32)).shape == (5, 128)
+
+
+def write_celeb_a_with_attributes(root, people=20, per_person=2, seed=0) -> dict:
+    """A tiny local CelebA: img_align_celeba/ of flat-colour JPEGs (image i has value
+    5 + 4 i, so a preprocessed image tells which file it is), identity_CelebA.txt and
+    list_attr_celeba.txt (official layout, CRLF, random -1/+1 rows, plus a row for an
+    absent image). Returns {file name: index}."""
+    rng = np.random.default_rng(seed)
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = {}
+    for index in range(people * per_person):
+        name = f"{index + 1:06d}.jpg"
+        image = np.full((218, 178, 3), 5 + 4 * index, np.uint8)
+        (root / "img_align_celeba" / name).write_bytes(tf.io.encode_jpeg(image).numpy())
+        names[name] = index
+    (root / "identity_CelebA.txt").write_bytes(
+        "".join(f"{n} {1 + i % people}\r\n" for n, i in names.items()).encode())
+    rows = [f"{n} " + " ".join(f"{v:2d}" for v in rng.choice([-1, 1], 40)) for n in [*names, "999999.jpg"]]
+    header = [str(len(rows)), " ".join(f"Attr_{k}" for k in range(40)) + " "]
+    (root / "list_attr_celeba.txt").write_bytes(("\r\n".join(header + rows) + "\r\n").encode())
+    return names
+
+
+def test_celeb_a_attribute_features(tmp_path):
+    """With list_attr_celeba.txt the FD features of CelebA come from a 40-attribute net
+    trained on the train split, fed the file's rows of exactly those images."""
+    names = write_celeb_a_with_attributes(tmp_path / "celeba")
+    examples = ExampleGen("celeb_a", str(tmp_path / "celeba"))({"examples": str(tmp_path / "examples")})["examples"]
+    assert examples.properties["attributes"]["source"] == str(tmp_path / "celeba" / "list_attr_celeba.txt")
+    # An independent parse of the file: {image index: 40 values in {0, 1}}.
+    lines = (tmp_path / "celeba" / "list_attr_celeba.txt").read_text().split("\n")[2:]
+    expected = {names[f[0]]: [(int(v) + 1) / 2 for v in f[1:]] for f in map(str.split, lines) if f and f[0] in names}
+    splits = artifacts.load_examples(examples)
+    attributes = artifacts.load_attributes(examples)
+    seen = {}
+    for split, shuffle in (("train", True), ("test", False)):
+        for images, targets in fid.feature_training_data(splits, split, "attributes", 16, shuffle, 0, attributes):
+            for image, target in zip(images.numpy(), targets.numpy()):
+                index = int(round((image.mean() * 255 - 5) / 4))
+                assert abs(image.mean() * 255 - (5 + 4 * index)) < 1.5
+                np.testing.assert_array_equal(target, expected[index])
+                seen[index] = split
+    assert sorted(seen) == list(range(len(names))) and list(seen.values()).count("test") == 4
+
+    uri = str(tmp_path / "fd")
+    extractor = evaluation.load_or_train_feature_extractor(uri, examples, epochs=2, verbose=0)
+    assert extractor.name == "FD-celeb_a-attributes"
+    marker = artifacts.read_artifact(uri, evaluation.FEATURE_EXTRACTOR)
+    assert marker.properties["task"] == "attributes" and marker.properties["num_outputs"] == 40
+    assert 0.0 <= marker.properties["test_accuracy"] <= 1.0 and "majority_accuracy" in marker.properties
+    assert os.path.basename(evaluation.FidEvaluator(feature_cache=str(tmp_path)).feature_cache_uri(examples)).startswith(
+        "celeb_a_attributes_")
+    test_images, _ = data.take_arrays(splits["test"])
+    x = test_images.astype(np.float32) / 255.0
+    feats = extractor(x)
+    assert feats.shape == (4, 128)
+    same = frechet_distance_from_features(feats, extractor(x.copy()))
+    noise = frechet_distance_from_features(feats, extractor(np.random.default_rng(1).random(x.shape).astype(np.float32)))
+    assert abs(same) < 1e-3 * noise and noise > 1e-3, (same, noise)
 
 
 # ------------------------------------------------------------------ the pipeline function and bin/
