@@ -19,7 +19,10 @@ and compare's --protocol flags; "protocol" / "split" keys in summary.json and th
 protocol / split columns in the CSVs; the report's protocol sentence): only those differed,
 every number stayed bitwise equal; re-recorded once more for multi-worker training and
 seed aggregation (train's --worker_hosts / --task_index, compare's --over_seeds, the config
-key train.mixed_precision = false): only those keys were new, nothing else changed.
+key train.mixed_precision = false): only those keys were new, nothing else changed; and
+once more when evaluate's --attack_chunk_size and --attack_xla defaults became automatic
+(None: chosen per model, memory-bounded chunks and XLA off for conv nets): only those two
+flag defaults differed; the reports still record chunk 1000 and XLA on for these FC models.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD
