@@ -130,6 +130,16 @@ def parse_value(text: str, like):
     raise ValueError(f"fields of type {type(like).__name__} cannot be swept")
 
 
+def _placeholder_example(section, key):
+    """A value of the type declared for the unset placeholder `section.key`
+    (`ml_collections.config_dict.placeholder`), or None when none is declared."""
+    try:
+        declared = section.get_ref(key).get_type()
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return declared() if declared in (bool, int, float, str) else None
+
+
 def _type_name(like) -> str:
     if isinstance(like, bool):
         return "true or false"
@@ -161,8 +171,10 @@ def parse_grid(specs, base) -> list[tuple[str, tuple]]:
                 where = f"config.{'.'.join(walked)}" if walked else "the config"
                 raise ConfigError(f"{flag}: {where} has no field {part!r}; its fields are {', '.join(map(str, keys))} "
                                   "(see robust_dae_tf/config_lib.py).")
-            node = node[part]
+            parent, node = node, node[part]
             walked.append(part)
+        if node is None:  # an unset placeholder (e.g. train.jit_compile: automatic): its declared type
+            node = _placeholder_example(parent, walked[-1])
         if hasattr(node, "keys"):
             raise ConfigError(f"{flag}: config.{field} is a section, not a field; its fields are "
                               f"{', '.join(map(str, node.keys()))}.")
