@@ -920,7 +920,11 @@ def training_seed_group(row: dict) -> tuple[str, int]:
         raise UserError(f"{row['name']}: its model's config (robust_dae_tf.json in {path}) is not readable, so its "
                         "training seed is unknown; keep the SavedModel at the path its evaluation records, or "
                         "compare without --over_seeds.")
-    config = json.loads(json.dumps(config))
+    from robust_dae_tf import config_lib  # pylint: disable=import-outside-toplevel
+
+    # Today's schema: a config saved before a field was added or renamed reads with the
+    # field's default / new name, so it still groups with a model trained later.
+    config = json.loads(config_lib.to_json(config_lib.from_dict(config)))
     seed = int(config["train"].get("seed", 0))
     for section, fields in NOT_TRAINING_SETTINGS.items():
         for field in fields:

@@ -543,6 +543,31 @@ def test_compare_over_seeds_aggregates_each_cell_over_training_seeds(tmp_path):
     assert "std over seeds" in result["markdown"]
 
 
+def test_compare_over_seeds_groups_a_config_saved_before_fields_were_added(tmp_path):
+    # Seed 0 exported by an older version: no loss.weighting (its default, "paper", is what that
+    # version trained with) and se.norm instead of se.threat_model. It is the same model as seed 1.
+    a, _ = rows()
+    old = _fake_saved_model(tmp_path, "old", 0)
+    meta_path = os.path.join(old["path"], "robust_dae_tf.json")
+    meta = json.loads(open(meta_path).read())
+    meta["config"]["se"] = {"norm": "linf"}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    new = _fake_saved_model(tmp_path, "new", 1)
+    meta = json.loads(open(os.path.join(new["path"], "robust_dae_tf.json")).read())
+    meta["config"]["loss"]["weighting"] = "paper"
+    meta["config"]["se"] = {"threat_model": "linf", "l2_radius": 1.0}
+    with open(os.path.join(new["path"], "robust_dae_tf.json"), "w") as f:
+        json.dump(meta, f)
+    dirs = [_fake_eval_dir(tmp_path, "e0", a, model=old), _fake_eval_dir(tmp_path, "e1", a, model=new)]
+    assert [r["name"] for r in reporting.compare(dirs, over_seeds=True)["rows"]] == ["robust (mnist), 2 seeds (0, 1)"]
+    # ... but a model trained with the other weighting stays apart.
+    meta["config"]["loss"]["weighting"] = "reference"
+    with open(os.path.join(new["path"], "robust_dae_tf.json"), "w") as f:
+        json.dump(meta, f)
+    assert len(reporting.compare(dirs, over_seeds=True)["rows"]) == 2
+
+
 def test_compare_over_seeds_refuses_a_repeated_seed_and_a_missing_model(tmp_path):
     a, _ = rows()
     dirs = [_fake_eval_dir(tmp_path, f"e{i}", a, model=_fake_saved_model(tmp_path, f"m{i}", 0)) for i in range(2)]
