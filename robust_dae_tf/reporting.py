@@ -929,7 +929,11 @@ def training_seed_group(row: dict) -> tuple[str, int]:
     for section, fields in NOT_TRAINING_SETTINGS.items():
         for field in fields:
             (config.get(section) or {}).pop(field, None)
-    protocol = [row_protocol(row), row.get("split"), (row.get("robustness") or {}).get("protocol")]
+    # The protocol's name and decode noise (a function of the name) are missing from reports
+    # written before protocols existed; the rest (budgets, images, trials, attack) must match.
+    settings = {k: v for k, v in ((row.get("robustness") or {}).get("protocol") or {}).items()
+                if k not in ("name", "decode_noise_std")}
+    protocol = [row_protocol(row), row.get("split") or "test", settings]
     return json.dumps([model_metadata(row).get("variant"), model_metadata(row).get("dataset"), config, protocol],
                       sort_keys=True, default=str), seed
 

@@ -559,7 +559,10 @@ def test_compare_over_seeds_groups_a_config_saved_before_fields_were_added(tmp_p
     meta["config"]["se"] = {"threat_model": "linf", "l2_radius": 1.0}
     with open(os.path.join(new["path"], "robust_dae_tf.json"), "w") as f:
         json.dump(meta, f)
-    dirs = [_fake_eval_dir(tmp_path, "e0", a, model=old), _fake_eval_dir(tmp_path, "e1", a, model=new)]
+    # The newer evaluation also records the protocol's name and decode noise; the older one does not.
+    b = json.loads(json.dumps(a))
+    b["robustness"]["protocol"].update(name="strong", decode_noise_std={"latent": 0.0, "max_damage": 0.0})
+    dirs = [_fake_eval_dir(tmp_path, "e0", a, model=old), _fake_eval_dir(tmp_path, "e1", b, model=new)]
     assert [r["name"] for r in reporting.compare(dirs, over_seeds=True)["rows"]] == ["robust (mnist), 2 seeds (0, 1)"]
     # ... but a model trained with the other weighting stays apart.
     meta["config"]["loss"]["weighting"] = "reference"
