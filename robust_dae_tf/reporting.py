@@ -952,7 +952,8 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
     over trials; the classifier's accuracies and the Frechet distance likewise (their
     "std" over seeds). The row is named "<name>, <n> seeds (<seeds>)". A group whose
     rows lack a cell that others have shows the cell from the seeds that have it, with
-    "n" recording how many. Two rows with the same seed in one group are refused."""
+    "n" recording how many; the classifier and the FD are shown only when every seed has
+    them ("—" otherwise). Two rows with the same seed in one group are refused."""
     groups: dict = {}
     for row in rows:
         key, seed = seed_group(row)
@@ -963,6 +964,7 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
         group.append((seed, row))
     out = []
     for group in groups.values():
+        group = sorted(group, key=lambda item: item[0])
         seeds = [s for s, _ in group]
         members = [r for _, r in group]
         first = members[0]
@@ -979,7 +981,7 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
         classifier = None
         accuracies = [r.get("classifier") for r in members if (r.get("classifier") or {}).get("clean_accuracy")
                       is not None]
-        if accuracies:
+        if len(accuracies) == len(members):  # a part some seeds skipped is not shown as theirs
             classifier = json.loads(json.dumps(accuracies[0]))
             clean = _over_seeds([c["clean_accuracy"] for c in accuracies])
             classifier["clean_accuracy"], classifier["clean_accuracy_over_seeds"] = clean["mean"], clean
@@ -988,7 +990,7 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
                 classifier["attacked_accuracy"] = _over_seeds(attacked)
         fid = None
         fds = [r.get("fid") for r in members if "value" in (r.get("fid") or {})]
-        if fds:
+        if len(fds) == len(members):
             fid = {**fds[0], **{k: v for k, v in _over_seeds([f["value"] for f in fds]).items() if k != "mean"},
                    "value": float(np.mean([f["value"] for f in fds]))}
         name = f"{first['name']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"

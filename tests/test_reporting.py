@@ -571,6 +571,18 @@ def test_compare_over_seeds_groups_a_config_saved_before_fields_were_added(tmp_p
     assert len(reporting.compare(dirs, over_seeds=True)["rows"]) == 2
 
 
+def test_compare_over_seeds_shows_a_part_only_when_every_seed_has_it(tmp_path):
+    with_parts, _ = rows()  # classifier and FD
+    without = reporting.make_row("model A", with_parts["robustness"], None, None)
+    dirs = [_fake_eval_dir(tmp_path, "e1", without, model=_fake_saved_model(tmp_path, "s1", 1)),
+            _fake_eval_dir(tmp_path, "e0", with_parts, model=_fake_saved_model(tmp_path, "s0", 0))]
+    result = reporting.compare(dirs, over_seeds=True)
+    row = result["rows"][0]
+    assert row["seeds"] == [0, 1] and row["name"].endswith("2 seeds (0, 1)")
+    assert row["classifier"] is None and row["fid"] is None
+    assert reporting.parse_markdown_table(result["markdown"])[0]["FD ↓"] == "—"
+
+
 def test_compare_over_seeds_refuses_a_repeated_seed_and_a_missing_model(tmp_path):
     a, _ = rows()
     dirs = [_fake_eval_dir(tmp_path, f"e{i}", a, model=_fake_saved_model(tmp_path, f"m{i}", 0)) for i in range(2)]
