@@ -646,7 +646,7 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     if not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise ExportError(f"--model={model} is not a SavedModel directory (no saved_model.pb); pass a "
                           "directory written by bin/train.py (saved_models/<run>).")
-    budgets = _numbers(settings.budgets, "budgets", float)
+    _numbers(settings.budgets, "budgets", float)  # malformed --budgets fails before the output is locked
     if settings.skip_robustness and settings.skip_classifier and settings.skip_fid:
         raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
     protocols = evaluation_protocols(settings.protocol)
@@ -659,7 +659,7 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     fileio.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
     # The output has one owner: a second evaluation into it is refused, naming this one.
     with locking.lock_directory(output, "--output"):
-        return _evaluate(model, output, budgets, settings, protocols)
+        return _evaluate(model, output, settings, protocols)
 
 
 PROTOCOL_CHOICES = ("strong", "paper", "both")  # --protocol; "both" = <output>/strong and <output>/paper
@@ -699,7 +699,7 @@ def check_settings(settings: EvaluationSettings) -> tuple:
     return budgets, attack, config
 
 
-def _evaluate(model_path: str, output: str, budgets: tuple, settings: EvaluationSettings, protocols: tuple) -> dict:
+def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protocols: tuple) -> dict:
     """Everything after the cheap checks of `run_evaluation_pipeline`, while `output` is locked.
 
     One protocol: the evaluation is written into `output`. Two ("both"): into

@@ -445,15 +445,25 @@ def _failure(point: Point, err: BaseException) -> str:
     return f"{point.name} ({' '.join(str(err).split())[:300]})"
 
 
+def _label(point: Point, index_of: dict, total: int) -> str:
+    """"i/N name": how progress lines name a point."""
+    return f"{index_of[point.name]}/{total} {point.name}"
+
+
+def _record_failure(failed: dict, point: Point, label: str, err: Exception) -> None:
+    """Prints a point's failure and keeps it for the sweep's closing error."""
+    print(f"[sweep {label}] FAILED: {err}", flush=True)
+    failed[point.name] = _failure(point, err)
+
+
 def _run_local(todo, configs, output, settings, total, started, index_of) -> dict:
     failed = {}
     for point in todo:
-        label = f"{index_of[point.name]}/{total} {point.name}"
+        label = _label(point, index_of, total)
         try:
             result = run_point(point, configs[point.name], output, settings, label)
         except UserError as err:
-            print(f"[sweep {label}] FAILED: {err}", flush=True)
-            failed[point.name] = _failure(point, err)
+            _record_failure(failed, point, label, err)
             continue
         print(f"[sweep {label}] finished in {_clock(result['seconds'])} (sweep {_clock(time.perf_counter() - started)})",
               flush=True)
@@ -479,7 +489,7 @@ def _run_ray(todo, configs, output, settings, total, started, index_of, ray_addr
     task = ray.remote(num_cpus=cpus_per_point, max_calls=1)(_run_point_task)
     pending = {}
     for point in todo:
-        label = f"{index_of[point.name]}/{total} {point.name}"
+        label = _label(point, index_of, total)
         ref = task.remote(point, config_lib.to_json(configs[point.name]), os.path.abspath(output), settings, label)
         pending[ref] = point
     failed, done = {}, 0
@@ -490,9 +500,7 @@ def _run_ray(todo, configs, output, settings, total, started, index_of, ray_addr
         try:
             ray.get(ready[0])
         except UserError as err:  # Ray re-raises the task's error as a subclass of its type
-            cause = getattr(err, "cause", None) or err
-            print(f"[sweep {point.name}] FAILED: {cause}", flush=True)
-            failed[point.name] = _failure(point, cause)
+            _record_failure(failed, point, _label(point, index_of, total), getattr(err, "cause", None) or err)
             continue
         print(f"[sweep] {done}/{len(todo)} finished: {point.name} (sweep {_clock(time.perf_counter() - started)})",
               flush=True)
