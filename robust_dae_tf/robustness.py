@@ -69,6 +69,15 @@ report["protocol"]["name"]):
   1 = targets x_t (b = 0), 2 = adversarial x_a of budget number b (`decode_noise_seed`).
   The clean and target draws are shared by all budgets of an attack.
 
+Resuming: with `run_cache_dir`, `evaluate_robustness` stores each finished run (attack,
+budget) as `<run_cache_dir>/<attack>_<budget>.npz` (written atomically: x_a, the per-image
+attack loss and the run's fingerprint, `_run_fingerprint`), and a later call loads a run
+whose file holds the same fingerprint instead of attacking again; everything else is
+computed from x_a as for a fresh run, so a killed evaluation resumes at the run it was in
+and ends with the same report (report["timing"]["resumed_runs"] counts the loaded runs
+when there are any). A file with another fingerprint, or one that cannot be read, is
+ignored and overwritten.
+
 A `Protocol` is validated when it is built (budgets, image counts, attack config,
 objectives), once; the attacks it runs do not check them again.
 """
@@ -76,14 +85,17 @@ objectives), once; the attacks it runs do not check them again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
+import os
 import time
+import zlib
 
 import numpy as np
 import tensorflow as tf
 
-import zlib
-
-from robust_dae_tf import attacks
+from robust_dae_tf import attacks, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
@@ -94,6 +106,9 @@ _METRIC_BATCH = 500
 PROTOCOLS = ("strong", "paper")  # the named evaluation protocols (module docstring)
 DEFAULT_PROTOCOL = "strong"
 NOISE_CLEAN, NOISE_TARGET, NOISE_ADVERSARIAL = 0, 1, 2  # roles of the decode-noise streams
+RUN_CACHE_FORMAT = 1  # version of the run cache files (part of their fingerprint)
+
+logger = logging.getLogger(__name__)
 
 
 def check_protocol_name(name, flag: str = "--protocol") -> str:
@@ -328,6 +343,75 @@ def _clean_reconstructions(model, x, x_t, protocol: Protocol) -> dict:
 
 
 # --------------------------------------------------------------------------
+# The run cache (resuming; module docstring)
+
+
+def _sha256(*arrays) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _model_identity(model, clean: dict) -> dict:
+    """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
+    `export.ExportedAutoencoder`) by its absolute path and the SHA-256 of its saved_model.pb
+    and variables index (which holds a checksum of every variable); any other model by its
+    class and the hash of its clean reconstructions of the attacked images and targets."""
+    path = getattr(model, "path", None)
+    if isinstance(path, str) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        identity = {"saved_model": os.path.abspath(path)}
+        for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
+            if os.path.isfile(os.path.join(path, name)):
+                with open(os.path.join(path, name), "rb") as f:
+                    identity[name] = hashlib.sha256(f.read()).hexdigest()
+        return identity
+    return {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "reconstructions": _sha256(*(a for pair in clean.values() for a in pair))}
+
+
+def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: int) -> str:
+    """The canonical JSON of everything that determines one run: `base` (protocol, model,
+    hashes of the images and targets; `evaluate_robustness`), the attack, its budget, its
+    settings as resolved for the model and its seed."""
+    return json.dumps({**base, "objective": objective.name, "budget": float(budget), "attack": attack,
+                       "attack_seed": int(seed)}, sort_keys=True)
+
+
+def _run_cache_file(cache_dir: str, objective, budget: float) -> str:
+    return os.path.join(cache_dir, f"{objective.name}_{budget_key(budget)}.npz")
+
+
+def _load_run(path: str, fingerprint: str, shape: tuple):
+    """(x_a, attack loss) stored at `path` for `fingerprint`, or None (with a warning when a
+    file is there but was written for another run or cannot be read)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            stored, x_a, loss = str(npz["fingerprint"][()]), npz["x_a"], npz["loss"]
+    except Exception as err:  # a damaged file: numpy and zipfile raise many types
+        logger.warning("Ignoring the cached attack run %s (unreadable: %s); attacking again.", path, err)
+        return None
+    if stored != fingerprint:
+        logger.warning("Ignoring the cached attack run %s (written for other settings, model or images); "
+                       "attacking again.", path)
+        return None
+    if x_a.shape != shape or loss.shape != shape[:1] or not (np.isfinite(x_a).all() and np.isfinite(loss).all()):
+        logger.warning("Ignoring the cached attack run %s (arrays of shape %s and %s); attacking again.", path,
+                       x_a.shape, loss.shape)
+        return None
+    return x_a, loss
+
+
+def _store_run(path: str, fingerprint: str, x_a: np.ndarray, loss: np.ndarray) -> None:
+    fileio.atomic_write(path, lambda f: np.savez(f, fingerprint=np.array(fingerprint), x_a=np.asarray(x_a),
+                                                 loss=np.asarray(loss)))
+
+
+# --------------------------------------------------------------------------
 # Protocol
 
 
@@ -358,7 +442,7 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, run_cache_dir: str | None = None) -> dict:
     """Runs the protocol; returns the report dict (see the module docstring and README).
 
     Args:
@@ -368,6 +452,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
       labels: int64 [M]; labels < 0 (all of them) = a dataset without classes.
       protocol: `Protocol` (validated when it was built).
       progress: show a tqdm progress bar over the attack runs.
+      run_cache_dir: where each finished attack run is stored, and loaded from by a later
+        call with the same protocol, model, images and targets (resuming; module docstring);
+        None: no cache.
     """
     from tqdm.auto import tqdm
 
@@ -402,19 +489,39 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
     examples = {}
     max_budget = max(budgets)
     runs = [(b_index, budget, objective) for b_index, budget in enumerate(budgets) for objective in objectives]
+    if run_cache_dir:
+        cache_base = {"format": RUN_CACHE_FORMAT, "model": _model_identity(model, clean),
+                      "images": _sha256(x), "targets": _sha256(x_t),
+                      "protocol": {key: report["protocol"][key] for key in ("name", "seed", "trials", "num_images",
+                                                                            "budgets", "decode_noise_std")}}
+    resumed = 0
     bar = tqdm(runs, desc="attacks", unit="run", disable=not progress)
     for b_index, budget, objective in bar:
         bar.set_postfix_str(f"{objective.name} lambda={budget:g} ({x.shape[0]} images)")
         seed = attack_seed(protocol, b_index, objective)
-        result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
-        x_a = result.adversarial
+        cached = None
+        if run_cache_dir:
+            cache_file = _run_cache_file(run_cache_dir, objective, budget)
+            fingerprint = _run_fingerprint(cache_base, objective, budget,
+                                           report["protocol"]["attack_by_kind"][objective.name], seed)
+            cached = _load_run(cache_file, fingerprint, x.shape)
+        if cached is not None:
+            x_a, attack_loss = cached
+            resumed += 1
+            if progress:
+                bar.write(f"[robustness] {objective.name} lambda={budget:g}: resumed from cache {cache_file}")
+        else:
+            result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
+            x_a, attack_loss = result.adversarial, result.loss
+            if run_cache_dir:
+                _store_run(cache_file, fingerprint, x_a, attack_loss)
         std = protocol.decode_noise_std(objective)
         rec_a = _reconstruct(model, x_a, std, decode_noise_seed(protocol, objective, NOISE_ADVERSARIAL, b_index))
         rec = clean[objective.name][0]
         reference = objective.compared_with(x, x_t, rec)
         loss, msssim, msssim_standard, l2, msssim_input, l2_input = objective.metrics
         per_image = {
-            loss: result.loss,
+            loss: attack_loss,
             msssim: _msssim(reference, rec_a),
             msssim_standard: _msssim(reference, rec_a, standard=True),
             l2: _l2(reference, rec_a),
@@ -436,6 +543,8 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
     seconds = time.perf_counter() - start
     report["examples"] = examples
     report["timing"] = {"seconds": float(seconds), "images_x_trials_per_second": float(n * trials / seconds)}
+    if resumed:
+        report["timing"]["resumed_runs"] = resumed  # runs loaded from run_cache_dir, not attacked
     return report
 
 

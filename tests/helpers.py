@@ -130,3 +130,27 @@ def assert_two_replicas_match_one_device(build, batches, rtol=2e-4, weight_rtol=
     for a, b in zip(weights_mirrored, weights_single):
         np.testing.assert_allclose(a, b, rtol=weight_rtol, atol=weight_atol)
     assert not np.allclose(weights_single[0], initial[0])
+
+
+class Killed(Exception):
+    """Stands for the process being killed in an attack run (`count_attack_runs`)."""
+
+
+def count_attack_runs(monkeypatch, fail_after=None):
+    """Records every `attacks.run_validated` call (the attack runs of `robustness.evaluate_robustness`)
+    as (objective name, budget) in the returned list; with `fail_after=k` the (k+1)-th call raises
+    `Killed`, as if the process were killed in that run."""
+    from robust_dae_tf import attacks
+
+    real = getattr(attacks.run_validated, "counted", attacks.run_validated)  # not a counter of an earlier call
+    calls = []
+
+    def run_validated(objective, model, images, budget, *args, **kwargs):
+        if fail_after is not None and len(calls) == fail_after:
+            raise Killed(f"killed in attack run {len(calls) + 1}")
+        calls.append((attacks.objective(objective).name, float(budget)))
+        return real(objective, model, images, budget, *args, **kwargs)
+
+    run_validated.counted = real
+    monkeypatch.setattr(attacks, "run_validated", run_validated)
+    return calls

@@ -1,6 +1,10 @@
 """Tests for robust_dae_tf.robustness: the paper's protocol, report format, seeds, errors."""
 
+import dataclasses
 import json
+import os
+import shutil
+import types
 
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
 from robust_dae_tf.robustness import Protocol
-from tests.helpers import digits_arrays
+from tests.helpers import Killed, count_attack_runs, digits_arrays
 
 FAST = AttackConfig(steps=6, restarts=1, exploration_starts=4)
 
@@ -287,3 +291,107 @@ def test_protocol_names_are_checked():
     with pytest.raises(ConfigError, match="no decode noise for the attack"):
         Protocol.paper(objectives=(Toy(),))
     assert Protocol().name == "strong" and Protocol().decode_noise_std("latent") == 0.0
+
+
+# --------------------------------------------------------------------------
+# Resuming from the run cache
+
+RESUME_PROTOCOL = Protocol(num_images=6, trials=2, budgets=(1.0, 2.0), seed=3, attack=FAST)  # the `report` fixture's
+
+
+def _assert_same_report(ours, theirs):
+    """Every number of two reports is equal, timing aside; the example images too."""
+    assert {k: v for k, v in ours.items() if k not in ("timing", "examples")} == \
+        {k: v for k, v in theirs.items() if k not in ("timing", "examples")}
+    assert set(ours["examples"]) == set(theirs["examples"])
+    for kind, entry in theirs["examples"].items():
+        assert set(ours["examples"][kind]) == set(entry)
+        for key, value in entry.items():
+            np.testing.assert_array_equal(ours["examples"][kind][key], value)
+
+
+def test_a_killed_evaluation_resumes_at_the_run_it_was_in(model, test_split, report, tmp_path, monkeypatch):
+    """Killed in the 4th of 4 runs: the rerun with the same cache attacks only that run and
+    gives the uninterrupted report (all but timing); the cache's files hold x_a and the loss."""
+    x, y = test_split
+    cache = str(tmp_path / "runs")
+    calls = count_attack_runs(monkeypatch, fail_after=3)
+    with pytest.raises(Killed):
+        robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    assert calls == [("latent", 1.0), ("max_damage", 1.0), ("latent", 2.0)]
+    assert sorted(os.listdir(cache)) == ["latent_1.0.npz", "latent_2.0.npz", "max_damage_1.0.npz"]
+    with np.load(os.path.join(cache, "latent_2.0.npz")) as npz:
+        assert npz["x_a"].dtype == np.float32 and npz["x_a"].shape == (12, 32, 32, 1) and npz["loss"].shape == (12,)
+        np.testing.assert_array_equal(npz["x_a"][:6], report["examples"]["latent"]["adversarial"])
+    calls = count_attack_runs(monkeypatch)
+    resumed = robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=True, run_cache_dir=cache)
+    assert calls == [("max_damage", 2.0)]
+    assert resumed["timing"]["resumed_runs"] == 3
+    _assert_same_report(resumed, report)
+    # All runs are cached now: a third call attacks nothing.
+    calls = count_attack_runs(monkeypatch)
+    again = robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    assert calls == [] and again["timing"]["resumed_runs"] == 4
+    _assert_same_report(again, report)
+    assert "resumed_runs" not in report["timing"]  # an evaluation without cached runs has no such key
+
+
+@pytest.mark.parametrize("change", ["seed", "images", "model", "attack"])
+def test_cached_runs_of_other_settings_model_or_images_are_not_reused(model, test_split, report, tmp_path,
+                                                                      monkeypatch, change):
+    """A cache written for another protocol seed, other images, another model or other
+    attack settings is attacked again and overwritten, never reused."""
+    x, y = test_split
+    cache = str(tmp_path / "runs")
+    robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    other_model, other_x, protocol = model, x, RESUME_PROTOCOL
+    if change == "seed":
+        protocol = dataclasses.replace(RESUME_PROTOCOL, seed=4)
+    elif change == "images":
+        other_x = x.copy()
+        other_x[:, 0, 0, 0] = 1.0 - other_x[:, 0, 0, 0]  # one pixel of every image
+    elif change == "model":
+        other_model = TinyAutoencoder(seed=1)
+    else:
+        protocol = dataclasses.replace(RESUME_PROTOCOL, attack=dataclasses.replace(FAST, steps=5))
+    calls = count_attack_runs(monkeypatch)
+    fresh = robustness.evaluate_robustness(other_model, other_x, y, protocol, progress=False, run_cache_dir=cache)
+    assert len(calls) == 4 and "resumed_runs" not in fresh["timing"]
+    _assert_same_report(fresh, robustness.evaluate_robustness(other_model, other_x, y, protocol, progress=False))
+    calls = count_attack_runs(monkeypatch)  # the files were overwritten for the new settings
+    robustness.evaluate_robustness(other_model, other_x, y, protocol, progress=False, run_cache_dir=cache)
+    assert calls == []
+
+
+def test_damaged_cache_files_are_attacked_again(model, test_split, report, tmp_path, monkeypatch, caplog):
+    """A truncated or garbage cache file is ignored (with a warning), not a crash."""
+    x, y = test_split
+    cache = str(tmp_path / "runs")
+    robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    truncated = os.path.join(cache, "latent_1.0.npz")
+    with open(truncated, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with open(os.path.join(cache, "max_damage_2.0.npz"), "wb") as f:
+        f.write(b"not a zip file")
+    calls = count_attack_runs(monkeypatch)
+    resumed = robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    assert calls == [("latent", 1.0), ("max_damage", 2.0)] and resumed["timing"]["resumed_runs"] == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("unreadable" in w and "attacking again" in w for w in warnings)
+    _assert_same_report(resumed, report)
+
+
+def test_a_saved_model_is_identified_by_its_files(tmp_path):
+    """The cache's model identity of a SavedModel: a model re-exported at the same path
+    with other weights is another model."""
+    from tests.helpers import export_tiny_autoencoder
+
+    path = export_tiny_autoencoder(str(tmp_path / "model"), seed=0)
+    first = robustness._model_identity(types.SimpleNamespace(path=path), {})
+    assert first == robustness._model_identity(types.SimpleNamespace(path=path), {})
+    assert first["saved_model"] == os.path.abspath(path) and "variables/variables.index" in first
+    shutil.rmtree(path)
+    export_tiny_autoencoder(path, seed=1)
+    assert robustness._model_identity(types.SimpleNamespace(path=path), {}) != first

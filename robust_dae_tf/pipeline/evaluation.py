@@ -26,7 +26,10 @@ Each component validates its inputs before any long computation and raises ONE
 Outputs are artifacts (`artifacts.write_artifact`): written to `<uri>.tmp-<pid>` and
 renamed into place after the `artifact.json` marker has been written (last), so a
 failed or interrupted run never leaves a directory that looks complete; rerunning
-replaces a previous complete output.
+replaces a previous complete output. A killed evaluation resumes its attacks at the run
+(attack, budget) it was in: finished runs are cached in `<output>/robustness.runs`
+(`run_cache_dir`; `<output>/<protocol>/robustness.runs` for --protocol=both), removed
+when the whole evaluation is written.
 
 Report files: `robustness.json` (+ `examples.npz`: the example images for the grids),
 `classifier.json` (+ the classifier SavedModel in its own artifact directory) and
@@ -43,6 +46,7 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -203,14 +207,21 @@ class RobustnessEvaluator(Component):
     `examples.npz`. split: "test" (default), or "heldout_train" = the training images from
     index `split_start` on (the ones a model trained on the first `split_start` images
     never saw; `heldout_start`).
+
+    Each finished attack run is cached in `run_cache_dir(<report uri>)` (a sibling of the
+    report, which `write_artifact` and its stale-temp cleanup leave alone), so a killed
+    evaluation resumes at the run it was in (`robustness` module docstring). The cache is
+    removed once the report is written, unless `keep_run_cache` (the pipeline keeps it
+    until the whole evaluation is written, as it runs this component again on a restart).
     """
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": EVALUATION_REPORT}
 
     def __init__(self, protocol, pool_size: int = 5000, progress: bool = True, split: str = "test",
-                 split_start: int = 0):
+                 split_start: int = 0, keep_run_cache: bool = False):
         self.protocol = protocol
+        self.keep_run_cache = keep_run_cache
         self.pool_size = pool_size
         self.progress = progress
         self.split = check_split(split)
@@ -238,7 +249,9 @@ class RobustnessEvaluator(Component):
                             f"{list(self.protocol.budgets)}, pool {len(images)} {what}")
         from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
 
-        result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress)
+        cache = run_cache_dir(output_uris["report"])
+        result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress,
+                                                run_cache_dir=cache)
         examples_arrays = result.pop("examples", None) or {}
         report = {**result, "model": info, "pool_size": int(len(images)), "split": self.split,
                   "split_start": self.split_start, "examples_uri": os.path.abspath(examples.uri)}
@@ -253,7 +266,14 @@ class RobustnessEvaluator(Component):
                       "num_images": self.protocol.num_images, "trials": self.protocol.trials,
                       "protocol": self.protocol.name, "split": self.split}
         artifact = write_artifact(output_uris["report"], EVALUATION_REPORT, self.name, properties, write)
+        if not self.keep_run_cache:
+            shutil.rmtree(cache, ignore_errors=True)
         return {"report": artifact}
+
+
+def run_cache_dir(report_uri: str) -> str:
+    """Where `RobustnessEvaluator` caches the finished attack runs of the report at `report_uri`."""
+    return os.path.abspath(report_uri) + ".runs"
 
 
 def check_pool_size(pool_size) -> None:
@@ -749,7 +769,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
         artifacts, row_parts, example_arrays = {}, {"robustness": None, "classifier": None, "fid": None}, {}
         if not s.skip_robustness:
             artifacts["robustness"] = RobustnessEvaluator(robustness_protocols[name], s.pool_size, split=s.split,
-                                                          split_start=split_start)(
+                                                          split_start=split_start, keep_run_cache=True)(
                 {"report": os.path.join(sub, reporting.ROBUSTNESS_DIR)}, **inputs)["report"]
             row_parts["robustness"], example_arrays = read_robustness(artifacts["robustness"])
         if s.skip_classifier:
@@ -779,6 +799,10 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
         written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard)
         results[name] = {"output": os.path.abspath(sub), "row": row, "markdown": written["markdown"],
                          "files": written["files"], "artifacts": artifacts}
+    # Every part is written: the attack runs cached for a restart (RobustnessEvaluator) go, also
+    # those of a killed evaluation with another --protocol layout.
+    for directory in {output, *(os.path.join(output, name) for name in robustness.PROTOCOLS)}:
+        shutil.rmtree(run_cache_dir(os.path.join(directory, reporting.ROBUSTNESS_DIR)), ignore_errors=True)
     if len(protocols) == 1:
         return results[protocols[0]]
     both = reporting.compare([output])
@@ -787,8 +811,6 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
 
 def copy_report(report: Artifact, uri: str) -> Artifact:
     """A copy of the report artifact `report` (its JSON file and marker properties) at `uri`."""
-    import shutil  # pylint: disable=import-outside-toplevel
-
     filename = REPORT_FILES[report.type_name]
     return write_artifact(uri, report.type_name, "copy", report.properties,
                           lambda tmp: shutil.copyfile(os.path.join(report.uri, filename), os.path.join(tmp, filename)))

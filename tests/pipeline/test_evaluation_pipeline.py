@@ -19,7 +19,7 @@ from robust_dae_tf.metrics.frechet import frechet_distance_from_features
 from robust_dae_tf.pipeline import artifacts, evaluation
 from robust_dae_tf.pipeline.training import ExampleGen
 from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
-from tests.helpers import digits_arrays
+from tests.helpers import Killed, count_attack_runs, digits_arrays
 from tests.helpers import export_tiny_autoencoder as _export_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,7 +91,7 @@ def test_bad_inputs_raise_one_clear_error_and_leave_no_marker(setup, tmp_path, c
 
 
 def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypatch):
-    def nan_report(model, images, labels, protocol, progress=True):
+    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
         return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
 
     monkeypatch.setattr(robustness, "evaluate_robustness", nan_report)
@@ -105,7 +105,7 @@ def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypa
 def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_report(model, images, labels, protocol, progress=True):
+    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
         seen.update(n=len(images), images=images, labels=labels, lo=float(images.min()), hi=float(images.max()))
         x = images[:2]
         rec = np.asarray(model.reconstruct(x))
@@ -511,3 +511,60 @@ def test_protocol_both_writes_two_evaluations_that_compare_side_by_side(setup, t
     assert [r["protocol"] for r in rows] == ["strong", "paper"]
     assert "| strong |" in both["markdown"] and "| paper |" in both["markdown"]
     assert alone["row"]["protocol"] == "strong"
+
+
+def test_a_killed_robustness_component_resumes_and_then_removes_its_cache(setup, tmp_path, monkeypatch):
+    """RobustnessEvaluator caches its finished attack runs next to its report: killed in the
+    second run it leaves no report and one cached run, which the rerun loads; once the report
+    is written the cache is gone."""
+    from robust_dae_tf.attacks import AttackConfig
+
+    proto = robustness.Protocol(num_images=2, trials=1, budgets=(1.0,), seed=0, attack=AttackConfig(
+        steps=2, restarts=1, exploration_starts=1, jit_compile=False))
+    saved = evaluation.saved_model_artifact(setup.paths["good"])
+    uri = str(tmp_path / "robustness")
+    cache = evaluation.run_cache_dir(uri)
+    assert cache == f"{uri}.runs"
+    count_attack_runs(monkeypatch, fail_after=1)
+    with pytest.raises(Killed):
+        evaluation.RobustnessEvaluator(proto, pool_size=50, progress=False)({"report": uri}, saved_model=saved,
+                                                                           examples=setup.examples)
+    assert sorted(os.listdir(tmp_path)) == ["robustness.runs"] and os.listdir(cache) == ["latent_1.0.npz"]
+    calls = count_attack_runs(monkeypatch)
+    out = evaluation.RobustnessEvaluator(proto, pool_size=50, progress=False)(
+        {"report": uri}, saved_model=saved, examples=setup.examples)["report"]
+    assert calls == [("max_damage", 1.0)]
+    assert sorted(os.listdir(tmp_path)) == ["robustness"]  # the cache went after the report was written
+    assert evaluation.read_robustness(out)[0]["timing"]["resumed_runs"] == 1
+
+
+def test_a_killed_evaluation_of_both_protocols_resumes_at_the_attack_run_it_was_in(setup, tmp_path, monkeypatch):
+    """--protocol=both killed in its last attack run (the paper protocol's maximum damage):
+    the rerun attacks only that run (the strong protocol's runs, whose report was already
+    written, and the paper's latent run come from the cache), writes what an uninterrupted
+    evaluation writes, and leaves no cache behind."""
+    settings = evaluation.EvaluationSettings(
+        protocol="both", examples=setup.examples.uri, num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
+        attack_restarts=1, attack_exploration_starts=1, attack_xla=False, pool_size=50, skip_classifier=True,
+        skip_fid=True, tensorboard=False)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    calls = count_attack_runs(monkeypatch)
+    evaluation.run_evaluation_pipeline(setup.paths["good"], str(whole), settings)
+    assert len(calls) == 4  # 2 attacks x 1 budget x 2 protocols
+    count_attack_runs(monkeypatch, fail_after=3)
+    with pytest.raises(Killed):
+        evaluation.run_evaluation_pipeline(setup.paths["good"], str(killed), settings)
+    # The strong report is written, yet its runs are kept: the rerun runs the component again.
+    assert os.path.exists(killed / "strong" / reporting.ROBUSTNESS_DIR / artifacts.MARKER)
+    assert len(os.listdir(killed / "strong" / "robustness.runs")) == 2
+    assert os.listdir(killed / "paper" / "robustness.runs") == ["latent_1.0.npz"]
+    calls = count_attack_runs(monkeypatch)
+    result = evaluation.run_evaluation_pipeline(setup.paths["good"], str(killed), settings)
+    assert calls == [("max_damage", 1.0)]
+    assert [evaluation.read_robustness(result["evaluations"][name]["artifacts"]["robustness"])[0]["timing"]
+            ["resumed_runs"] for name in ("strong", "paper")] == [2, 1]
+    ours, theirs = _evaluation_files(killed), _evaluation_files(whole)
+    assert sorted(ours) == sorted(theirs)  # no robustness.runs left
+    for name in ours:
+        assert ours[name] == theirs[name], (name, _differences(ours[name], theirs[name]))
+    assert not [d for d in os.listdir(killed / "strong") + os.listdir(killed / "paper") if d.endswith(".runs")]
