@@ -40,8 +40,10 @@ flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_integer("steps", None, "AttackConfig.steps (default: per attack, see attacks.DEFAULTS).")
 flags.DEFINE_integer("restarts", 2, "AttackConfig.restarts.")
 flags.DEFINE_integer("exploration_starts", None, "AttackConfig.exploration_starts (default: per attack).")
-flags.DEFINE_bool("xla", True, "AttackConfig.jit_compile.")
-flags.DEFINE_integer("chunk_size", 1000, "AttackConfig.chunk_size (images per compiled call).")
+flags.DEFINE_bool("xla", None, "AttackConfig.jit_compile (default: as bin/evaluate.py, on for FC nets, off for conv "
+                  "nets).")
+flags.DEFINE_integer("chunk_size", None, "AttackConfig.chunk_size, images per compiled call (default: as "
+                     "bin/evaluate.py, a ~1 GiB memory bound from the image size).")
 flags.DEFINE_integer("sequential_n", 3, "Images attacked one per call to extrapolate the unbatched time (0: skip).")
 flags.DEFINE_integer("seed", 0, "Protocol seed.")
 flags.DEFINE_enum("protocol", "strong", ["strong", "paper", "both"], "Evaluation protocol(s) to time.")
