@@ -945,12 +945,50 @@ def _over_seeds(values: list[float]) -> dict:
     return {"mean": float(array.mean()), "std": std, "values": [float(v) for v in array]}
 
 
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: json.dumps(value, sort_keys=True, default=str)}
+
+
+def _distinguishing_settings(groups: dict) -> dict:
+    """{group key: "setting=value, ..."} for groups whose rows share a name with another
+    group (e.g. robust trained with loss.weighting=paper and =reference): the training
+    settings (then the evaluation settings) in which those groups differ, so that the
+    rows can be told apart. Keys in `training_seed_group`'s format; others get "group <i>"."""
+    by_name: dict = {}
+    for key, group in groups.items():
+        by_name.setdefault(group[0][1]["name"], []).append(key)
+    labels = {}
+    for keys in by_name.values():
+        if len(keys) < 2:
+            continue
+        try:
+            parsed = {k: json.loads(k) for k in keys}
+            flat = {k: {**_flatten(v[2]), "protocol": json.dumps(v[3][0]), "split": json.dumps(v[3][1]),
+                        **{f"protocol.{n}": x for n, x in _flatten(v[3][2]).items()}} for k, v in parsed.items()}
+        except (ValueError, TypeError, IndexError, KeyError):
+            labels.update({k: f"group {i + 1}" for i, k in enumerate(keys)})
+            continue
+        fields = sorted({f for values in flat.values() for f in values})
+        differing = [f for f in fields if len({flat[k].get(f, "—") for k in keys}) > 1]
+        training = [f for f in differing if f not in ("protocol", "split") and not f.startswith("protocol.")]
+        if not training and ("protocol" in differing or "split" in differing):
+            continue  # told apart by the table's Protocol / split, each protocol has its own attack settings
+        for i, k in enumerate(keys):
+            shown = [f"{f}={flat[k].get(f, '—').strip(chr(34))}" for f in training or differing]
+            labels[k] = ", ".join(shown) or f"group {i + 1}"
+    return labels
+
+
 def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> list[dict]:
     """One row per group of rows that differ only in the training seed (`seed_group`),
     in the order each group first appears: every Table 1 cell is the mean over seeds of
     each seed's trial mean, and its "std" is the std OVER SEEDS (sample std, ddof=1), not
     over trials; the classifier's accuracies and the Frechet distance likewise (their
-    "std" over seeds). The row is named "<name>, <n> seeds (<seeds>)". A group whose
+    "std" over seeds). The row is named "<name>, <n> seeds (<seeds>)", with the settings
+    that tell it apart, "<name> [loss.weighting=reference], ...", when another group has
+    the same name (`_distinguishing_settings`). A group whose
     rows lack a cell that others have shows the cell from the seeds that have it, with
     "n" recording how many; the classifier and the FD are shown only when every seed has
     them ("—" otherwise). Two rows with the same seed in one group are refused."""
@@ -963,7 +1001,8 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
                             f"({seed}); pass each trained model once.")
         group.append((seed, row))
     out = []
-    for group in groups.values():
+    labels = _distinguishing_settings(groups)
+    for group_key, group in groups.items():
         group = sorted(group, key=lambda item: item[0])
         seeds = [s for s, _ in group]
         members = [r for _, r in group]
@@ -993,7 +1032,8 @@ def aggregate_over_seeds(rows: list[dict], seed_group=training_seed_group) -> li
         if len(fds) == len(members):
             fid = {**fds[0], **{k: v for k, v in _over_seeds([f["value"] for f in fds]).items() if k != "mean"},
                    "value": float(np.mean([f["value"] for f in fds]))}
-        name = f"{first['name']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+        name = first["name"] + (f" [{labels[group_key]}]" if labels.get(group_key) else "")
+        name = f"{name}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
         out.append({**make_row(name, robustness, classifier, fid, protocol=row_protocol(first),
                                 split=first.get("split") or "test"), "seeds": seeds})
     return out

@@ -524,7 +524,9 @@ def test_compare_over_seeds_aggregates_each_cell_over_training_seeds(tmp_path):
     dirs.append(_fake_eval_dir(tmp_path, "other", other, model=_fake_saved_model(tmp_path, "c05", 0, coupling=0.5)))
 
     result = reporting.compare(dirs, digits=4, over_seeds=True)
-    assert [r["name"] for r in result["rows"]] == ["robust (mnist), 3 seeds (0, 1, 2)", "robust (mnist), 1 seed (0)"]
+    # Same model name: each row says what tells it apart (the coupling; not verbose, not the seed).
+    assert [r["name"] for r in result["rows"]] == ["robust (mnist) [loss.coupling=0.9], 3 seeds (0, 1, 2)",
+                                                   "robust (mnist) [loss.coupling=0.5], 1 seed (0)"]
     parsed = reporting.parse_markdown_table(result["markdown"])
     for attack, metric, column in (("max_damage", "msssim_rec_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a) ↑ λ=3"),
                                    ("latent", "msssim_target_adv_rec", "Latent: MS-SSIM(x_r, x~_a) ↓ λ=1")):
@@ -568,7 +570,24 @@ def test_compare_over_seeds_groups_a_config_saved_before_fields_were_added(tmp_p
     meta["config"]["loss"]["weighting"] = "reference"
     with open(os.path.join(new["path"], "robust_dae_tf.json"), "w") as f:
         json.dump(meta, f)
-    assert len(reporting.compare(dirs, over_seeds=True)["rows"]) == 2
+    assert [r["name"] for r in reporting.compare(dirs, over_seeds=True)["rows"]] == [
+        "robust (mnist) [loss.weighting=paper], 1 seed (0)", "robust (mnist) [loss.weighting=reference], 1 seed (1)"]
+
+
+def test_compare_over_seeds_rows_of_two_protocols_need_no_label(tmp_path):
+    # The same models under the strong and the paper protocol: the Protocol column tells the rows apart,
+    # so the names carry no settings (the two protocols' attack settings always differ).
+    strong, _ = rows()
+    strong["robustness"]["protocol"].update(name="strong")
+    paper = json.loads(json.dumps(strong))
+    paper["robustness"]["protocol"].update(name="paper", attack={"method": "paper"})
+    paper["protocol"] = "paper"
+    models = [_fake_saved_model(tmp_path, f"s{seed}", seed) for seed in (0, 1)]
+    dirs = [_fake_eval_dir(tmp_path, f"{name}{seed}", report, model=models[seed])
+            for seed in (0, 1) for name, report in (("strong", strong), ("paper", paper))]
+    result = reporting.compare(dirs, over_seeds=True)
+    assert sorted(r["name"] for r in result["rows"]) == ["robust (mnist), 2 seeds (0, 1)"] * 2
+    assert sorted(r["protocol"] for r in result["rows"]) == ["paper", "strong"]
 
 
 def test_compare_over_seeds_shows_a_part_only_when_every_seed_has_it(tmp_path):
