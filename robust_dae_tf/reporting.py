@@ -933,6 +933,10 @@ def training_seed_group(row: dict) -> tuple[str, int]:
     # written before protocols existed; the rest (budgets, images, trials, attack) must match.
     settings = {k: v for k, v in ((row.get("robustness") or {}).get("protocol") or {}).items()
                 if k not in ("name", "decode_noise_std")}
+    if "attack_by_kind" in settings:
+        # The settings each attack ran with (resolved per model) decide; the request they were
+        # resolved from ("attack": None = automatic, or the same value given explicitly) does not.
+        settings.pop("attack", None)
     protocol = [row_protocol(row), row.get("split") or "test", settings]
     return json.dumps([model_metadata(row).get("variant"), model_metadata(row).get("dataset"), config, protocol],
                       sort_keys=True, default=str), seed

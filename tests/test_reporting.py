@@ -574,6 +574,28 @@ def test_compare_over_seeds_groups_a_config_saved_before_fields_were_added(tmp_p
         "robust (mnist) [loss.weighting=paper], 1 seed (0)", "robust (mnist) [loss.weighting=reference], 1 seed (1)"]
 
 
+def test_compare_over_seeds_groups_by_the_attack_settings_as_resolved(tmp_path):
+    # Seed 0 asked for chunk_size=1000 and XLA explicitly, seed 1 left them automatic (None); both
+    # resolved to the same settings per attack (attack_by_kind), so they are one model evaluated one way.
+    # Resolved settings that differ keep the rows apart.
+    resolved = {"latent": {"chunk_size": 1000, "jit_compile": True, "steps": 400},
+                "max_damage": {"chunk_size": 1000, "jit_compile": True, "steps": 200}}
+    explicit, _ = rows()
+    explicit["robustness"]["protocol"].update(attack={"chunk_size": 1000, "jit_compile": True},
+                                              attack_by_kind=resolved)
+    automatic = json.loads(json.dumps(explicit))
+    automatic["robustness"]["protocol"]["attack"] = {"chunk_size": None, "jit_compile": None}
+    dirs = [_fake_eval_dir(tmp_path, "e0", explicit, model=_fake_saved_model(tmp_path, "s0", 0)),
+            _fake_eval_dir(tmp_path, "e1", automatic, model=_fake_saved_model(tmp_path, "s1", 1))]
+    assert [r["name"] for r in reporting.compare(dirs, over_seeds=True)["rows"]] == ["robust (mnist), 2 seeds (0, 1)"]
+    weaker = json.loads(json.dumps(automatic))
+    weaker["robustness"]["protocol"]["attack_by_kind"]["latent"]["steps"] = 50
+    dirs[1] = _fake_eval_dir(tmp_path, "e1b", weaker, model=_fake_saved_model(tmp_path, "s1b", 1))
+    names = [r["name"] for r in reporting.compare(dirs, over_seeds=True)["rows"]]
+    assert names == ["robust (mnist) [protocol.attack_by_kind.latent.steps=400], 1 seed (0)",
+                     "robust (mnist) [protocol.attack_by_kind.latent.steps=50], 1 seed (1)"]
+
+
 def test_compare_over_seeds_rows_of_two_protocols_need_no_label(tmp_path):
     # The same models under the strong and the paper protocol: the Protocol column tells the rows apart,
     # so the names carry no settings (the two protocols' attack settings always differ).
