@@ -955,6 +955,14 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix[:-1]: json.dumps(value, sort_keys=True, default=str)}
 
 
+def _setting_text(value) -> str:
+    """A flattened setting (JSON text; None = absent in this group) as shown in a row name."""
+    if value is None:
+        return "—"
+    parsed = json.loads(value)
+    return parsed if isinstance(parsed, str) else value
+
+
 def _distinguishing_settings(groups: dict) -> dict:
     """{group key: "setting=value, ..."} for groups whose rows share a name with another
     group (e.g. robust trained with loss.weighting=paper and =reference): the training
@@ -975,12 +983,12 @@ def _distinguishing_settings(groups: dict) -> dict:
             labels.update({k: f"group {i + 1}" for i, k in enumerate(keys)})
             continue
         fields = sorted({f for values in flat.values() for f in values})
-        differing = [f for f in fields if len({flat[k].get(f, "—") for k in keys}) > 1]
+        differing = [f for f in fields if len({flat[k].get(f) for k in keys}) > 1]
         training = [f for f in differing if f not in ("protocol", "split") and not f.startswith("protocol.")]
         if not training and ("protocol" in differing or "split" in differing):
             continue  # told apart by the table's Protocol / split, each protocol has its own attack settings
         for i, k in enumerate(keys):
-            shown = [f"{f}={flat[k].get(f, '—').strip(chr(34))}" for f in training or differing]
+            shown = [f"{f}={_setting_text(flat[k].get(f))}" for f in training or differing]
             labels[k] = ", ".join(shown) or f"group {i + 1}"
     return labels
 
