@@ -81,3 +81,22 @@ def test_mixed_precision_must_be_a_bool(value):
         config.train.mixed_precision = value
     with pytest.raises(ConfigError, match="train.mixed_precision"):
         config_lib.validate(config)
+
+
+def test_mixed_precision_trains_on_two_replicas(tmp_path):
+    # MirroredStrategy over the two logical CPUs (conftest) with loss scaling: every replica's
+    # scaled gradients are unscaled and summed, overflow steps are skipped on all replicas alike.
+    from tests.helpers import digits_splits
+
+    config = small_config("robust", epochs=1, num_cpu_devices=2, mixed_precision=True)
+    config.model.hidden_units = (32, 32)
+    result = training.train(config, str(tmp_path), digits_splits(), SHAPE)
+    model = result["model"]
+    assert isinstance(model.distribute_strategy, tf.distribute.MirroredStrategy)
+    assert model.distribute_strategy.num_replicas_in_sync == 2
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.encoder.layers[1].compute_dtype == "float16"
+    assert result["steps"] == 6 and all(np.isfinite(v) for v in result["final_metrics"].values())
+    assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in model.get_weights())
+    x = tf.constant(digits_arrays()[2][:4])
+    assert model.encode(x).dtype == tf.float32
