@@ -26,6 +26,7 @@ file raises one ExportError naming the file.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 
@@ -149,6 +150,27 @@ def read_metadata(path: str) -> dict:
     if not isinstance(metadata, dict):
         raise ExportError(f"{meta_path} holds a JSON {type(metadata).__name__}, not an object; re-export the model.")
     return metadata
+
+
+def saved_model_identity(path: str, with_metadata: bool = False) -> dict | None:
+    """What identifies the SavedModel directory `path` for a cache (the robustness run
+    cache, the reuse of finished evaluation components): its absolute path and the SHA-256
+    of saved_model.pb and variables/variables.index (which holds a checksum of every
+    variable), with `with_metadata` also of `METADATA_FILE` (the prior, the display name).
+    A model re-exported at the same path with other weights is another model. None when
+    `path` has no saved_model.pb or a file cannot be read."""
+    if not isinstance(path, str) or not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return None
+    identity = {"saved_model": os.path.abspath(path)}
+    names = ["saved_model.pb", os.path.join("variables", "variables.index")] + ([METADATA_FILE] if with_metadata else [])
+    try:
+        for name in names:
+            if os.path.isfile(os.path.join(path, name)):
+                with open(os.path.join(path, name), "rb") as f:
+                    identity[name] = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+    return identity
 
 
 _TRUSTED: set = set()

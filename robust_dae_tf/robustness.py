@@ -95,7 +95,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf import attacks, fileio
+from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
@@ -357,16 +357,11 @@ def _sha256(*arrays) -> str:
 
 def _model_identity(model, clean: dict) -> dict:
     """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
-    `export.ExportedAutoencoder`) by its absolute path and the SHA-256 of its saved_model.pb
-    and variables index (which holds a checksum of every variable); any other model by its
-    class and the hash of its clean reconstructions of the attacked images and targets."""
-    path = getattr(model, "path", None)
-    if isinstance(path, str) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        identity = {"saved_model": os.path.abspath(path)}
-        for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
-            if os.path.isfile(os.path.join(path, name)):
-                with open(os.path.join(path, name), "rb") as f:
-                    identity[name] = hashlib.sha256(f.read()).hexdigest()
+    `export.ExportedAutoencoder`) by `export.saved_model_identity` (its absolute path and the
+    SHA-256 of its saved_model.pb and variables index); any other model by its class and the
+    hash of its clean reconstructions of the attacked images and targets."""
+    identity = export.saved_model_identity(getattr(model, "path", None))
+    if identity is not None:
         return identity
     return {"class": f"{type(model).__module__}.{type(model).__qualname__}",
             "reconstructions": _sha256(*(a for pair in clean.values() for a in pair))}

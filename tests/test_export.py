@@ -82,6 +82,25 @@ def test_overwrite_replaces_atomically(exported, tmp_path):
     assert os.listdir(tmp_path) == ["m"]
 
 
+def test_saved_model_identity_names_the_files_that_determine_the_model(exported, tmp_path):
+    """The identity the caches key on: the weights and graph, with `with_metadata` also the
+    metadata (the FD's prior, the report's name); None for a directory without saved_model.pb."""
+    model, _ = exported
+    path = str(tmp_path / "m")
+    export.export_saved_model(model, path, {"run": 1})
+    plain, full = export.saved_model_identity(path), export.saved_model_identity(path, with_metadata=True)
+    assert set(plain) == {"saved_model", "saved_model.pb", os.path.join("variables", "variables.index")}
+    assert set(full) == set(plain) | {export.METADATA_FILE} and plain["saved_model"] == os.path.abspath(path)
+    with open(os.path.join(path, export.METADATA_FILE), "r+") as f:
+        meta = json.load(f)
+        f.seek(0)
+        json.dump({**meta, "run": 2}, f)
+        f.truncate()
+    assert export.saved_model_identity(path) == plain
+    assert export.saved_model_identity(path, with_metadata=True) != full
+    assert export.saved_model_identity(str(tmp_path)) is None and export.saved_model_identity(None) is None
+
+
 def test_loading_something_that_is_not_an_autoencoder_savedmodel(tmp_path):
     with pytest.raises(ExportError, match="saved_model.pb"):
         export.load_saved_model(str(tmp_path))

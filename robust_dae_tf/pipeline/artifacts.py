@@ -10,6 +10,14 @@ refuses it). `write_artifact` fills a temporary sibling directory, writes the ma
 and renames it into place (`fileio.atomic_directory`), so a failed or interrupted stage
 never leaves a directory that looks complete.
 
+A component that describes what determines its outputs (`Component.fingerprint`: its
+inputs' identities and its settings) is not run again for the same description, as TFX
+caches an execution: `Component.__call__` returns the outputs already at the output uris
+when every one is complete and its marker records the same digest (property
+"fingerprint", `fingerprint_digest`), and prints that it reuses them. The digest is added
+to a marker only after the stage wrote all its outputs, so an output of an interrupted,
+failed or differently configured run never matches.
+
 The Examples artifact (written by `training.ExampleGen`) is read by every later stage:
 `load_examples` returns its splits after checking the saved files' sizes
 (`examples_damage`); `load_attributes` the CelebA attributes it may hold. TensorFlow is imported only when splits are read, so this module
@@ -21,17 +29,21 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import os
 from typing import ClassVar
 
+import robust_dae_tf
 from robust_dae_tf import fileio
 from robust_dae_tf.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
 
 MARKER = "artifact.json"
+# Marker property of a component's outputs: the digest of what determined them (`Component.fingerprint`).
+FINGERPRINT = "fingerprint"
 SPLITS = ("train", "test")
 # CelebA attributes of an Examples artifact (ExampleGen, when list_attr_celeba.txt is found):
 # int8 [n, 40] -1/+1 per split, rows in the order of the split's elements, and their names.
@@ -98,15 +110,67 @@ def read_artifact(uri: str, type_name: str) -> Artifact:
     return Artifact(type_name, uri, payload.get("properties", {}))
 
 
+def fingerprint_digest(description: dict) -> str:
+    """The SHA-256 of the canonical JSON (sorted keys) of a fingerprint description."""
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stamp(artifact: Artifact, digest: str) -> None:
+    """Adds FINGERPRINT = `digest` to the properties of the complete artifact's marker
+    (rewritten atomically; type, producer and created stay)."""
+    path = os.path.join(artifact.uri, MARKER)
+    with open(path) as f:
+        payload = json.load(f)
+    payload["properties"] = {**payload.get("properties", {}), FINGERPRINT: digest}
+    fileio.write_json_atomic(path, payload)
+    artifact.properties = {**artifact.properties, FINGERPRINT: digest}
+
+
 class Component(abc.ABC):
-    """A pipeline stage with declared input and output artifact types."""
+    """A pipeline stage with declared input and output artifact types.
+
+    A subclass whose outputs are determined by its inputs and settings describes them in
+    `fingerprint`; calling it again with the same description returns the outputs a
+    finished call left at the output uris instead of running (module docstring)."""
 
     inputs: ClassVar[dict] = {}
     outputs: ClassVar[dict] = {}
+    tag: ClassVar[str] = ""  # prefix of the lines it prints ("classifier" -> "[classifier] ..."); default its name
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    def fingerprint(self, **inputs: Artifact) -> dict | None:
+        """A JSON-able description of everything that determines the outputs for `inputs`
+        (their identities, every setting), or None: never reuse outputs (the default).
+        Called before `run` and again after it (the digest recorded is that of the inputs as
+        the run left them, e.g. with a feature cache it trained); a UserError counts as None."""
+        return None
+
+    def _digest(self, inputs: dict) -> str | None:
+        try:
+            description = self.fingerprint(**inputs)
+        except UserError:  # unreadable inputs: `run` reports them
+            return None
+        if description is None:
+            return None
+        return fingerprint_digest({"component": self.name, "version": robust_dae_tf.__version__, **description})
+
+    def finished_outputs(self, output_uris: dict, digest: str) -> dict | None:
+        """{key: Artifact} when every output uri holds a complete artifact of its type whose
+        marker records `digest`, else None (missing, damaged, of another run)."""
+        found = {}
+        for key, type_name in self.outputs.items():
+            try:
+                artifact = read_artifact(os.path.abspath(output_uris[key]), type_name)
+            except UserError:  # no marker, a damaged one (DamagedMarkerError), another type
+                return None
+            if artifact.properties.get(FINGERPRINT) != digest:
+                return None
+            found[key] = artifact
+        return found
 
     def __call__(self, output_uris: dict, **inputs: Artifact) -> dict:
         for key, type_name in self.inputs.items():
@@ -116,8 +180,22 @@ class Component(abc.ABC):
                 raise UserError(f"{self.name}: input {key!r} must be {type_name}, got {inputs[key].type_name}.")
         if set(output_uris) != set(self.outputs):
             raise UserError(f"{self.name} writes outputs {sorted(self.outputs)}, got {sorted(output_uris)}.")
+        digest = self._digest(inputs)
+        finished = self.finished_outputs(output_uris, digest) if digest else None
+        if finished is not None:
+            parts = " and ".join(f"{a.type_name} in {a.uri}" for a in finished.values())
+            message = f"[{self.tag or self.name}] reusing the finished {parts} (same model, data and settings)"
+            logger.info(message)
+            if getattr(self, "progress", True):
+                print(message, flush=True)
+            return finished
         logger.info("Running %s -> %s", self.name, output_uris)
-        return self.run(output_uris, **inputs)
+        produced = self.run(output_uris, **inputs)
+        digest = digest and self._digest(inputs)
+        if digest:
+            for key in self.outputs:
+                _stamp(produced[key], digest)
+        return produced
 
     @abc.abstractmethod
     def run(self, output_uris: dict, **inputs: Artifact) -> dict:

@@ -29,7 +29,13 @@ failed or interrupted run never leaves a directory that looks complete; rerunnin
 replaces a previous complete output. A killed evaluation resumes its attacks at the run
 (attack, budget) it was in: finished runs are cached in `<output>/robustness.runs`
 (`run_cache_dir`; `<output>/<protocol>/robustness.runs` for --protocol=both), removed
-when the whole evaluation is written.
+when the whole evaluation is written. A component whose outputs a killed (or earlier)
+evaluation already wrote completely for the same inputs and settings is not run again
+(`Component.fingerprint`, `artifacts` module docstring): each component's markers record
+the digest of the model files (`model_identity`), the examples (`examples_identity`) and
+every setting that changes its numbers, and a rerun prints "[classifier] reusing the
+finished ClassifierReport in ..." instead of training and attacking again. A different
+setting, model or dataset, or a missing or damaged marker, runs the component.
 
 Report files: `robustness.json` (+ `examples.npz`: the example images for the grids),
 `classifier.json` (+ the classifier SavedModel in its own artifact directory) and
@@ -196,6 +202,26 @@ def _log(progress: bool, message: str) -> None:
         print(message, flush=True)
 
 
+def model_identity(saved_model: Artifact) -> dict | None:
+    """The SavedModel in a component's fingerprint: `export.saved_model_identity` (absolute
+    path, SHA-256 of saved_model.pb, the variables index and the metadata file); None when
+    the directory has no saved_model.pb."""
+    from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
+
+    return export.saved_model_identity(saved_model.uri, with_metadata=True)
+
+
+def examples_identity(examples: Artifact) -> dict:
+    """The Examples in a component's fingerprint: absolute uri and marker properties (source,
+    split, counts, the byte size of every saved file)."""
+    return {"uri": os.path.abspath(examples.uri), "properties": examples.properties}
+
+
+def _inputs_identity(saved_model: Artifact, examples: Artifact) -> dict | None:
+    model = model_identity(saved_model)
+    return None if model is None else {"model": model, "examples": examples_identity(examples)}
+
+
 # ------------------------------------------------------------------ robustness
 
 
@@ -217,6 +243,7 @@ class RobustnessEvaluator(Component):
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": EVALUATION_REPORT}
+    tag = "robustness"
 
     def __init__(self, protocol, pool_size: int = 5000, progress: bool = True, split: str = "test",
                  split_start: int = 0, keep_run_cache: bool = False):
@@ -232,6 +259,22 @@ class RobustnessEvaluator(Component):
         _check_positive(self.protocol.num_images, "--num_images")
         _check_positive(self.protocol.trials, "--trials")
         check_pool_size(self.pool_size)
+
+    def fingerprint(self, saved_model: Artifact, examples: Artifact):
+        """Model, examples, the protocol (every field; objectives by class and name), pool
+        and split: a restart after the report was written reuses it (not even the run cache
+        is read). None for a protocol that is not a `robustness.Protocol`."""
+        if not dataclasses.is_dataclass(self.protocol):
+            return None
+        identity = _inputs_identity(saved_model, examples)
+        if identity is None:
+            return None
+        protocol = {field.name: getattr(self.protocol, field.name) for field in dataclasses.fields(self.protocol)}
+        protocol["attack"] = dataclasses.asdict(protocol["attack"]) if protocol["attack"] is not None else None
+        protocol["objectives"] = [[f"{type(o).__module__}.{type(o).__qualname__}", getattr(o, "name", o)]
+                                  for o in protocol["objectives"]]
+        return {**identity, "protocol": protocol, "pool_size": self.pool_size, "split": self.split,
+                "split_start": self.split_start}
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         self.validate()
@@ -370,6 +413,7 @@ class ClassifierEvaluator(Component):
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": CLASSIFIER_REPORT, "classifier": CLASSIFIER_SAVED_MODEL}
+    tag = "classifier"
 
     def __init__(self, config=None, progress: bool = True, attack_fn=None, protocol: str = "strong"):
         from robust_dae_tf import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
@@ -378,6 +422,16 @@ class ClassifierEvaluator(Component):
         self.progress = progress
         self.attack_fn = attack_fn
         self.protocol = protocol  # recorded; the attack itself is config.attack
+
+    def fingerprint(self, saved_model: Artifact, examples: Artifact):
+        """Model, examples, the whole ClassifierConfig (its attack included) and the protocol
+        name; None with a custom `attack_fn`."""
+        if self.attack_fn is not None:
+            return None
+        identity = _inputs_identity(saved_model, examples)
+        if identity is None:
+            return None
+        return {**identity, "config": dataclasses.asdict(self.config), "protocol": self.protocol}
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         from robust_dae_tf import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
@@ -488,6 +542,7 @@ class FidEvaluator(Component):
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
     outputs = {"report": FID_REPORT}
+    tag = "fid"
 
     def __init__(self, extractor="classifier", num_samples: int = 10000, seed: int = 0,
                  feature_cache: str | None = None, fd_classifier_epochs: int | None = None,
@@ -510,6 +565,28 @@ class FidEvaluator(Component):
         num_train = int((examples.properties.get("num_examples") or {}).get("train", 0))
         epochs = fid.DatasetClassifierFeatures.resolve_epochs(self.fd_classifier_epochs, num_train)
         return os.path.join(self.feature_cache, f"{dataset}_{task}_e{epochs}_s{self.seed}")
+
+    def fingerprint(self, saved_model: Artifact, examples: Artifact):
+        """Model, examples, extractor and settings: the "classifier" extractor by its feature
+        cache (uri and marker properties, incl. its "created" stamp: a retrained cache is
+        another extractor), "inception" by its weights file. None for a ready
+        `fid.FeatureExtractor` object (its weights are unknown)."""
+        if not isinstance(self.extractor, str):
+            return None
+        identity = _inputs_identity(saved_model, examples)
+        if identity is None:
+            return None
+        extractor = {"kind": self.extractor, "fd_classifier_epochs": self.fd_classifier_epochs}
+        if self.extractor == "classifier":
+            uri = os.path.abspath(self.feature_cache_uri(examples))
+            cached = read_artifact(uri, FEATURE_EXTRACTOR) if os.path.exists(os.path.join(uri, MARKER)) else None
+            extractor["feature_cache"] = {"uri": uri, "properties": cached and cached.properties}
+        elif self.extractor == "inception" and self.inception_weights:
+            path = os.path.abspath(self.inception_weights)
+            stat = os.stat(path) if os.path.isfile(path) else None
+            extractor["inception_weights"] = {"path": path, "bytes": stat and stat.st_size,
+                                              "mtime_ns": stat and stat.st_mtime_ns}
+        return {**identity, "extractor": extractor, "num_samples": self.num_samples, "seed": self.seed}
 
     def build_extractor(self, examples: Artifact):
         from robust_dae_tf import fid  # pylint: disable=import-outside-toplevel

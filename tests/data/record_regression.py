@@ -67,7 +67,8 @@ VOLATILE = "<volatile>"
 MODELS = ("robust", "vae")
 NUM_PROBE_IMAGES = 8
 # Keys whose values change from run to run (time stamps, timings, library versions).
-VOLATILE_KEYS = {"created", "exported_at", "tensorflow_version", "keras_version"}
+# "fingerprint": a component's digest of its inputs (absolute paths, file hashes; pipeline.artifacts).
+VOLATILE_KEYS = {"created", "exported_at", "tensorflow_version", "keras_version", "fingerprint"}
 TIMING_KEYS = {"timing"}
 
 

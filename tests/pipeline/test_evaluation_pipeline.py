@@ -1,6 +1,7 @@
 """Tests of robust_dae_tf.pipeline.evaluation (the evaluation components and
 run_evaluation_pipeline) and of bin/evaluate.py / bin/compare.py / bin/check_attacks.py."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -538,10 +539,11 @@ def test_a_killed_robustness_component_resumes_and_then_removes_its_cache(setup,
     assert evaluation.read_robustness(out)[0]["timing"]["resumed_runs"] == 1
 
 
-def test_a_killed_evaluation_of_both_protocols_resumes_at_the_attack_run_it_was_in(setup, tmp_path, monkeypatch):
+def test_a_killed_evaluation_of_both_protocols_resumes_at_the_attack_run_it_was_in(setup, tmp_path, monkeypatch,
+                                                                                   capsys):
     """--protocol=both killed in its last attack run (the paper protocol's maximum damage):
-    the rerun attacks only that run (the strong protocol's runs, whose report was already
-    written, and the paper's latent run come from the cache), writes what an uninterrupted
+    the rerun attacks only that run (the strong protocol's report, already written, is
+    reused and the paper's latent run comes from the cache), writes what an uninterrupted
     evaluation writes, and leaves no cache behind."""
     settings = evaluation.EvaluationSettings(
         protocol="both", examples=setup.examples.uri, num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
@@ -554,17 +556,83 @@ def test_a_killed_evaluation_of_both_protocols_resumes_at_the_attack_run_it_was_
     count_attack_runs(monkeypatch, fail_after=3)
     with pytest.raises(Killed):
         evaluation.run_evaluation_pipeline(setup.paths["good"], str(killed), settings)
-    # The strong report is written, yet its runs are kept: the rerun runs the component again.
+    # The strong report is written (the rerun reuses it); its runs are kept until the evaluation is.
     assert os.path.exists(killed / "strong" / reporting.ROBUSTNESS_DIR / artifacts.MARKER)
     assert len(os.listdir(killed / "strong" / "robustness.runs")) == 2
     assert os.listdir(killed / "paper" / "robustness.runs") == ["latent_1.0.npz"]
     calls = count_attack_runs(monkeypatch)
+    capsys.readouterr()
     result = evaluation.run_evaluation_pipeline(setup.paths["good"], str(killed), settings)
     assert calls == [("max_damage", 1.0)]
     assert [evaluation.read_robustness(result["evaluations"][name]["artifacts"]["robustness"])[0]["timing"]
-            ["resumed_runs"] for name in ("strong", "paper")] == [2, 1]
+            .get("resumed_runs", 0) for name in ("strong", "paper")] == [0, 1]  # strong: the killed run's report
+    printed = capsys.readouterr().out
+    assert (f"[robustness] reusing the finished EvaluationReport in {killed / 'strong' / reporting.ROBUSTNESS_DIR} "
+            "(same model, data and settings)") in printed and printed.count("reusing the finished") == 1
     ours, theirs = _evaluation_files(killed), _evaluation_files(whole)
     assert sorted(ours) == sorted(theirs)  # no robustness.runs left
     for name in ours:
         assert ours[name] == theirs[name], (name, _differences(ours[name], theirs[name]))
     assert not [d for d in os.listdir(killed / "strong") + os.listdir(killed / "paper") if d.endswith(".runs")]
+
+
+class _Called(Exception):
+    """A component's computation was called where the test expects its finished output to be reused."""
+
+
+def _refuse(what):
+    def refuse(*args, **kwargs):
+        raise _Called(what)
+    return refuse
+
+
+def test_a_restarted_evaluation_reuses_the_finished_components(setup, tmp_path, monkeypatch, capsys):
+    """An evaluation killed in the FD (after the robustness and classifier reports were
+    written): the rerun into the same output trains and attacks nothing for those two
+    (printing that it reuses them) and computes the FD; a third run reuses all three and
+    writes the same numbers; another classifier setting runs the classifier again (the
+    robustness report is still reused)."""
+    out = tmp_path / "eval"
+    tiny = {**TINY_EVALUATION, "num_images": 2, "trials": 1, "attack_steps": 2, "attack_exploration_starts": 1,
+            "attack_xla": False, "pool_size": 50}
+    settings = evaluation.EvaluationSettings(examples=setup.examples.uri, feature_cache=str(tmp_path / "features"),
+                                             tensorboard=False, **tiny)
+
+    def run(settings=settings):
+        capsys.readouterr()
+        result = evaluation.run_evaluation_pipeline(setup.paths["good"], str(out), settings)
+        return result, capsys.readouterr().out
+
+    def reusing(part, type_name):
+        return f"[{part}] reusing the finished {type_name} in {out / part}"
+
+    with monkeypatch.context() as patch:  # killed in the FD, before its feature net is trained
+        patch.setattr(evaluation, "load_or_train_feature_extractor", _refuse("the FD"))
+        with pytest.raises(_Called, match="the FD"):
+            run()
+    assert os.path.exists(out / "classifier" / artifacts.MARKER) and not os.path.exists(out / "fid")
+    calls = count_attack_runs(monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier, "evaluate_downstream", _refuse("the classifier"))
+        first, printed = run()
+    assert calls == []  # the robustness report was reused too (not even its run cache was read)
+    assert reusing("robustness", "EvaluationReport") in printed
+    assert (f"{reusing('classifier', 'ClassifierReport')} and ClassifierSavedModel in {out / 'classifier_model'} "
+            "(same model, data and settings)") in printed
+    assert "[fid] reusing" not in printed and "[fid] FD-digits-classifier = " in printed  # computed now
+    files = _evaluation_files(out)
+    # Restarted once more: everything is reused, the FD too (its feature net was trained by the run that wrote it).
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier, "evaluate_downstream", _refuse("the classifier"))
+        patch.setattr(fid, "frechet_score", _refuse("the FD"))
+        again, printed = run()
+    assert printed.count("reusing the finished") == 3 and reusing("fid", "FidReport") in printed
+    assert again["row"] == first["row"] and calls == []
+    assert _evaluation_files(out) == files
+    assert first["row"]["classifier"]["clean_accuracy"] > 0 and first["row"]["fid"]["value"] > 0
+    # Another classifier setting: the classifier runs again.
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier, "evaluate_downstream", _refuse("the classifier"))
+        with pytest.raises(_Called, match="the classifier"):
+            run(dataclasses.replace(settings, classifier_epochs=2))
+    assert calls == []
