@@ -502,6 +502,8 @@ SWEEP_CASES = [
     ("sweep.py", ["--eval=trails=2"], ["--eval=trails=2", "trials"]),
     ("sweep.py", ["--eval=budgets=1"], ["--front_budget=3", "budgets"]),
     ("reproduce.py", ["--models=gmm_dae,robustt"], ["--models=gmm_dae,robustt", "'robustt' is unknown"]),
+    ("reproduce.py", ["--models=gmm_dae,vae", "--model_epochs=se=3"], ["--model_epochs=se=3", "'se' is not one of"]),
+    ("reproduce.py", ["--model_epochs=robust=0"], ["--model_epochs=robust=0", "positive integer"]),
 ]
 
 

@@ -233,6 +233,37 @@ def make_points(base, axes) -> list[Point]:
     return points
 
 
+def with_model_epochs(points, items, flag: str = "--model_epochs") -> list[Point]:
+    """`points` with the epoch budget of some models replaced (bin/reproduce.py
+    --model_epochs): `items` are "<model>=<epochs>" strings, e.g. ["lipschitz_vae=30"] for a
+    model whose steps cost too much for the common --epochs. Such a point keeps its
+    directory points/<model>/ (its run resumes and continues as any other) and its stage
+    is e<epochs>; its config gets train.epochs = <epochs>. One ConfigError naming `flag`
+    for a malformed item, a model not among the points, a model given twice, or epochs
+    that are not a positive integer."""
+    models = [p.model for p in points]
+    budgets: dict = {}
+    for item in items:
+        model, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not model or not value:
+            raise ConfigError(f"{flag}={item}: expected <model>=<epochs>, e.g. {flag}=lipschitz_vae=30.")
+        if model not in models:
+            raise ConfigError(f"{flag}={item}: {model!r} is not one of the models run ({', '.join(models)}).")
+        if model in budgets:
+            raise ConfigError(f"{flag}: {model} is given twice; give one budget per model.")
+        try:
+            epochs = int(value)
+        except ValueError:
+            epochs = 0
+        if epochs < 1 or str(epochs) != value:
+            raise ConfigError(f"{flag}={item}: the epochs must be a positive integer, got {value!r}.")
+        budgets[model] = epochs
+    return [dataclasses.replace(p, epochs=budgets[p.model],
+                                overrides=(*(o for o in p.overrides if o[0] != "train.epochs"),
+                                           ("train.epochs", budgets[p.model])))
+            if p.model in budgets else p for p in points]
+
+
 def check_points(base, points, axes=(), axis_flags=()) -> None:
     """Validates every point's config before anything runs; a failure names the flag of
     the axis (`axis_flags`, e.g. "--grid=loss.coupling=0.5,2") and the value that cause it

@@ -12,7 +12,7 @@ from robust_dae_tf.attacks.config import budget_key
 from robust_dae_tf.attacks.objectives import OBJECTIVES
 from robust_dae_tf.errors import ConfigError, UserError
 from robust_dae_tf.pipeline import experiments
-from tests.pipeline.sweep_helpers import tiny_base, tiny_sweep
+from tests.pipeline.sweep_helpers import EVAL, tiny_base, tiny_sweep
 
 # ------------------------------------------------------------------ grid parsing (no training)
 
@@ -64,6 +64,56 @@ def test_invalid_point_configs_fail_before_any_work_naming_the_flag(tmp_path, gr
         experiments.run_sweep(base, experiments.make_points(base, axes), str(tmp_path / "out"), axes=axes,
                               axis_flags=[f"--grid={g}" for g in grid])
     assert not (tmp_path / "out").exists()
+
+
+def _model_points(models=("gmm_dae", "vae", "robust")):
+    base = tiny_base()
+    return experiments.make_points(base, experiments.parse_grid([f"model={','.join(models)}"], base))
+
+
+def test_model_epochs_replace_the_budget_of_the_named_models_only():
+    points = experiments.with_model_epochs(_model_points(), ["vae=3", " robust = 7 "])
+    assert [(p.name, p.epochs) for p in points] == [("gmm_dae", 1), ("vae", 3), ("robust", 7)]
+    base = tiny_base()
+    assert [p.config(base).train.epochs for p in points] == [1, 3, 7]
+    assert [p.config(base).model.variant for p in points] == ["gmm_dae", "vae", "robust"]
+    paths = experiments.point_paths("out", points[1])
+    assert paths["root"] == os.path.join("out", "points", "vae")  # the same directory: the run continues
+    assert paths["evaluation"] == os.path.join("out", "points", "vae", "e3", "evaluation")
+    assert experiments.with_model_epochs(points, []) == points
+
+
+@pytest.mark.parametrize("items, words", [
+    (["vae"], ["--model_epochs=vae", "expected <model>=<epochs>"]),
+    (["=3"], ["--model_epochs==3", "expected <model>=<epochs>"]),
+    (["se=3"], ["--model_epochs=se=3", "'se' is not one of the models run (gmm_dae, vae, robust)"]),
+    (["vae=3", "vae=4"], ["--model_epochs", "vae is given twice"]),
+    (["vae=0"], ["--model_epochs=vae=0", "positive integer", "'0'"]),
+    (["vae=2.5"], ["--model_epochs=vae=2.5", "positive integer", "'2.5'"]),
+    (["vae=-1"], ["positive integer"]),
+    (["vae=ten"], ["positive integer", "'ten'"]),
+])
+def test_model_epochs_errors_name_the_flag(items, words):
+    with pytest.raises(ConfigError) as err:
+        experiments.with_model_epochs(_model_points(), items)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_a_model_with_its_own_epoch_budget_trains_that_many_epochs(tmp_path):
+    base = tiny_base()  # --epochs=1 for every other model
+    axes = experiments.parse_grid(["model=gmm_dae"], base)
+    points = experiments.with_model_epochs(experiments.make_points(base, axes), ["gmm_dae=2"])
+    output = str(tmp_path / "out")
+    settings = experiments.parse_settings(EVAL + [f"feature_cache={tmp_path / 'fc'}"])
+    experiments.run_sweep(base, points, output, settings, front_budget=1.0, axes=axes,
+                          axis_flags=["--grid=model=gmm_dae"])
+    paths = experiments.point_paths(output, points[0])
+    assert paths["export"] == os.path.join(output, "points", "gmm_dae", "e2", "saved_model")
+    assert experiments.is_complete(output, points[0])
+    with open(os.path.join(paths["workdir"], "trainer", "history.json")) as f:
+        assert len(__import__("json").load(f)["loss"]) == 2
+    assert not os.path.exists(os.path.join(output, "points", "gmm_dae", "e1"))
 
 
 def test_evaluation_settings_pass_through():
