@@ -29,8 +29,8 @@ MS-SSIM(x_r, x_a) which, as in the paper's text, compares the clean input x with
 adversarial input x_a; maximum damage MS-SSIM(x~_r, x~_a) with x~_r the clean
 reconstruction (higher = more robust) and MS-SSIM(x, x_a); then the Frechet distance
 with the name of its feature extractor (FID-keras-inception or FD-<dataset>-...,
-see `robust_dae_tf.fid`). Cells are "mean ± std" over trials. MS-SSIM values are the
-paper convention (`metrics.msssim.ms_ssim_paper`); the CSV also holds the standard
+see `robust_dae_tf.fid`). Cells are "mean ± std" over trials (the mean alone for one
+trial). MS-SSIM values are the paper convention (`metrics.msssim.ms_ssim_paper`); the CSV also holds the standard
 convention, L2 distances and attack losses.
 
 `paper_comparison_markdown` (bin/compare.py --paper=<dataset>) puts each evaluated model
@@ -73,7 +73,8 @@ def table1_legend(objectives=PAPER_OBJECTIVES) -> str:
         "x: clean test image, x_a: adversarial image, x~_a: reconstruction of x_a; "
         + "; ".join(o.legend for o in objectives)
         + ". The MS-SSIM(x_r, x_a) columns compare the clean input x with x_a (as in the paper's text). Cells: "
-        "mean ± std over trials (MS-SSIM in the paper's convention). FD: Frechet distance of decoded prior samples "
+        "mean ± std over trials, the mean alone for one trial (MS-SSIM in the paper's convention). FD: Frechet "
+        "distance of decoded prior samples "
         "vs test images with the named feature extractor (FID-keras-inception is not comparable to published FIDs)."
     )
 
@@ -160,10 +161,27 @@ def _stat(row: dict, attack: str, metric: str, key: str):
         return None
 
 
-def _cell(stat, digits: int) -> str:
+def _count(row: dict, attack: str, metric: str, key: str) -> int:
+    """How many values a Table 1 cell averages: its "n" (seeds, for rows aggregated over
+    training seeds), else the row's trials."""
+    try:
+        stat = row["robustness"][attack][key][metric]
+        if "n" in stat:
+            return int(stat["n"])
+        return int(row["robustness"]["protocol"]["trials"])
+    except (KeyError, TypeError, ValueError):
+        return 2  # unknown: show the std as recorded
+
+
+def _cell(row: dict, attack: str, metric: str, key: str, digits: int) -> str:
+    """"mean ± std" of a Table 1 cell, the mean alone when it is one value (one trial, or
+    one seed), whose std of 0 would read as a measured spread; "—" when absent."""
+    stat = _stat(row, attack, metric, key)
     if stat is None:
         return "—"
     mean, std = stat
+    if _count(row, attack, metric, key) < 2:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -216,7 +234,7 @@ def table1_markdown(rows: list[dict], digits: int = 3) -> str:
     for row in rows:
         cells = [str(row["name"]), row_protocol(row)]
         for attack, metric, _, _ in table1_columns(objectives):
-            cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
+            cells += [_cell(row, attack, metric, b, digits) for b in budgets]
         value, name = _fd(row)
         cells += [_fd_cell(row, value), name or "—"]
         body.append(cells)
@@ -330,7 +348,8 @@ PAPER_LEGEND = (
     "(and Table 2 for GMM-DAE and Augmented, which reports no MS-SSIM(x, x_a) columns; Table 3 for the "
     "accuracies), as printed: two decimals, no std; the paper's \"MS-SSIM(x_r, x_a)\" columns compare "
     "the clean input x with x_a, so they are headed MS-SSIM(x, x_a) here. The rows below each paper row are "
-    "our evaluations of the same model (mean ± std over trials, MS-SSIM in the paper's convention), with "
+    "our evaluations of the same model (mean ± std over trials, the mean alone for one trial; MS-SSIM in the "
+    "paper's convention), with "
     "their evaluation protocol in brackets: [paper] is measured as the paper's numbers were, [strong] with "
     "this project's stronger attack. "
     "The paper's FID (Inception features, its own samples and preprocessing) and our FD (named feature "
@@ -408,7 +427,7 @@ def paper_comparison_markdown(rows: list[dict], dataset: str, digits: int = 3) -
             cells = [f"{row['name']} [{row_protocol(row)}]"]
             for column, _ in PAPER_TABLE1_COLUMNS:
                 attack, metric = paper_results.COLUMNS[column]
-                cells += [_cell(_stat(row, attack, metric, b), digits) for b in budgets]
+                cells += [_cell(row, attack, metric, b, digits) for b in budgets]
             value, name = _fd(row)
             body.append(cells + ["—" if value is None else f"{value:.2f} ({name})"])
     out = f"### Comparison with the paper ({title}): robustness and fidelity (Tables 1, 2)\n\n"

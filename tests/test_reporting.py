@@ -72,6 +72,29 @@ def test_table1_markdown_cells_hold_the_right_numbers():
     assert parsed[1]["FD ↓"] == "—"
 
 
+def test_table1_cells_of_one_value_show_the_mean_alone():
+    """One trial (or one seed) has no spread: the cell is the mean, not "mean ± 0.000";
+    three trials, or three seeds, keep the std."""
+    def row(name, trials):
+        report = fake_robustness(0.0)
+        report["protocol"]["trials"] = trials
+        return reporting.make_row(name, report, None, None)
+
+    one, three = row("one trial", 1), row("three trials", 3)
+    seeds_3 = row("s", 1)
+    seeds_3["robustness"]["latent"]["1.0"][LATENT_METRICS[1]].update({"n": 3})
+    parsed = reporting.parse_markdown_table(reporting.table1_markdown([one, three, seeds_3], digits=4))
+    column = "Latent: MS-SSIM(x_r, x~_a) ↓ λ=1"
+    want_mean, want_std = expected(one["robustness"], "latent", LATENT_METRICS[1], 1.0)
+    assert parsed[0][column] == f"{want_mean:.4f}"
+    assert parsed[1][column] == f"{want_mean:.4f} ± {want_std:.4f}"
+    assert parsed[2][column] == f"{want_mean:.4f} ± {want_std:.4f}"  # its "n" (seeds) counts, not the trials
+    assert parsed[2]["Latent: MS-SSIM(x_r, x~_a) ↓ λ=3"] == f"{expected(one['robustness'], 'latent', LATENT_METRICS[1], 3.0)[0]:.4f}"
+    compared = reporting.paper_comparison_markdown([one], "celeb_a", digits=4)
+    [ours] = [line for line in compared.splitlines() if line.startswith("| one trial")]
+    assert f"| {want_mean:.4f} |" in ours and "±" not in ours
+
+
 def test_table1_csv_is_full_precision():
     data = rows()
     table = list(csv.DictReader(io.StringIO(reporting.table1_csv(data))))
