@@ -1158,7 +1158,8 @@ def sweep_table(rows: list[dict], fields: list[str], front_budget: float = 3.0, 
         on_front = [i in members.get(axis, ()) for axis, _ in FRONT_AXES]
         body.append([str(row["name"]), *("—" if v is None else str(v) for v in values),
                      f"{row['reconstruction_mse']:.5f}", "—" if fd is None else f"{fd:.2f}", fd_name or "—",
-                     *(_cell(s, digits) for s in stats),
+                     *(_cell(evaluation, o.name, o.main_metric, budget_key(float(b)), digits)
+                       for o in (lat, dmg) for b in budgets),
                      "—" if clean is None else f"{100 * clean:.2f}", "—" if attacked is None else f"{100 * attacked:.2f}",
                      *("✓" if f else "" for f in on_front)])
         csv_body.append([row["name"], *("" if v is None else v for v in values), repr(row["reconstruction_mse"]),
@@ -1168,7 +1169,8 @@ def sweep_table(rows: list[dict], fields: list[str], front_budget: float = 3.0, 
                          *(int(f) for f in on_front)])
     legend = (f"\nFront: Pareto-optimal in {dmg.title} {dmg.table_label} at λ={front_budget:g} (higher = more robust) "
               "against the fidelity error (FD or reconstruction MSE, lower = better). Reconstruction MSE: mean "
-              "squared pixel error over the whole test split. Cells: mean ± std over trials.\n")
+              "squared pixel error over the whole test split. Cells: mean ± std over trials, the mean alone for one "
+              "trial.\n")
     return {"markdown": _markdown(header, body) + legend, "csv": _csv(csv_header, csv_body)}
 
 

@@ -172,6 +172,9 @@ def test_table_and_figure_hold_every_points_numbers(sweep):
     with open(os.path.join(output, "sweep.md")) as f:
         markdown = f.read()
     assert "| seed=1 | 1 |" in markdown and "front vs Frechet distance (λ=1)" in markdown
+    for point, (damage, _, _) in zip(("seed=0", "seed=1"), fronts):  # one trial: the mean alone, no "± 0.000"
+        [line] = [line for line in markdown.splitlines() if line.startswith(f"| {point} |")]
+        assert f"| {damage:.3f} |" in line and "±" not in line
     with open(os.path.join(output, "sweep_front.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not [n for n in os.listdir(output) if ".tmp" in n]
