@@ -30,8 +30,8 @@ adversarial input x_a; maximum damage MS-SSIM(x~_r, x~_a) with x~_r the clean
 reconstruction (higher = more robust) and MS-SSIM(x, x_a); then the Frechet distance
 with the name of its feature extractor (FID-keras-inception or FD-<dataset>-...,
 see `robust_dae_tf.fid`). Cells are "mean ± std" over trials (the mean alone for one
-trial). MS-SSIM values are the paper convention (`metrics.msssim.ms_ssim_paper`); the CSV also holds the standard
-convention, L2 distances and attack losses.
+trial). MS-SSIM values are the paper convention (`metrics.msssim.ms_ssim_paper`); the
+CSV also holds the standard convention, L2 distances and attack losses.
 
 `paper_comparison_markdown` (bin/compare.py --paper=<dataset>) puts each evaluated model
 under the numbers the paper published for it (`robust_dae_tf.paper_results`).
@@ -161,26 +161,17 @@ def _stat(row: dict, attack: str, metric: str, key: str):
         return None
 
 
-def _count(row: dict, attack: str, metric: str, key: str) -> int:
-    """How many values a Table 1 cell averages: its "n" (seeds, for rows aggregated over
-    training seeds), else the row's trials."""
-    try:
-        stat = row["robustness"][attack][key][metric]
-        if "n" in stat:
-            return int(stat["n"])
-        return int(row["robustness"]["protocol"]["trials"])
-    except (KeyError, TypeError, ValueError):
-        return 2  # unknown: show the std as recorded
-
-
 def _cell(row: dict, attack: str, metric: str, key: str, digits: int) -> str:
-    """"mean ± std" of a Table 1 cell, the mean alone when it is one value (one trial, or
-    one seed), whose std of 0 would read as a measured spread; "—" when absent."""
+    """"mean ± std" of a Table 1 cell; the mean alone when it averages one value (its "n",
+    the seeds of a row aggregated over training seeds, else the row's trials is 1), whose
+    std of 0 would read as a measured spread; "—" when absent."""
     stat = _stat(row, attack, metric, key)
     if stat is None:
         return "—"
     mean, std = stat
-    if _count(row, attack, metric, key) < 2:
+    entry = row["robustness"][attack][key][metric]
+    count = entry.get("n", ((row["robustness"].get("protocol") or {}).get("trials")))
+    if count == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -1152,14 +1143,14 @@ def sweep_table(rows: list[dict], fields: list[str], front_budget: float = 3.0, 
         evaluation = row["evaluation"]
         values = [row["values"].get(f) for f in fields]
         fd, fd_name = _fd(evaluation)
-        stats = [_sweep_robustness(row, o.name, float(b)) for o in (lat, dmg) for b in budgets]
+        cells = [(o.name, o.main_metric, budget_key(float(b))) for o in (lat, dmg) for b in budgets]
+        stats = [_stat(evaluation, *cell) for cell in cells]
         accuracies = _accuracies(evaluation)
         clean, attacked = (accuracies[0], accuracies[1]) if accuracies else (None, None)
         on_front = [i in members.get(axis, ()) for axis, _ in FRONT_AXES]
         body.append([str(row["name"]), *("—" if v is None else str(v) for v in values),
                      f"{row['reconstruction_mse']:.5f}", "—" if fd is None else f"{fd:.2f}", fd_name or "—",
-                     *(_cell(evaluation, o.name, o.main_metric, budget_key(float(b)), digits)
-                       for o in (lat, dmg) for b in budgets),
+                     *(_cell(evaluation, *cell, digits) for cell in cells),
                      "—" if clean is None else f"{100 * clean:.2f}", "—" if attacked is None else f"{100 * attacked:.2f}",
                      *("✓" if f else "" for f in on_front)])
         csv_body.append([row["name"], *("" if v is None else v for v in values), repr(row["reconstruction_mse"]),
