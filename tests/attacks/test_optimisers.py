@@ -322,4 +322,7 @@ def test_conv_attack_chunks_give_the_result_of_one_big_chunk(kind):
         results[chunk] = attacks.run(kind, model, x, 0.5, config, targets=targets, seed=11)
     for chunk in (1, 2):
         np.testing.assert_allclose(results[chunk].adversarial, results[1000].adversarial, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5)
+        # The conv kernels' float32 accumulation order depends on the batch size (oneDNN picks
+        # its blocking per shape and CPU), so a small loss may differ in its last bits (3.7e-8 at
+        # 0.0032 on an AMD EPYC); a different start or step would move it far more than 1e-6.
+        np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5, atol=1e-6)
