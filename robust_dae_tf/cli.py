@@ -187,8 +187,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF_CPP_MIN_LOG_LEVEL=0 shows them
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes):
+    `tf_startup.install()`, which importing the package already did; ROBUST_DAE_TF_VERBOSE_TF=1
+    shows it."""
+    from robust_dae_tf import tf_startup
+
+    tf_startup.install()
 
 
 def show_progress_messages() -> None:
