@@ -137,6 +137,12 @@ def _random_bytes_npz(root):
     return root / "d.npz"
 
 
+def _empty_celeba_folder(root):
+    (root / "img_align_celeba").mkdir()
+    (root / "img_align_celeba" / "readme.txt").write_text("images go here")
+    return root
+
+
 DATA_CASES = {  # name: (writes the data under a directory and returns --data_dir, words of the error)
     "corrupt_image_after_first": (
         lambda root: _folders_with_later_file(root, lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 30)),
@@ -146,6 +152,8 @@ DATA_CASES = {  # name: (writes the data under a directory and returns --data_di
         ["train/emu/9.png", "20x20x1", "28x28x1"]),
     "nan_pixels_npz": (lambda root: _npz(root, _nan_pixels()), ["d.npz[x_train]", "NaN or Inf"]),
     "not_a_zip_npz": (_random_bytes_npz, ["d.npz", "not a valid .npz (zip) file"]),
+    # The folder layout the "no supported data" message names, but empty: say so, naming the folder.
+    "empty_img_align_celeba": (_empty_celeba_folder, ["img_align_celeba holds no images", "readme.txt", ".jpg"]),
 }
 
 
@@ -398,7 +406,21 @@ LOADING_CASES = [
     ("check_attacks.py", "writes_at_load", ["WriteFile", "--trust_model"]),  # = benchmark_attacks' loading
     ("evaluate.py", "truncated_pb", ["saved_model.pb is corrupt", "re-export"]),
     ("check_attacks.py", "bad_json", ["robust_dae_tf.json is not readable JSON"]),
+    # A SavedModel that is not an autoencoder (no metadata either): its endpoints are named, not --dataset.
+    ("evaluate.py", "foreign", ["no encode / decode endpoint", "encode(images)"]),
+    ("check_attacks.py", "foreign", ["no encode / decode endpoint"]),
 ]
+
+
+def _save_foreign_model(path):
+    """A SavedModel of another kind: one `predict` function, no encode/decode, no metadata."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.predict = tf.function(lambda x: x * module.scale, input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    tf.saved_model.save(module, path)
+    return path
 
 
 def _loading_model(tmp_path, kind):
@@ -410,6 +432,8 @@ def _loading_model(tmp_path, kind):
         if kind in ("reads_in_encode", "table_from_file"):
             target.write_text("a\nb\n")
         return save_crafted(kind, tmp_path / "model", target), target
+    if kind == "foreign":
+        return _save_foreign_model(str(tmp_path / "model")), target
     from tests.helpers import export_tiny_autoencoder as _export_tiny
     from tests.test_export import _corrupt
 

@@ -809,14 +809,16 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
     saved_model = saved_model_artifact(model_path)
     metadata = read_model_metadata(model_path)
+    budgets, attack, config = check_settings(s)
+    # A corrupt SavedModel, or one without encode/decode endpoints (not an autoencoder), fails
+    # before anything is asked of its metadata (--dataset) and before the data is loaded.
+    loaded = load_model(saved_model)
     dataset_name = s.dataset or metadata.get("dataset")
     if not dataset_name:
         raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
-    budgets, attack, config = check_settings(s)
-    loaded = load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)
     if classifier.image_shape_of(loaded):
