@@ -3,7 +3,7 @@
 `train()` trains the model a config names (a `RegularizedAutoencoder` or a baseline)
 into a work directory:
 
-    <workdir>/config.json        the resolved run config (written before training)
+    <workdir>/config.json        the resolved run config (written once the checkpoint is restored)
     <workdir>/checkpoints/       tf.train.CheckpointManager files (model + optimizer)
     <workdir>/logs/              TensorBoard event files (train/ and validation/)
     <workdir>/history.json       per-epoch metrics of all sessions of this run, keyed by
@@ -108,9 +108,9 @@ def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def check_or_record_config(config, workdir: str) -> None:
-    """Writes config.json in a new workdir; in an existing one, refuses a config whose
-    architecture differs from the one the checkpoints were written with."""
+def check_run_config(config, workdir: str) -> None:
+    """Refuses a config whose architecture differs from the one recorded in
+    `<workdir>/config.json` (the checkpoints were written with it); writes nothing."""
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
         try:
@@ -124,8 +124,14 @@ def check_or_record_config(config, workdir: str) -> None:
                 f"{workdir} holds a run with a different model ({'; '.join(diffs)}); "
                 "use a new --workdir or the same settings to resume."
             )
+
+
+def record_run_config(config, workdir: str) -> None:
+    """Writes `<workdir>/config.json`, the run record. `train` calls it only after the
+    checkpoint was restored, so a run that fails on the restore (another model) leaves
+    the record of the run that wrote the checkpoints."""
     os.makedirs(workdir, exist_ok=True)
-    fileio.write_json_atomic(path, config.to_dict())
+    fileio.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
 
 
 CHECKPOINT_NAME = "ckpt"  # tf.train.CheckpointManager's file prefix: ckpt-<step>.index, ckpt-<step>.data-*
@@ -174,6 +180,26 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
+class _UnrestoredValuesFilter(logging.Filter):
+    """Drops TensorFlow's warnings about the values of a checkpoint that were not restored."""
+
+    PHRASES = ("deleted with unrestored values", "could not be found in the restored object",
+               "Unresolved object in checkpoint")
+
+    def filter(self, record):
+        return not any(phrase in record.getMessage() for phrase in self.PHRASES)
+
+
+def _hide_unrestored_value_warnings() -> None:
+    """After a checkpoint was rejected (reported in its own words): TensorFlow lists every
+    value of it that was not restored when the objects are deleted, i.e. after our error
+    line, at exit. `Checkpoint.restore` raises before it returns the status whose
+    `expect_partial()` would silence them, so they are filtered from TensorFlow's logger."""
+    tf_logger = tf.get_logger()
+    if not any(isinstance(f, _UnrestoredValuesFilter) for f in tf_logger.filters):
+        tf_logger.addFilter(_UnrestoredValuesFilter())
+
+
 def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None):
     """Restores the newest good checkpoint of `directory` into `checkpoint` and returns
     (its CheckpointManager, the restored path or None for a new run).
@@ -204,6 +230,7 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001 - any failure to read the user's file is reported
+            _hide_unrestored_value_warnings()
             rejected.append((step, "corrupt", _first_line(err)))
             continue
         bad = callbacks_lib.nonfinite_variables(variables)
@@ -334,7 +361,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     config_lib.resolve_defaults(config)
     if validate:
         config_lib.validate(config)
-    check_or_record_config(config, workdir)
+    check_run_config(config, workdir)
     strategy = strategy or make_strategy(config.train.num_cpu_devices)
     model = compile_model(config, image_shape, strategy)
 
@@ -347,6 +374,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
         # temporary one): every worker continues from the chief's state.
         multiworker.broadcast_from_chief(strategy, _checkpointed_variables(checkpoint))
     set_learning_rate(model, config.train.learning_rate, restored)
+    record_run_config(config, workdir)  # after the restore: a failed one leaves the record as it was
 
     train_ds = splits["train"]
     if config.data.max_train_examples:

@@ -81,6 +81,24 @@ def test_training_on_a_workdir_in_use_stops_naming_the_first_run(tmp_path):
     assert os.listdir(workdir) == ["examples"] and os.listdir(workdir / "examples") == ["artifact.json"]
 
 
+def test_a_run_failing_on_the_restore_leaves_the_run_record_and_ends_with_the_error(tmp_path):
+    """Mixed precision wraps the optimizer (loss-scale variables): its checkpoint objects differ
+    although no architecture field does. The failed run must not replace config.json (the
+    record of the checkpoints), and its error is the last line (no TensorFlow warnings after it)."""
+    workdir = tmp_path / "run"
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = workdir / "trainer" / "config.json"
+    before = record.read_text()
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, "--epochs=2",
+                      "--config.train.mixed_precision=true")
+    assert_one_error_line(done, "ckpt-", "written by a different model")
+    assert "unrestored" not in done.stderr.lower() and "could not be found" not in done.stderr, done.stderr[-3000:]
+    assert record.read_text() == before
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, "--epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]  # the right command resumes
+
+
 def test_training_resumes_past_an_empty_checkpoint_state_file(tmp_path):
     workdir = tmp_path / "run"
     first = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING)
