@@ -107,4 +107,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, select_config=False)
+    cli.run_main(main, select_config=False, saved_on_interrupt="the finished attack runs and evaluation parts are "
+                 "kept in the --output directory")

@@ -72,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run_main(main, saved_on_interrupt="the prepared data and checkpoints written so far are kept in --workdir")

@@ -125,6 +125,22 @@ class CheckpointEvery(keras.callbacks.Callback):
         self._save()
 
 
+class ResumeEpochMetrics(keras.callbacks.Callback):
+    """Puts back, once, the metric trackers' totals and counts restored with a mid-epoch
+    checkpoint (`training.metric_state`) after Keras reset them at the start of the epoch
+    the resume continues: the epoch's means then cover all its steps, as in an
+    uninterrupted run."""
+
+    def __init__(self, metrics):
+        super().__init__()
+        self.values = [(v, v.numpy()) for m in metrics for v in m.variables]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for variable, value in self.values:
+            variable.assign(value)
+        self.values = []
+
+
 class EpochHistory(keras.callbacks.Callback):
     """Per-epoch metrics of every session of a run, kept in a JSON file and rewritten
     (atomically) at the end of each epoch: {"epoch": [1, 2, ...], "<metric>": [...]}.
@@ -134,7 +150,8 @@ class EpochHistory(keras.callbacks.Callback):
     every epoch whose end state was checkpointed has its entry, and an epoch whose
     checkpoint was lost (killed in between) is run again after the resume and its entry
     replaced, not duplicated. An epoch finished after a mid-epoch resume reports the
-    metrics of the steps run since the resume (Keras averages over the steps it ran).
+    metrics of all its steps, as an uninterrupted run does: the trackers' state is
+    checkpointed and put back (`ResumeEpochMetrics`).
 
     Files of earlier versions have no "epoch" list; their entries are taken as epochs
     1, 2, ... (which is what they were unless a session had been killed). A file that is

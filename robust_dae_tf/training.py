@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from robust_dae_tf import callbacks as callbacks_lib
 from robust_dae_tf import config_lib, data, fileio, models, multiworker
-from robust_dae_tf.errors import CheckpointError, ConfigError
+from robust_dae_tf.errors import CheckpointError, ConfigError, Interrupted, Terminated
 
 logger = logging.getLogger(__name__)
 
@@ -200,9 +200,25 @@ def _hide_unrestored_value_warnings() -> None:
         tf_logger.addFilter(_UnrestoredValuesFilter())
 
 
-def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None):
+def metric_state(model) -> tf.train.Checkpoint:
+    """The variables of the model's metric trackers (the totals and counts behind the
+    running means of the epoch), saved with every checkpoint: a run resumed mid-epoch
+    continues that epoch's means (`ResumeEpochMetrics`), so its history, TensorBoard curve
+    and epoch line equal an uninterrupted run's."""
+    return tf.train.Checkpoint(**{
+        f"{re.sub(r'[^0-9A-Za-z_]', '_', m.name)}_{i}": tf.train.Checkpoint(
+            **{f"v{j}": v for j, v in enumerate(m.variables)})
+        for i, m in enumerate(model.metrics)})
+
+
+def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None,
+                     optional: dict | None = None):
     """Restores the newest good checkpoint of `directory` into `checkpoint` and returns
     (its CheckpointManager, the restored path or None for a new run).
+
+    `optional` ({name: trackable}, e.g. {"metrics": metric_state(model)}) is saved with
+    `checkpoint` by the returned manager and restored when the checkpoint holds it
+    (checkpoints of earlier versions do not; the objects then keep their values).
 
     The checkpoint files on disk decide, not only the state file: a truncated, empty or
     stale state file is rewritten from the `ckpt-<step>.index` files with a warning.
@@ -214,9 +230,13 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     state, state_problem = _read_state(directory)
     steps = checkpoint_steps(directory)
     state_file = os.path.join(directory, STATE_FILE)
+    saved = checkpoint
+    if optional:  # the same names as `checkpoint` at the root (model, optimizer) plus the optional ones
+        saved = tf.train.Checkpoint(**{name: getattr(checkpoint, name) for name in ("model", "optimizer")
+                                       if hasattr(checkpoint, name)}, **optional)
     if not steps:
         if state is None and state_problem is None:
-            return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), None
+            return tf.train.CheckpointManager(saved, directory, max_to_keep=max_to_keep), None
         named = f"names {state.model_checkpoint_path}" if state else f"is unreadable ({state_problem})"
         raise CheckpointError(
             f"{state_file} {named} but {directory} holds no checkpoint files ({CHECKPOINT_NAME}-<step>.index); "
@@ -228,7 +248,8 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     for step in reversed(steps):
         path = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
         try:
-            checkpoint.restore(path).assert_existing_objects_matched()
+            # expect_partial: the optional objects in the file are read below, not warned about.
+            checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
         except Exception as err:  # noqa: BLE001 - any failure to read the user's file is reported
             _hide_unrestored_value_warnings()
             rejected.append((step, "corrupt", _first_line(err)))
@@ -248,6 +269,8 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
             f"delete {directory} to start the run over, or use a new --workdir."
         )
     restored = os.path.join(directory, f"{CHECKPOINT_NAME}-{restored_step}")
+    if optional:
+        tf.train.Checkpoint(**optional).read(restored).expect_partial()
     for step, suffix, reason in rejected:
         prefix = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
         for name in glob.glob(glob.escape(prefix) + ".*"):
@@ -266,7 +289,7 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     if state_problem or rejected or state is None or sorted(listed) != sorted(f"{CHECKPOINT_NAME}-{s}" for s in kept) \
             or os.path.basename(state.model_checkpoint_path) != os.path.basename(restored):
         _write_state(directory, kept)
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), restored
+    return tf.train.CheckpointManager(saved, directory, max_to_keep=max_to_keep), restored
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
@@ -334,6 +357,28 @@ def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     return model
 
 
+def stopped_training(err: KeyboardInterrupt, manager: tf.train.CheckpointManager, model) -> Interrupted:
+    """The `Interrupted` for Ctrl-C or SIGTERM (`Terminated`) during `model.fit`, saying
+    what was saved. SIGTERM, what a scheduler sends before it kills the job, first
+    checkpoints the partial epoch (the weights and step counter are consistent between
+    executions, where Python receives the signal); Ctrl-C keeps the newest checkpoint."""
+    step = int(model.optimizer.iterations.numpy())
+    terminated = isinstance(err, Terminated)
+    latest = manager.latest_checkpoint
+    if terminated and step and not (latest and latest.endswith(f"-{step}")):
+        if not callbacks_lib.nonfinite_variables([*model.variables, *model.optimizer.variables]):
+            latest = manager.save(checkpoint_number=step)
+            return Interrupted(f"saved the partial epoch as checkpoint {latest} (step {step}); run the same "
+                               "command to resume from it", terminated=True)
+    if latest:
+        kept = int(latest.rsplit("-", 1)[1])
+        lost = f" (steps {kept + 1}-{step} are run again)" if step > kept else ""
+        return Interrupted(f"stopped at step {step}; the newest checkpoint {latest} (step {kept}) is kept{lost}; "
+                           "run the same command to resume from it", terminated=terminated)
+    return Interrupted(f"stopped at step {step}, before the first checkpoint; the same command starts the "
+                       "run again", terminated=terminated)
+
+
 def effective_steps_per_execution(requested: int, steps_per_epoch: int, skip_batches: int = 0) -> int:
     """The largest k <= `requested` dividing both the epoch length and the steps left
     in an interrupted epoch: Keras always runs whole executions of k steps, so a k
@@ -367,7 +412,9 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints)
+    metrics = metric_state(model)
+    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints,
+                                         optional={"metrics": metrics})
     multi_worker = multiworker.is_multi_worker(strategy)
     if multi_worker:
         # Only the chief's workdir holds the run's checkpoints (other workers train in a
@@ -411,6 +458,8 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
         val_batches = multiworker.shard_by_data(val_batches)
     preview, _ = data.take_arrays(splits["test"], 8)
     callbacks = [
+        # Keras resets the trackers when an epoch begins; an epoch resumed mid-way gets back its means so far.
+        *([callbacks_lib.ResumeEpochMetrics(model.metrics)] if skip else []),
         callbacks_lib.NonFiniteGuard(checkpoint_dir),
         history,  # before the checkpoint: see EpochHistory
         callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
@@ -443,11 +492,14 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
 
     started = time.perf_counter()
     if start_epoch < epochs:
-        if skip:  # finish the interrupted epoch first, then continue with whole epochs
-            fit(start_epoch, start_epoch + 1, steps - skip, skip)
-            start_epoch += 1
-        if start_epoch < epochs:
-            fit(start_epoch, epochs, steps, 0)
+        try:
+            if skip:  # finish the interrupted epoch first, then continue with whole epochs
+                fit(start_epoch, start_epoch + 1, steps - skip, skip)
+                start_epoch += 1
+            if start_epoch < epochs:
+                fit(start_epoch, epochs, steps, 0)
+        except KeyboardInterrupt as err:
+            raise stopped_training(err, manager, model) from None
     else:
         logger.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
     elapsed = time.perf_counter() - started

@@ -99,6 +99,65 @@ def test_a_run_failing_on_the_restore_leaves_the_run_record_and_ends_with_the_er
     assert done.returncode == 0, done.stderr[-3000:]  # the right command resumes
 
 
+def _signal_training(workdir, signum):
+    """Starts a long training (125 steps an epoch), sends `signum` once the checkpoint of its
+    first epoch was written and returns (last stderr line, exit status, the step numbers in
+    that line); bounded in time."""
+    import re
+    import signal
+    import time
+
+    args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), f"--workdir={workdir}", "--noexport",
+            *QUICK_TRAINING, "--epochs=500", "--config.data.max_train_examples=1000", "--config.train.batch_size=8",
+            "--config.train.steps_per_execution=1", "--config.train.checkpoint_every_steps=100000"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        deadline = time.time() + 240
+        while not (workdir / "trainer" / "checkpoints" / "ckpt-125.index").exists():  # epoch 1's end
+            assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
+            time.sleep(0.2)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    steps = [int(n) for n in re.findall(r"step (\d+)", last)]
+    return last, process.returncode, steps
+
+
+def test_ctrl_c_during_training_is_one_line_naming_the_kept_checkpoint(tmp_path):
+    import re
+    import signal
+
+    last, status, steps = _signal_training(tmp_path / "run", signal.SIGINT)
+    assert status == 130, last
+    assert last.startswith("interrupted (Ctrl-C): stopped at step") and "run the same command to resume" in last
+    # Ctrl-C does not save: the newest checkpoint is an epoch end's (125 steps an epoch).
+    assert re.search(r"the newest checkpoint \S+/ckpt-(\d+) \(step \1\) is kept", last) and steps[1] % 125 == 0, last
+
+
+def test_sigterm_during_training_checkpoints_the_partial_epoch(tmp_path):
+    import signal
+
+    workdir = tmp_path / "run"
+    last, status, steps = _signal_training(workdir, signal.SIGTERM)
+    assert status == 143, last
+    assert last.startswith("terminated (SIGTERM): ") and "run the same command to resume" in last, last
+    # The step it stopped at is checkpointed: the partial epoch (or, by chance, an epoch end).
+    assert steps and tf_latest_step(workdir / "trainer" / "checkpoints") == steps[-1], last
+    if steps[-1] % 125:
+        assert "saved the partial epoch as checkpoint" in last, last
+
+
+def tf_latest_step(directory):
+    from robust_dae_tf.training import checkpoint_steps
+
+    return checkpoint_steps(str(directory))[-1]
+
+
 def test_training_resumes_past_an_empty_checkpoint_state_file(tmp_path):
     workdir = tmp_path / "run"
     first = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING)

@@ -67,9 +67,11 @@ def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupt
     history = json.load(open(os.path.join(workdir, "history.json")))
     assert history["epoch"] == full["history"]["epoch"] == [1, 2, 3]
     assert history == resumed["history"]
-    for name in ("loss", "val_loss", "val_reconstruction"):
-        for epoch in (1, 3):
-            np.testing.assert_allclose(history[name][epoch - 1], full["history"][name][epoch - 1], rtol=1e-4)
+    # Every epoch, also epoch 2 that the resume continued mid-way (its means cover all its
+    # steps: the trackers' state is restored with the checkpoint), every metric.
+    assert sorted(history) == sorted(full["history"])
+    for name in history:
+        np.testing.assert_allclose(history[name], full["history"][name], rtol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("name", ["se", "beta_tcvae"])
