@@ -110,7 +110,8 @@ class CheckpointEvery(keras.callbacks.Callback):
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise _diverged(step, f"the update left non-finite values in {names} (not checkpointed)",
                             self.manager.directory)
-        self.manager.save(checkpoint_number=step)
+        with fileio.writes_to(self.manager.directory, fileio.checkpoint_bytes(self.manager.latest_checkpoint)):
+            self.manager.save(checkpoint_number=step)
 
     def on_train_begin(self, logs=None):
         self._last_step = _step(self.model)

@@ -236,7 +236,8 @@ def interruption_line(err: KeyboardInterrupt, saved: str) -> tuple[str, int]:
 
 
 def run_main(main, select_config: bool = True, saved_on_interrupt: str = "the work finished so far is kept") -> None:
-    """absl `app.run(main)` with UserError -> one line on stderr + exit 1. With
+    """absl `app.run(main)` with UserError -> one line on stderr + exit 1, and so is a full
+    disk wherever it happens (`fileio.disk_full_error`, naming the file). With
     `select_config`, `--dataset` picks the config file (scripts with a --config flag).
 
     Ctrl-C and SIGTERM end in one line saying what was saved (`saved_on_interrupt`, or
@@ -252,6 +253,14 @@ def run_main(main, select_config: bool = True, saved_on_interrupt: str = "the wo
             main(argv)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - a full disk anywhere (evaluation reports, logs): one line
+            from robust_dae_tf import fileio
+
+            if not fileio.is_disk_full(err):
+                raise
+            path = fileio.path_in_message(err) or os.getcwd()
+            print(f"error: {fileio.disk_full_error(err, path)}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt as err:
             line, status = interruption_line(err, saved_on_interrupt)

@@ -27,6 +27,10 @@ class ExportError(UserError):
     """An export target that exists or a model that cannot be exported."""
 
 
+class DiskFullError(UserError):
+    """No space left on the device an output is written to (`fileio.disk_full_error`)."""
+
+
 class TrainingDivergedError(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 

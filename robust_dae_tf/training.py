@@ -367,7 +367,8 @@ def stopped_training(err: KeyboardInterrupt, manager: tf.train.CheckpointManager
     latest = manager.latest_checkpoint
     if terminated and step and not (latest and latest.endswith(f"-{step}")):
         if not callbacks_lib.nonfinite_variables([*model.variables, *model.optimizer.variables]):
-            latest = manager.save(checkpoint_number=step)
+            with fileio.writes_to(manager.directory, fileio.checkpoint_bytes(latest)):
+                latest = manager.save(checkpoint_number=step)
             return Interrupted(f"saved the partial epoch as checkpoint {latest} (step {step}); run the same "
                                "command to resume from it", terminated=True)
     if latest:

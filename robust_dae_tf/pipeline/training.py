@@ -226,6 +226,10 @@ class Exporter(Component):
         with open(os.path.join(model.uri, "config.json")) as f:
             config = config_lib.from_dict(json.load(f))
         image_shape = tuple(model.properties["image_shape"])
+        # A SavedModel is about the size of its checkpoint: a full disk fails here, before the work.
+        size = fileio.checkpoint_bytes(tf.train.latest_checkpoint(os.path.join(model.uri, "checkpoints")))
+        if size:
+            fileio.check_free_space(os.path.dirname(os.path.abspath(uri)), size, f"the SavedModel {uri}")
         keras_model = training.compile_model(config, image_shape, tf.distribute.get_strategy())
         checkpoint = tf.train.Checkpoint(model=keras_model, optimizer=keras_model.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(model.uri, "checkpoints"), max_to_keep=None)
@@ -251,7 +255,8 @@ class Exporter(Component):
         details = keras_model.export_metadata()  # e.g. the Lipschitz VAE's certificate
         if details:
             metadata["model_details"] = details
-        export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
+        with fileio.writes_to(uri, size):
+            export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)
         return {"saved_model": artifact}
