@@ -55,11 +55,15 @@ def nonfinite_variables(variables) -> list[str]:
 
 
 def _diverged(step: int, problem: str, checkpoint_dir: str) -> TrainingDivergedError:
+    """The error of a divergence at `step`; `training.train` rewrites its advice
+    (`training.diverged_training`) from `step` and `problem`, which it carries."""
     latest = tf.train.latest_checkpoint(checkpoint_dir) or "none yet"
-    return TrainingDivergedError(
+    err = TrainingDivergedError(
         f"training diverged at step {step}: {problem}. The last good checkpoint ({latest}) is kept; lower "
         "--config.train.learning_rate or the loss weights and run the same command again to resume from it."
     )
+    err.step, err.problem = step, problem
+    return err
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -76,11 +80,13 @@ class NonFiniteGuard(keras.callbacks.Callback):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.last_finite = {}
+        self.last_finite_step = None  # step of the last execution with finite metrics (this session)
 
     def on_train_batch_end(self, batch, logs=None):
         values = _as_floats(logs)
         if all(math.isfinite(v) for v in values.values()):
             self.last_finite = values
+            self.last_finite_step = _step(self.model)
             return
         bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
         last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"

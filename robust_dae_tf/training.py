@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from robust_dae_tf import callbacks as callbacks_lib
 from robust_dae_tf import config_lib, data, fileio, models, multiworker
-from robust_dae_tf.errors import CheckpointError, ConfigError, Interrupted, Terminated
+from robust_dae_tf.errors import CheckpointError, ConfigError, Interrupted, Terminated, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -380,6 +380,46 @@ def stopped_training(err: KeyboardInterrupt, manager: tf.train.CheckpointManager
                        "run again", terminated=terminated)
 
 
+def diverged_training(err: TrainingDivergedError, directory: str, last_finite_step: int | None,
+                      learning_rate: float) -> TrainingDivergedError:
+    """The error of a divergence (`err`, raised by the NaN guard or the checkpoint callback),
+    after making sure the newest checkpoint in `directory` is one a resume can train on.
+
+    A huge update can leave finite but diverged weights, which a checkpoint then keeps:
+    resuming from them diverges again at once, whatever the learning rate. So a newest
+    checkpoint that was not followed by a single finite execution in this session (the
+    divergence came right after it was written or restored) is set aside (its files get
+    the suffix `.diverged`) when an earlier one exists, which becomes the newest. The
+    advice names that checkpoint, a lower learning rate to resume with, and, when no
+    earlier checkpoint was left to fall back to, starting over in a new --workdir."""
+    step = getattr(err, "step", None)
+    problem = getattr(err, "problem", None)
+    if step is None or problem is None:
+        return err
+    steps = checkpoint_steps(directory)
+    suspect = bool(steps) and (last_finite_step is None or last_finite_step <= steps[-1])
+    note = ""
+    if suspect and len(steps) > 1:
+        prefix = os.path.join(directory, f"{CHECKPOINT_NAME}-{steps[-1]}")
+        for name in glob.glob(glob.escape(prefix) + ".*"):
+            if not name.endswith((".corrupt", ".nonfinite", ".diverged")):
+                os.replace(name, f"{name}.diverged")
+        steps = steps[:-1]
+        _write_state(directory, steps)
+        note = (f" Checkpoint {prefix} was followed at once by this divergence, so its weights may have diverged "
+                f"already: moved its files to {prefix}.*.diverged.")
+    lower = f"a lower --config.train.learning_rate (e.g. {learning_rate / 10:g}, a tenth of {learning_rate:g})"
+    if not steps:
+        advice = f"There is no checkpoint yet: run the same command with {lower} to start over"
+    else:
+        latest = os.path.join(directory, f"{CHECKPOINT_NAME}-{steps[-1]}")
+        advice = f"The last good checkpoint ({latest}) is kept: run the same command with {lower} to resume from it"
+        if suspect:  # nothing earlier to fall back to
+            advice += ("; if it diverges again at once, its weights have diverged too: start over with that rate in a "
+                       "new --workdir")
+    return TrainingDivergedError(f"training diverged at step {step}: {problem}.{note} {advice}.")
+
+
 def effective_steps_per_execution(requested: int, steps_per_epoch: int, skip_batches: int = 0) -> int:
     """The largest k <= `requested` dividing both the epoch length and the steps left
     in an interrupted epoch: Keras always runs whole executions of k steps, so a k
@@ -458,10 +498,11 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     if multi_worker:
         val_batches = multiworker.shard_by_data(val_batches)
     preview, _ = data.take_arrays(splits["test"], 8)
+    guard = callbacks_lib.NonFiniteGuard(checkpoint_dir)
     callbacks = [
         # Keras resets the trackers when an epoch begins; an epoch resumed mid-way gets back its means so far.
         *([callbacks_lib.ResumeEpochMetrics(model.metrics)] if skip else []),
-        callbacks_lib.NonFiniteGuard(checkpoint_dir),
+        guard,
         history,  # before the checkpoint: see EpochHistory
         callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
         callbacks_lib.TensorBoardLogger(
@@ -501,6 +542,8 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
                 fit(start_epoch, epochs, steps, 0)
         except KeyboardInterrupt as err:
             raise stopped_training(err, manager, model) from None
+        except TrainingDivergedError as err:
+            raise diverged_training(err, checkpoint_dir, guard.last_finite_step, config.train.learning_rate) from None
     else:
         logger.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
     elapsed = time.perf_counter() - started
