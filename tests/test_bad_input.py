@@ -593,6 +593,33 @@ def test_multiworker_bad_input(tmp_path, args, tf_config, words):
     assert not (workdir / "examples").exists() and not export_dir.exists()
 
 
+def test_a_worker_whose_peer_never_starts_says_whom_it_awaits_and_gives_up(tmp_path):
+    """Worker 0 of two, worker 1 never started: the awaited worker is named at once, and after
+    --worker_timeout one error line ends the run (TensorFlow would wait forever, silently)."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
+    workdir = tmp_path / "run"
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, f"--worker_hosts={hosts}",
+                      "--task_index=0", "--worker_timeout=3", env={"TF_CONFIG": ""}, timeout=180)
+    assert f"waiting up to 3 s (--worker_timeout) for worker 1 (127.0.0.1:{ports[1]}) to start" in done.stderr, \
+        done.stderr[-3000:]
+    # Killed by the watchdog (TensorFlow blocks the process): exit status 137, the error line last.
+    assert done.returncode == -9 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-3000:])
+    last = done.stderr.strip().splitlines()[-1]
+    for words in (f"error: worker 0 (127.0.0.1:{ports[0]}) waited 3 s", f"worker 1 (127.0.0.1:{ports[1]})",
+                  "--worker_timeout"):
+        assert words in last, last
+    assert not (workdir / "trainer").exists()
+    done = run_script("train.py", f"--workdir={workdir}", *QUICK_TRAINING, "--worker_timeout=0", env={"TF_CONFIG": ""})
+    assert_one_error_line(done, "--worker_timeout=0", "> 0")
+
+
 # --- sweep: bin/sweep.py and bin/reproduce.py (grid, evaluation pass-through, engine) ---------
 
 SWEEP_CASES = [
