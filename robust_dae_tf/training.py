@@ -453,10 +453,11 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    metrics = metric_state(model)
-    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints,
-                                         optional={"metrics": metrics})
     multi_worker = multiworker.is_multi_worker(strategy)
+    # The metric trackers' state goes with the checkpoints, except across several workers (the
+    # chief's restore of it fails there; an epoch resumed mid-way then reports the steps since the resume).
+    optional = None if multi_worker else {"metrics": metric_state(model)}
+    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints, optional=optional)
     if multi_worker:
         # Only the chief's workdir holds the run's checkpoints (other workers train in a
         # temporary one): every worker continues from the chief's state.
@@ -501,7 +502,7 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     guard = callbacks_lib.NonFiniteGuard(checkpoint_dir)
     callbacks = [
         # Keras resets the trackers when an epoch begins; an epoch resumed mid-way gets back its means so far.
-        *([callbacks_lib.ResumeEpochMetrics(model.metrics)] if skip else []),
+        *([callbacks_lib.ResumeEpochMetrics(model.metrics)] if skip and optional else []),
         guard,
         history,  # before the checkpoint: see EpochHistory
         callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
