@@ -30,13 +30,10 @@ dataset, else the dataset is loaded (--dataset, default: the model's) into
 """
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from robust_dae_tf import cli  # noqa: E402
+from robust_dae_tf import cli  # noqa: E402 - first: hides TensorFlow's start-up lines (robust_dae_tf.tf_startup)
 from robust_dae_tf.pipeline.evaluation import EvaluationSettings  # noqa: E402  (no TensorFlow)
 
 FLAGS = flags.FLAGS
@@ -110,4 +107,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, select_config=False)
+    cli.run_main(main, select_config=False, saved_on_interrupt="the finished attack runs and evaluation parts are "
+                 "kept in the --output directory")

@@ -19,3 +19,12 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 os.environ.setdefault(ONEDNN_ENV, "1")
 
 __version__ = "0.1.0"
+
+# TensorFlow's C++ libraries print start-up lines while `import tensorflow` runs ("WARNING: All
+# log messages before absl::InitializeLog() is called ...", oneDNN / cudart "I0000" notes), before
+# TF_CPP_MIN_LOG_LEVEL is read, so that variable cannot hide them. `tf_startup` captures the
+# file descriptor 2 around the first import of TensorFlow and passes on every other line;
+# ROBUST_DAE_TF_VERBOSE_TF=1 shows them (and TensorFlow's C++ INFO log).
+from robust_dae_tf import tf_startup as _tf_startup  # noqa: E402
+
+_tf_startup.install()

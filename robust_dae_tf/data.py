@@ -915,8 +915,15 @@ def _local_source(spec: DatasetSpec, data_dir: str) -> _LocalSource:
     if (path / "train").is_dir() and (path / "test").is_dir():
         files = _class_folder_files(spec, path)
         return _LocalSource("files", files, "image folders train/ / test/ as stored")
-    if _image_files(_flat_image_dir(path)):
+    image_dir = _flat_image_dir(path)
+    if _image_files(image_dir):
         return _LocalSource("files", *_flat_folder_files(spec, path))
+    if image_dir != path:  # the expected layout, without its images
+        found = sorted(p.name for p in image_dir.iterdir())[:5]
+        raise DataError(
+            f"{image_dir} holds no images (found: {', '.join(found) or 'nothing'}); put the dataset's image files "
+            f"({', '.join(_IMAGE_SUFFIXES)}) in it, e.g. by unpacking CelebA's img_align_celeba.zip into {path}."
+        )
     raise _no_data_error(path)
 
 

@@ -741,7 +741,13 @@ def load_evaluation(eval_dir: str) -> dict:
     protocol = summary.get("protocol") or DEFAULT_PROTOCOL
     if protocol not in PROTOCOL_TEXT:
         raise UserError(f"{summary_path}: unknown protocol {protocol!r}; {damaged}")
-    return make_row(name, **parts, protocol=protocol, split=summary.get("split") or "test")
+    other_data = summary.get("evaluation_data")  # present when not the model's own data (evaluation.evaluation_data)
+    if isinstance(other_data, dict) and other_data.get("label"):
+        name = f"{name} {other_data['label']}"
+    row = make_row(name, **parts, protocol=protocol, split=summary.get("split") or "test")
+    if other_data:
+        row["evaluation_data"] = other_data
+    return row
 
 
 def expand_evaluation_dirs(eval_dirs: list[str]) -> list[str]:

@@ -23,6 +23,8 @@ key train.mixed_precision = false): only those keys were new, nothing else chang
 once more when evaluate's --attack_chunk_size and --attack_xla defaults became automatic
 (None: chosen per model, memory-bounded chunks and XLA off for conv nets): only those two
 flag defaults differed; the reports still record chunk 1000 and XLA on for these FC models.
+Edited by hand once (not re-recorded): train's new --worker_timeout flag (default 600.0, a
+number) was added to the recorded flags; nothing else changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

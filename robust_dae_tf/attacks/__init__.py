@@ -12,6 +12,8 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
     paper.py        the exact attacker behind the paper's numbers (method "paper")
     projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
     starts.py       seeded random starts in the ball
+    gradients.py    `check_input_gradient`: one clear error for a model without an input
+                    gradient (constant / stop-gradient encoder), before any optimiser runs
     config.py       `AttackConfig` (validated when built; `for_model` sets its automatic
                     memory-bounded chunk size and XLA choice), `AttackResult`, input checks
     runner.py       `run(objective, model, images, budget, ...)`, `latent_attack`,
@@ -73,6 +75,7 @@ _LAZY = {
     "PROJECTION_BISECTION_STEPS": "projection",
     "PROJECTION_POLISH_STEPS": "projection",
     "random_starts": "starts",
+    "check_input_gradient": "gradients",
     "StartStream": "starts",
     "pgd_phases": "pgd",
     "exploration_schedule": "pgd",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf.attacks import lbfgsb, objectives, paper, pgd
+from robust_dae_tf.attacks import gradients, lbfgsb, objectives, paper, pgd
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
                                           validate_images)
 from robust_dae_tf.errors import ConfigError, DataError
@@ -39,6 +39,7 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
                 "or an object with encode(images) and decode(latents)."
             )
     reference = objective.reference(model, images, targets)
+    gradients.check_input_gradient(model, objective, images, reference, budget, int(seed))  # once per attack
     if config.method == "pgd":
         result = pgd.run(model, objective, images, reference, budget, config, int(seed), record_curve,
                          directions=objective.start_directions(images, targets))

@@ -728,6 +728,25 @@ def select_examples(metadata: dict, dataset: str, output: str, settings: Evaluat
     return gen({"examples": os.path.join(output, "examples")})["examples"]
 
 
+def evaluation_data(metadata: dict, examples: Artifact, split: str) -> dict | None:
+    """What an evaluation ran on, {"dataset", "data_dir", "examples", "split", "label"},
+    when it is not the model's own training data: another dataset, or another source
+    (--data_dir / --examples from other files than the training's data.data_dir); None when
+    it is (the model's metadata names the dataset and config.data.data_dir it trained on).
+    Recorded in summary.json as "evaluation_data", and `label` is appended to the row's
+    name, so every table (report, bin/compare.py) shows on which data the numbers were taken."""
+    source = examples.properties.get("source") or {}
+    dataset, data_dir = source.get("dataset"), source.get("data_dir") or ""
+    trained_dir = ((metadata.get("config") or {}).get("data") or {}).get("data_dir") or ""
+    same_dir = (os.path.abspath(data_dir) == os.path.abspath(trained_dir)) if data_dir and trained_dir \
+        else data_dir == trained_dir
+    if dataset == metadata.get("dataset") and same_dir:
+        return None
+    where = f" ({os.path.basename(os.path.normpath(data_dir))})" if data_dir else ""
+    return {"dataset": dataset, "data_dir": data_dir, "examples": os.path.abspath(examples.uri), "split": split,
+            "label": f"on {dataset}{where}"}
+
+
 def run_evaluation_pipeline(model: str, output: str | None = None, settings: EvaluationSettings | None = None) -> dict:
     """Evaluates the SavedModel directory `model` into `output` (default
     evaluations/<model dir name>), as bin/evaluate.py does.
@@ -809,14 +828,16 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
     saved_model = saved_model_artifact(model_path)
     metadata = read_model_metadata(model_path)
+    budgets, attack, config = check_settings(s)
+    # A corrupt SavedModel, or one without encode/decode endpoints (not an autoencoder), fails
+    # before anything is asked of its metadata (--dataset) and before the data is loaded.
+    loaded = load_model(saved_model)
     dataset_name = s.dataset or metadata.get("dataset")
     if not dataset_name:
         raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
-    budgets, attack, config = check_settings(s)
-    loaded = load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)
     if classifier.image_shape_of(loaded):
@@ -833,6 +854,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
         raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
                           "the rest; drop one of them.")
     split_start = heldout_start(metadata, examples, model_path) if s.split == "heldout_train" else 0
+    other_data = evaluation_data(metadata, examples, s.split)  # None: the model's own data
     # From here on parts of an earlier evaluation in `output` may be replaced: its summary.json
     # no longer describes the directory (bin/compare.py reports it unfinished until the new one).
     outputs = {name: output if len(protocols) == 1 else os.path.join(output, name) for name in protocols}
@@ -872,7 +894,10 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
             row_parts["fid"] = read_report(artifacts["fid"])
 
         info = next(p["model"] for p in row_parts.values() if p)
-        row = reporting.make_row(info["name"], **row_parts, protocol=name, split=s.split)
+        row = reporting.make_row(info["name"] + (f" {other_data['label']}" if other_data else ""), **row_parts,
+                                 protocol=name, split=s.split)
+        if other_data:
+            row["evaluation_data"] = other_data
         written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard)
         results[name] = {"output": os.path.abspath(sub), "row": row, "markdown": written["markdown"],
                          "files": written["files"], "artifacts": artifacts}

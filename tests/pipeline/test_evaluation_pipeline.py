@@ -636,3 +636,32 @@ def test_a_restarted_evaluation_reuses_the_finished_components(setup, tmp_path, 
         with pytest.raises(_Called, match="the classifier"):
             run(dataclasses.replace(settings, classifier_epochs=2))
     assert calls == []
+
+
+def test_an_evaluation_on_other_data_than_the_models_records_and_shows_it(tmp_path):
+    """A digits model evaluated on an MNIST .npz: summary.json records the evaluation data and
+    the row (report, bin/compare.py) says it; on the model's own data neither appears."""
+    model = _export_tiny(str(tmp_path / "model"))  # metadata: trained on digits (32x32, as padded MNIST)
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, 28, 28), np.uint8), y_train=np.arange(60) % 10,
+             x_test=rng.integers(0, 256, (60, 28, 28), np.uint8), y_test=np.arange(60) % 10)
+    settings = evaluation.EvaluationSettings(
+        dataset="mnist", data_dir=str(npz), num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
+        attack_restarts=1, attack_exploration_starts=1, pool_size=50, attack_xla=False, skip_classifier=True,
+        skip_fid=True, tensorboard=False)
+    output = tmp_path / "eval"
+    evaluation.run_evaluation_pipeline(model, str(output), settings)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["name"] == "tiny (digits) on mnist (mnist.npz)"
+    assert {k: summary["evaluation_data"][k] for k in ("dataset", "data_dir", "split")} == {
+        "dataset": "mnist", "data_dir": str(npz), "split": "test"}
+    assert summary["evaluation_data"]["examples"] == str(output / "examples")
+    table = reporting.compare([str(output)])["markdown"]
+    assert "| tiny (digits) on mnist (mnist.npz) |" in table
+    # The model's own data (its metadata: digits, no data_dir): nothing is added.
+    meta = {"dataset": "digits", "config": {"data": {"data_dir": ""}}}
+    own = artifacts.Artifact("Examples", str(tmp_path), {"source": {"dataset": "digits", "data_dir": ""}})
+    assert evaluation.evaluation_data(meta, own, "test") is None
+    other_dir = artifacts.Artifact("Examples", str(tmp_path), {"source": {"dataset": "digits", "data_dir": "/x/d"}})
+    assert evaluation.evaluation_data(meta, other_dir, "test")["label"] == "on digits (d)"
