@@ -133,12 +133,16 @@ class AttackResult:
       iterations (their starting value is the exploration's result).
     exploration_curve: PGD only, when requested: the same for the ceil(steps / 8)
       exploration iterations (best over all exploration starts); else None.
+    info: what the run recorded about itself, JSON-ready: always
+      "gradient_evaluations_per_image" (spent, mean over images) when the runner
+      returns the result; the ensemble adds "member_wins" and more (`ensemble.run`).
     """
 
     adversarial: np.ndarray
     loss: np.ndarray
     loss_curve: np.ndarray | None = None
     exploration_curve: np.ndarray | None = None
+    info: dict = dataclasses.field(default_factory=dict)
 
 
 def validate_config(config) -> None:
