@@ -15,7 +15,7 @@ import numpy as np
 
 from robust_dae_tf.errors import ConfigError, DataError
 
-METHODS = ("pgd", "lbfgsb", "paper")
+METHODS = ("pgd", "lbfgsb", "paper", "apgd", "ensemble")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,13 @@ class AttackConfig:
         `default_jit_compile(model)`: on for fully connected nets, off for the
         convolutional ones, where XLA was measured slower (3.5x at 64x64x3, 1.3x at
         32x32x3, and more memory).
+      gradient_evaluations: "apgd" and "ensemble" only, their one setting: gradient
+        evaluations per image (the ensemble's total over its members); None = the
+        objective's default (`ensemble.default_evaluations`: a quarter of PGD's default
+        cost, 500 maximum damage, 800 latent). "apgd" runs one start from the objective's
+        start direction (the latent attack: towards the target) or a random point.
+      ensemble_members: "ensemble" only: names from `ensemble.MEMBER_NAMES` (None = all);
+        their budget shares are renormalised over the selection.
     """
 
     steps: int | None = None
@@ -59,6 +66,8 @@ class AttackConfig:
     chunk_size: int | None = None
     method: str = "pgd"  # "pgd" | "lbfgsb" | "paper"
     jit_compile: bool | None = None
+    gradient_evaluations: int | None = None
+    ensemble_members: tuple | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -74,6 +83,23 @@ class AttackConfig:
             raise ConfigError(f"attack initial_step_fraction must be a finite number > 0, got {frac!r}.")
         if self.jit_compile is not None and not isinstance(self.jit_compile, (bool, np.bool_)):
             raise ConfigError(f"attack jit_compile must be True, False or None (automatic), got {self.jit_compile!r}.")
+        evaluations = self.gradient_evaluations
+        if evaluations is not None and (isinstance(evaluations, bool) or not isinstance(evaluations, (int, np.integer))
+                                        or evaluations < 1):
+            raise ConfigError(f"attack gradient_evaluations must be an integer >= 1, got {evaluations!r}.")
+        from robust_dae_tf.attacks import ensemble  # pylint: disable=import-outside-toplevel  (no TensorFlow)
+
+        if self.ensemble_members is not None:
+            if isinstance(self.ensemble_members, str):
+                raise ConfigError(f"attack ensemble_members must be a sequence of names, got {self.ensemble_members!r}.")
+            object.__setattr__(self, "ensemble_members", tuple(self.ensemble_members))
+        if self.method == "ensemble":
+            ensemble.check(evaluations, self.ensemble_members)
+        elif self.ensemble_members is not None:
+            raise ConfigError(f"attack ensemble_members applies to method 'ensemble' only, not {self.method!r}.")
+        if self.method == "apgd" and evaluations is not None and evaluations < ensemble.APGD_MIN_EVALUATIONS:
+            raise ConfigError(f"APGD needs at least {ensemble.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
+                              f"got {evaluations}.")
 
 
 # Memory bound of one compiled attack call when chunk_size is None: ATTACK_MEMORY_BYTES over
