@@ -102,14 +102,16 @@ def _schedule(n: int) -> tuple[np.ndarray, np.ndarray]:
     return is_cp, interval
 
 
-def _apgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_compile: bool):
-    """The compiled APGD loop for one model, objective and image shape (cached per model)."""
+def _apgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_compile: bool, trace: bool = False):
+    """The compiled APGD loop for one model, objective and image shape (cached per model).
+    Returns (best d, best loss) and with `trace` also the loss at d_k and the step size
+    used for the step from d_k, each [steps, rows]."""
     attack = objectives.objective(objective)
     try:
         per_model = _APGD_CACHE.setdefault(model, {})
     except TypeError:  # not weak-referenceable: no cache
         per_model = {}
-    key = (attack, tuple(image_shape), int(reference_dim), bool(jit_compile))
+    key = (attack, tuple(image_shape), int(reference_dim), bool(jit_compile), bool(trace))
     if key in per_model:
         return per_model[key]
     sign = attack.sign
@@ -139,7 +141,7 @@ def _apgd_function(model, objective, image_shape: tuple, reference_dim: int, jit
             return (tf.where(improved, loss, best), tf.where(improved[:, None], d, best_d),
                     tf.where(improved[:, None], unit, best_unit))
 
-        def body(k, d, d_prev, eta, best, best_d, best_unit, prev_loss, count, reduced_last, best_at_cp):
+        def body(k, d, d_prev, eta, best, best_d, best_unit, prev_loss, count, reduced_last, best_at_cp, traces):
             with tf.GradientTape() as tape:
                 tape.watch(d)
                 obj = loss_sq(d)
@@ -164,16 +166,20 @@ def _apgd_function(model, objective, image_shape: tuple, reference_dim: int, jit
             z = project_l2_box(d + sign * eta[:, None] * unit, lower, upper, budget)
             a = tf.where(k > 0, MOMENTUM, 1.0)
             d_next = project_l2_box(d + a * (z - d) + (1.0 - a) * (d - d_prev), lower, upper, budget)
-            return k + 1, d_next, d, eta, best, best_d, best_unit, current, count, reduced_last, best_at_cp
+            if trace:
+                traces = (tf.tensor_scatter_nd_update(traces[0], [[k]], loss[None]),
+                          tf.tensor_scatter_nd_update(traces[1], [[k]], eta[None]))
+            return k + 1, d_next, d, eta, best, best_d, best_unit, current, count, reduced_last, best_at_cp, traces
 
         d_init = flatten(d0)
         worst = tf.fill([rows], attack.worst)
         state = (tf.constant(0), d_init, d_init, tf.fill([rows], INITIAL_STEP_FACTOR) * budget, worst, d_init,
-                 tf.zeros_like(d_init), worst, tf.zeros([rows], tf.int32), tf.zeros([rows], tf.bool), worst)
-        _, d, _, _, best, best_d, best_unit, _, _, _, _ = tf.while_loop(
+                 tf.zeros_like(d_init), worst, tf.zeros([rows], tf.int32), tf.zeros([rows], tf.bool), worst,
+                 (tf.zeros([steps, rows]), tf.zeros([steps, rows])) if trace else ())
+        _, d, _, _, best, best_d, best_unit, _, _, _, _, traces = tf.while_loop(
             lambda k, *_: k < steps, body, state, parallel_iterations=1)
         best, best_d, _ = keep_best(tf.sqrt(loss_sq(d)), d, best_unit, best, best_d, best_unit)
-        return tf.reshape(best_d, shape), best
+        return (tf.reshape(best_d, shape), best, *traces)
 
     per_model[key] = run
     return run
