@@ -16,6 +16,9 @@ import numpy as np
 from robust_dae_tf.errors import ConfigError, DataError
 
 METHODS = ("pgd", "lbfgsb", "paper", "apgd", "ensemble")
+# The attack of the strong protocol (AttackConfig's default method, and so --attack_method's):
+# switching the strong protocol to the ensemble is this one line ("ensemble").
+STRONG_PROTOCOL_METHOD = "pgd"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +43,9 @@ class AttackConfig:
         `default_chunk_size(image shape, restarts)`: a memory bound of about
         ATTACK_MEMORY_BYTES per call (1000 for 32x32x1 images, 145 at 64x64x3 with 2
         restarts). Results do not depend on it (starts are drawn image by image).
-      method: "pgd" (batched, compiled), "lbfgsb" (reference-style, per image) or
+      method: "pgd" (batched, compiled), "ensemble" (`ensemble.py`: APGD members and a
+        reduced PGD under one budget, per-image worst case), "apgd" (`apgd.py`, one start),
+        "lbfgsb" (reference-style, per image) or
         "paper" (the exact attacker behind the paper's numbers, `paper.py`: one start,
         scipy's defaults and the objective's `paper_lbfgsb_*` settings; it ignores
         steps, restarts, exploration_starts, initial_step_fraction, chunk_size and
@@ -64,7 +69,7 @@ class AttackConfig:
     exploration_starts: int | None = None
     initial_step_fraction: float = 1.0
     chunk_size: int | None = None
-    method: str = "pgd"  # "pgd" | "lbfgsb" | "paper"
+    method: str = STRONG_PROTOCOL_METHOD  # "pgd" | "lbfgsb" | "paper" | "apgd" | "ensemble"
     jit_compile: bool | None = None
     gradient_evaluations: int | None = None
     ensemble_members: tuple | None = None
