@@ -54,7 +54,7 @@ import tensorflow as tf
 from robust_dae_tf.attacks import objectives
 from robust_dae_tf.attacks.config import AttackResult
 from robust_dae_tf.attacks.objectives import flatten
-from robust_dae_tf.attacks.pgd import call_compiled, feasible_unit_direction
+from robust_dae_tf.attacks.pgd import call_compiled, feasible_unit_direction, model_cache
 from robust_dae_tf.attacks.projection import project_l2_box
 from robust_dae_tf.attacks.starts import StartStream
 
@@ -107,10 +107,7 @@ def _apgd_function(model, objective, image_shape: tuple, reference_dim: int, jit
     Returns (best d, best loss) and with `trace` also the loss at d_k and the step size
     used for the step from d_k, each [steps, rows]."""
     attack = objectives.objective(objective)
-    try:
-        per_model = _APGD_CACHE.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_model = {}
+    per_model = model_cache(_APGD_CACHE, model)
     key = (attack, tuple(image_shape), int(reference_dim), bool(jit_compile), bool(trace))
     if key in per_model:
         return per_model[key]

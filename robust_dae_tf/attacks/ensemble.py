@@ -29,7 +29,8 @@ run also records (`AttackResult.info`):
   stronger when the attack maximises its loss, higher when it minimises): its "metric"
   name, the "mean" over images and its "member_wins"; and "msssim_of_returned": the mean
   MS-SSIM of the returned images. (Without decode noise, i.e. the strong protocol's
-  reported value.)
+  reported value; None where MS-SSIM does not exist: images below 16x16, objectives
+  without `compared_with`.)
 * "nan_fallback": member -> images for which it returned a NaN loss (its own objective or
   the attack's at its image); those images fall back to the other members. An image for
   which every member failed gets a NaN loss (the runner then raises DataError).
@@ -183,14 +184,23 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
                        directions=objective.start_directions(images, targets))
     target = _surrogate(objective, member.surrogate)
     ref = reference if target is objective else target.reference(model, images, targets)
-    return apgd.run(model, target, images, ref, budget, evaluations, seed, config.chunk_size, config.jit_compile,
-                    directions=target.start_directions(images, targets), restarts=member.restarts_for(target))
+    restarts = member.restarts_for(target)
+    # The same rows per compiled call as the config's memory bound (chunk_size x restarts).
+    chunk = max(1, config.chunk_size * config.restarts // restarts)
+    return apgd.run(model, target, images, ref, budget, evaluations, seed, chunk, config.jit_compile,
+                    directions=target.start_directions(images, targets), restarts=restarts)
 
 
 def _reported_msssim(model, objective, images, targets, clean_rec, adversarial):
+    """[N] reported MS-SSIM of the adversarial images, or None when it does not exist here
+    (images below MS-SSIM's 16x16, or an objective without `compared_with`)."""
     from robust_dae_tf.attacks.runner import reconstruct_and_msssim  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.errors import DataError  # pylint: disable=import-outside-toplevel
 
-    return reconstruct_and_msssim(model, objective.compared_with(images, targets, clean_rec), adversarial)
+    try:
+        return reconstruct_and_msssim(model, objective.compared_with(images, targets, clean_rec), adversarial)
+    except (DataError, NotImplementedError):
+        return None
 
 
 def run(model, objective, images, targets, reference, budget: float, config, seed: int, members=None):
@@ -208,6 +218,7 @@ def run(model, objective, images, targets, reference, budget: float, config, see
     losses = np.full((len(members), n), np.nan, np.float64)
     msssims = np.full((len(members), n), np.nan, np.float64)
     advs, spent, fallback = [], {}, {}
+    has_msssim = True
     for index, member in enumerate(members):
         member_seed = int(np.random.SeedSequence([int(seed), 7, index]).generate_state(1)[0])
         result = member.run(model, objective, images, targets, reference, budget, budgets[member.name], config,
@@ -218,8 +229,10 @@ def run(model, objective, images, targets, reference, budget: float, config, see
         main = own if member.surrogate is None else attack_loss(model, objective, adversarial, reference)
         failed = ~(np.isfinite(own) & np.isfinite(main))
         losses[index] = np.where(failed, np.nan, main)
-        msssims[index] = np.where(failed, np.nan, _reported_msssim(model, objective, images, targets, clean_rec,
-                                                                      adversarial))
+        msssim = _reported_msssim(model, objective, images, targets, clean_rec, adversarial)
+        has_msssim = has_msssim and msssim is not None
+        if msssim is not None:
+            msssims[index] = np.where(failed, np.nan, msssim)
         advs.append(adversarial)
         spent[member.name] = float(result.info.get("gradient_evaluations_per_image", 0))
         fallback[member.name] = int(failed.sum())
@@ -238,13 +251,12 @@ def run(model, objective, images, targets, reference, budget: float, config, see
         "rule": "per image the member with the strongest attack loss (ties: earlier member)",
         "member_wins": {name: int(np.sum(winner == i)) for i, name in enumerate(names)},
         "member_gradient_evaluations": spent,
-        "msssim_of_returned": float(np.mean(msssims[pick, cols][ok])) if ok.any() else float("nan"),
+        "msssim_of_returned": float(np.mean(msssims[pick, cols][ok])) if has_msssim and ok.any() else None,
         "worst_by_msssim": {
-            "metric": getattr(objective, "main_metric", "msssim"),
-            "mean": float(np.mean(msssims[np.where(ok_m, winner_msssim, 0), cols][ok_m])) if ok_m.any()
-            else float("nan"),
+            "metric": objective.main_metric,
+            "mean": float(np.mean(msssims[np.where(ok_m, winner_msssim, 0), cols][ok_m])),
             "member_wins": {name: int(np.sum(winner_msssim == i)) for i, name in enumerate(names)},
-        },
+        } if has_msssim and ok_m.any() else None,
         "nan_fallback": fallback,
     }
     return AttackResult(adversarial, loss, info=info)

@@ -62,6 +62,15 @@ _BOX_TOLERANCE = 1e-6
 _PGD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def model_cache(cache: "weakref.WeakKeyDictionary", model) -> dict:
+    """The dict of compiled attack loops of `model` in `cache` (a fresh, unkept dict when the
+    model cannot be weakly referenced: no cache)."""
+    try:
+        return cache.setdefault(model, {})
+    except TypeError:  # not weak-referenceable
+        return {}
+
+
 def feasible_unit_direction(grad, d, lower, upper, sign):
     """The normalised step direction u = g' / ||g'||_2 per row ([B, P]) of the gradient
     `grad` of the summed loss at perturbations `d`, where g' is `grad` with non-finite
@@ -95,10 +104,7 @@ def call_compiled(build, args, jit):
 def _pgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_compile: bool):
     """The compiled attack loop for one model, objective and image shape (cached per model)."""
     attack = objectives.objective(objective)
-    try:
-        per_model = _PGD_CACHE.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_model = {}
+    per_model = model_cache(_PGD_CACHE, model)
     key = (attack, tuple(image_shape), int(reference_dim), bool(jit_compile))
     if key in per_model:
         return per_model[key]

@@ -8,14 +8,13 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy import optimize
 
 from robust_dae_tf import attacks
 from robust_dae_tf.attacks import AttackConfig, apgd
 from robust_dae_tf.attacks.objectives import Objective
 from robust_dae_tf.errors import ConfigError, DataError
-from tests.attacks.test_optimisers import _trust_region_optimum
-from tests.attacks.toy_models import P, SHAPE, LinearModel, NaNModel
+from tests.attacks.test_optimisers import assert_latent_active_box_optimum, assert_latent_closed_form
+from tests.attacks.toy_models import SHAPE, LinearModel, NaNModel
 
 
 def _exact_checkpoints(n):
@@ -63,46 +62,13 @@ def test_max_damage_linear_reaches_top_singular_value():
 
 
 def test_latent_linear_matches_closed_form_through_the_method():
-    model = LinearModel(latent_dim=6)
-    rng = np.random.default_rng(4)
-    x = np.full((3, *SHAPE), 0.5, np.float32)
-    targets = rng.random((3, *SHAPE)).astype(np.float32)
-    lam = 0.2
-    result = attacks.latent_attack(model, x, targets, lam, AttackConfig(method="apgd", gradient_evaluations=100))
+    result = assert_latent_closed_form(lambda model, x, targets, lam: attacks.latent_attack(
+        model, x, targets, lam, AttackConfig(method="apgd", gradient_evaluations=100)))
     assert result.info["gradient_evaluations_per_image"] == 100
-    W = model.W.astype(np.float64)
-    for i in range(3):
-        optimum = _trust_region_optimum(W, W @ (targets[i].ravel() - x[i].ravel()), lam)
-        assert optimum > 0.2  # the budget binds
-        assert optimum * (1 - 1e-4) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
 
 
 def test_latent_linear_with_active_box_matches_scipy():
-    model = LinearModel(latent_dim=6, seed=1)
-    W = model.W.astype(np.float64)
-    x, targets = [], []
-    for seed in (2, 3):
-        rng = np.random.default_rng(seed)
-        xi = rng.random(P)
-        xi[:8] = 0.0
-        x.append(xi.reshape(SHAPE))
-        targets.append(rng.random(P).reshape(SHAPE))
-    x, targets = np.float32(x), np.float32(targets)
-    lam = 0.5
-    result = _apgd(model, attacks.LATENT, x, lam, 100, targets)
-    for i in range(2):
-        xi = x[i].ravel().astype(np.float64)
-        r = W @ (targets[i].ravel() - xi)
-        res = optimize.minimize(
-            lambda d: np.sum((W @ d - r) ** 2), np.zeros(P), jac=lambda d: 2 * W.T @ (W @ d - r), method="SLSQP",
-            bounds=list(zip(-xi, 1 - xi)),
-            constraints=[{"type": "ineq", "fun": lambda d: lam ** 2 - d @ d, "jac": lambda d: -2 * d}],
-            options={"ftol": 1e-15, "maxiter": 1000})
-        optimum = np.sqrt(res.fun)
-        assert _trust_region_optimum(W, r, lam) < optimum - 1e-3  # the box matters
-        assert optimum * (1 - 1e-3) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
-        d = result.adversarial[i].ravel().astype(np.float64) - xi
-        assert np.linalg.norm(d) <= lam * (1 + 1e-5) and np.all(result.adversarial[i] >= 0)
+    assert_latent_active_box_optimum(lambda model, x, targets, lam: _apgd(model, attacks.LATENT, x, lam, 100, targets))
 
 
 def _traced(model, objective, x, lam, steps, targets=None, seed=0):

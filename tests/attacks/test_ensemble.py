@@ -206,3 +206,16 @@ def test_report_records_cost_and_member_wins(mlp16, images16, tmp_path):
                                                run_cache_dir=str(tmp_path / method))
         assert again["timing"]["resumed_runs"] == 2
         assert again["attack_runs"] == report["attack_runs"]
+
+
+def test_small_images_and_other_objectives_run_without_msssim(mlp, mlp_images):
+    """8x8 images (below MS-SSIM's 16x16) and a registered toy objective: the generic members
+    ("apgd", "pgd") run, the MS-SSIM entries are None, nothing crashes."""
+    from tests.attacks.test_new_attack import TOY  # a targeted-reconstruction objective
+
+    targets = np.roll(mlp_images, 1, axis=0)
+    out = attacks.run(TOY, mlp, mlp_images, 1.0, AttackConfig(method="ensemble", gradient_evaluations=80),
+                      targets=targets)
+    assert set(out.info["member_wins"]) == {"apgd", "pgd"} and sum(out.info["member_wins"].values()) == 6
+    assert out.info["worst_by_msssim"] is None and out.info["msssim_of_returned"] is None
+    assert np.isfinite(out.loss).all()
