@@ -376,9 +376,14 @@ def _model_identity(model, clean: dict) -> dict:
 def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: int) -> str:
     """The canonical JSON of everything that determines one run: `base` (protocol, model,
     hashes of the images and targets; `evaluate_robustness`), the attack, its budget, its
-    settings as resolved for the model and its seed."""
+    settings as resolved for the model and its seed. The AttackConfig fields of issue 23
+    (`_NEW_ATTACK_FIELDS`) enter only when set, so runs cached before they existed resume."""
+    attack = {k: v for k, v in attack.items() if not (k in _NEW_ATTACK_FIELDS and v is None)}
     return json.dumps({**base, "objective": objective.name, "budget": float(budget), "attack": attack,
                        "attack_seed": int(seed)}, sort_keys=True)
+
+
+_NEW_ATTACK_FIELDS = ("gradient_evaluations", "ensemble_members")
 
 
 def _run_cache_file(cache_dir: str, objective, budget: float) -> str:

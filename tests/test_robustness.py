@@ -368,7 +368,8 @@ def test_cached_runs_of_other_settings_model_or_images_are_not_reused(model, tes
 
 
 def test_pgd_runs_cached_before_run_logs_existed_are_reused(model, test_split, report, tmp_path, monkeypatch):
-    """A cache file without the run log (written before issue 23) of a PGD run is reused;
+    """A cache file without the run log (written before issue 23, whose fingerprint did not
+    have the new AttackConfig fields: they enter it only when set) of a PGD run is reused;
     its `attack_runs` entry is PGD's cost from the config, as the attack records it."""
     x, y = test_split
     cache = str(tmp_path / "runs")
@@ -376,6 +377,8 @@ def test_pgd_runs_cached_before_run_logs_existed_are_reused(model, test_split, r
     path = os.path.join(cache, "latent_1.0.npz")
     with np.load(path) as npz:
         old = {key: npz[key] for key in ("fingerprint", "x_a", "loss")}
+    stored = json.loads(str(old["fingerprint"][()]))
+    assert "gradient_evaluations" not in stored["attack"] and "ensemble_members" not in stored["attack"]
     np.savez(path, **old)
     calls = count_attack_runs(monkeypatch)
     resumed = robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
