@@ -54,8 +54,10 @@ flags.DEFINE_integer("attack_exploration_starts", DEFAULTS.attack_exploration_st
                      "(default: 24 latent, 32 maximum damage; 1 = plain PGD); see docs/attacks.md.")
 flags.DEFINE_bool("attack_xla", DEFAULTS.attack_xla, "XLA-compile the PGD loop (falls back without it if XLA fails); "
                   "default: on for FC nets, off for conv nets (slower with XLA).")
-flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb"],
-                  "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker).")
+flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb", "apgd", "ensemble"],
+                  "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker); "
+                  "ensemble: APGD members + a reduced PGD under a quarter of PGD's gradient evaluations, "
+                  "per-image worst case (docs/attacks.md, Ensemble).")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (default: a ~1 GiB memory bound from the image size, "
                      "1000 at 32x32x1, 145 at 64x64x3; lower it if memory is short).")

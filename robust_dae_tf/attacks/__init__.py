@@ -8,6 +8,11 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
                     `MaximumDamageAttack` (eq. 13, max ||f(g(x + d)) - f(g(x))||_2),
                     the registry (`OBJECTIVES`, `register`, `objective(name)`)
     pgd.py          batched, compiled PGD with exploration + refinement (the default)
+    apgd.py         batched, compiled APGD: step size from its own progress, one setting
+                    (gradient evaluations per image); method "apgd"
+    ensemble.py     the attack ensemble (method "ensemble"): APGD members on the attack's
+                    objective and on surrogates (`surrogates.py`: MS-SSIM, cosine of
+                    latents) and a reduced PGD under one budget, per-image worst case
     lbfgsb.py       the reference implementation's L-BFGS-B attacker (a second opinion)
     paper.py        the exact attacker behind the paper's numbers (method "paper")
     projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
@@ -36,6 +41,7 @@ from robust_dae_tf.attacks.config import (
     ATTACK_MEMORY_BYTES,
     MAX_CHUNK_SIZE,
     METHODS,
+    STRONG_PROTOCOL_METHOD,
     ROW_BYTES_PER_PIXEL,
     AttackConfig,
     AttackResult,
@@ -93,7 +99,7 @@ _LAZY = {
 __all__ = [
     "ATTACK_MEMORY_BYTES", "MAX_CHUNK_SIZE", "ROW_BYTES_PER_PIXEL", "default_chunk_size", "default_jit_compile",
     "for_model", "model_architecture", "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
-    "MAX_DAMAGE_OBJECTIVE", "METHODS", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
+    "MAX_DAMAGE_OBJECTIVE", "METHODS", "STRONG_PROTOCOL_METHOD", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
     "LatentAttack", "MaximumDamageAttack", "Objective", "budget_key", "check_finite_rows", "objective", "register",
     "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY,
 ]
