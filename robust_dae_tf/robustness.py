@@ -437,7 +437,8 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
-                        progress: bool = True, run_cache_dir: str | None = None) -> dict:
+                        progress: bool = True, run_cache_dir: str | None = None,
+                        per_image_out: dict | None = None) -> dict:
     """Runs the protocol; returns the report dict (see the module docstring and README).
 
     Args:
@@ -450,6 +451,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
       run_cache_dir: where each finished attack run is stored, and loaded from by a later
         call with the same protocol, model, images and targets (resuming; module docstring);
         None: no cache.
+      per_image_out: a dict filled with the value of every image behind each cell,
+        {attack: {budget key: {metric: float64 [trials * num_images], trial-major}}}
+        (`robust_dae_tf.per_image`); None: not kept.
     """
     from tqdm.auto import tqdm
 
@@ -524,6 +528,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             l2_input: _l2(x, x_a),
         }
         report[objective.name][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
+        if per_image_out is not None:
+            per_image_out.setdefault(objective.name, {})[budget_key(budget)] = {
+                key: np.asarray(v, np.float64).reshape(-1) for key, v in per_image.items()}
         if budget == max_budget:
             ex = {
                 "budget": float(budget),
