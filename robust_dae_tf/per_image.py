@@ -73,8 +73,30 @@ def _main_metric(attack: str, metrics: dict) -> str:
     return next((m for m in metrics if m.startswith("msssim")), next(iter(metrics)))
 
 
+def distribution_figure(attack: str, budgets: dict, title: str = ""):
+    """The matplotlib Figure of one attack: a box per budget of its main MS-SSIM over all
+    image-trials, the mean (the table cell) as a white dot."""
+    from robust_dae_tf import reporting  # pylint: disable=import-outside-toplevel
+
+    plt = reporting._pyplot()  # pylint: disable=protected-access
+    keys = sorted(budgets, key=float)
+    metric = _main_metric(attack, budgets[keys[0]])
+    data = [np.asarray(budgets[k][metric], np.float64) for k in keys]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(keys), 3.2))
+    ax.boxplot(data, showfliers=True)
+    ax.set_xticks(range(1, len(keys) + 1), [f"λ={float(k):g}" for k in keys])
+    ax.scatter(range(1, len(keys) + 1), [d.mean() for d in data], color="white", edgecolor="black", zorder=3,
+               s=18, label="mean (the table cell)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: {attack}, {len(data[0])} image-trials" if title else f"{attack}, {len(data[0])} "
+                 "image-trials", fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def plot_distributions(values: dict, figures_dir: str, title: str = "") -> dict:
-    """One box plot per attack of its main MS-SSIM per budget (module docstring), saved as
+    """`distribution_figure` of every attack in `values`, saved as
     `<figures_dir>/per_image_<attack>.png`; returns {figure name: path}."""
     from robust_dae_tf import reporting  # pylint: disable=import-outside-toplevel
 
@@ -83,17 +105,7 @@ def plot_distributions(values: dict, figures_dir: str, title: str = "") -> dict:
     for attack, budgets in values.items():
         if attack == _TRIAL or not budgets:
             continue
-        keys = sorted(budgets, key=float)
-        metric = _main_metric(attack, budgets[keys[0]])
-        data = [np.asarray(budgets[k][metric], np.float64) for k in keys]
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(keys), 3.2))
-        ax.boxplot(data, showfliers=True)
-        ax.set_xticks(range(1, len(keys) + 1), [f"λ={float(k):g}" for k in keys])
-        ax.scatter(range(1, len(keys) + 1), [d.mean() for d in data], color="white", edgecolor="black", zorder=3,
-                   s=18, label="mean (the table cell)")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{title}: {attack}, {len(data[0])} image-trials" if title else attack, fontsize=8)
-        ax.legend(fontsize=7, loc="best")
+        fig = distribution_figure(attack, budgets, title)
         name = f"per_image_{attack}"
         paths[name] = reporting.save_figure(fig, os.path.join(figures_dir, f"{name}.png"))
         plt.close(fig)
