@@ -384,7 +384,7 @@ def test_run_evaluation_pipeline_checks_arguments_and_output_before_the_model(se
     afile.write_text("")
     cases = [
         ("", {}, ConfigError, "pass --model="),
-        (str(tmp_path / "nope"), {}, ExportError, "no saved_model.pb"),
+        (str(tmp_path / "nope"), {}, ExportError, "nope does not exist; pass a SavedModel directory or a .keras file"),
         (setup.paths["good"], {"budgets": ("1", "x")}, ConfigError, "--budgets must be comma-separated numbers"),
         (setup.paths["good"], {"skip_robustness": True, "skip_classifier": True, "skip_fid": True}, ConfigError,
          "all evaluations were skipped"),
