@@ -609,7 +609,7 @@ def report_fields(model, prior_spec=None) -> dict:
     (summary.json key "model_source")."""
     metadata = getattr(model, "metadata", None) or {}
     return {"form": getattr(model, "form", "export"),
-            "files": getattr(model, "files", None) or [getattr(model, "path", None)],
+            "files": getattr(model, "files", None) or ([model.path] if getattr(model, "path", None) else []),
             "pixel_range": list(getattr(model, "pixel_range", (0.0, 1.0))),
             "prior": describe_prior(metadata.get("prior")),
             "prior_flag": prior_spec if isinstance(prior_spec, str) else (None if prior_spec is None else "given"),
