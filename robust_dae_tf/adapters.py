@@ -128,7 +128,8 @@ def parse_pixel_range(value) -> tuple[float, float]:
     try:
         lo, hi = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ConfigError(f"--pixel_range must be two numbers lo,hi (e.g. 0,1 or -1,1 or 0,255), got {value!r}.") from None
+        raise ConfigError(f"--pixel_range must be two numbers lo,hi (e.g. 0,1 or -1,1 or 0,255), "
+                          f"got {value!r}.") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ConfigError(f"--pixel_range must be finite numbers lo < hi, got {lo:g},{hi:g}.")
     return (lo, hi)
@@ -243,9 +244,10 @@ class Adapter:
     """A model of any accepted form as the project's autoencoder: `encode(images)` and
     `decode(latents)` on float32 tensors, images in [0, 1] whatever the model's declared
     pixel range (module docstring), plus `reconstruct`, `metadata` (dataset, prior,
-    image_shape, ...: what reports and the Frechet distance read), `path` (a SavedModel
-    directory, for run caches; None otherwise), `form` and `identity()` (what makes two
-    evaluations of it the same, for the reuse of finished parts).
+    image_shape, ...: what reports and the Frechet distance read), `path` (the SavedModel
+    directory, else the first file, e.g. the encoder's; None in memory), `files`, `form` and
+    `identity()` (what makes two evaluations of it the same, for the run cache and the reuse
+    of finished parts: the digests of ALL its files).
 
     `_loaded` is a `tf.Module` whose `encode` calls this adapter, tracking the model's
     variables, so `classifier.export_classifier` can write encoder + MLP as a SavedModel."""
@@ -257,8 +259,8 @@ class Adapter:
         self._encode_fn, self._decode_fn = encode_fn, decode_fn
         self.form = form
         self.metadata = dict(metadata or {})
-        self.path = path
         self.files = [os.path.abspath(f) for f in files]
+        self.path = path or (self.files[0] if self.files else None)
         self.name = name
         self.pixel_range = parse_pixel_range(pixel_range)
         lo, hi = self.pixel_range
@@ -471,7 +473,8 @@ def _serve(loaded, path: str, flag: str):
 def open_pair(encoder: str, decoder: str, trust: bool = False, pixel_range=None):
     """Form "keras_pair" (two .keras files) or "export_pair" (two model.export() dirs)."""
     if os.path.isfile(encoder):
-        models = [_load_keras_file(path, trust, flag) for flag, path in (("--encoder", encoder), ("--decoder", decoder))]
+        models = [_load_keras_file(path, trust, flag)
+                  for flag, path in (("--encoder", encoder), ("--decoder", decoder))]
         return _keras_adapter(models[0], models[1], "keras_pair", [encoder, decoder], pixel_range)
     loaded = [_saved_model(path, trust, flag) for flag, path in (("--encoder", encoder), ("--decoder", decoder))]
     fns = [_serve(obj, path, flag) for obj, path, flag in zip(loaded, (encoder, decoder), ("--encoder", "--decoder"))]

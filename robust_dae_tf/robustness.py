@@ -359,7 +359,11 @@ def _model_identity(model, clean: dict) -> dict:
     """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
     `export.ExportedAutoencoder`) by `export.saved_model_identity` (its absolute path and the
     SHA-256 of its saved_model.pb and variables index); any other model by its class and the
-    hash of its clean reconstructions of the attacked images and targets."""
+    hash of its clean reconstructions of the attacked images and targets. A model with an
+    `identity()` method (`adapters.Adapter`: every file of an encoder/decoder pair, the pixel
+    range) is identified by it."""
+    if callable(getattr(model, "identity", None)):
+        return model.identity()
     identity = export.saved_model_identity(getattr(model, "path", None))
     if identity is not None:
         return identity

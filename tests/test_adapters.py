@@ -28,7 +28,8 @@ from tests.helpers import count_attack_runs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 1)
 LATENT = 4
-TINY = dict(dataset="digits", num_images=3, trials=1, budgets=(1.0,), attack_steps=20, attack_restarts=1, attack_exploration_starts=1,
+TINY = dict(dataset="digits", num_images=3, trials=1, budgets=(1.0,), attack_steps=20, attack_restarts=1,
+            attack_exploration_starts=1,
             attack_xla=False, pool_size=50, skip_classifier=True, skip_fid=True, tensorboard=False)
 
 
@@ -305,3 +306,33 @@ def test_bin_evaluate_prints_one_error_line(setup, tmp_path):
 
 def test_user_error_base():
     assert issubclass(ExportError, UserError) and issubclass(DataError, UserError)
+
+
+def test_classifier_and_fd_run_on_an_adapted_keras_model(setup, tmp_path):
+    """Table 3 (the classifier SavedModel exports encoder + MLP through the adapter) and the
+    FD from a declared prior, on the .keras pair."""
+    from robust_dae_tf import classifier, fid
+    from robust_dae_tf.pipeline.artifacts import Artifact
+
+    class MeanPixels(fid.FeatureExtractor):
+        name = "mean-pixels"
+
+        def _features(self, images):
+            return tf.stack([tf.reduce_mean(images, [1, 2, 3]), tf.math.reduce_std(images, [1, 2, 3])], 1)
+
+    model = adapters.open_model(encoder=setup.paths["enc"], decoder=setup.paths["dec"])
+    adapters.set_prior(model, "standard_normal", LATENT)
+    evaluation._MODEL_CACHE[os.path.abspath(setup.paths["enc"])] = model
+    saved = Artifact(evaluation.SAVED_MODEL, setup.paths["enc"], {})
+    config = classifier.ClassifierConfig(hidden_units=(8,), epochs=1, attack_images=10)
+    out = evaluation.ClassifierEvaluator(config, progress=False)(
+        {"report": str(tmp_path / "cls"), "classifier": str(tmp_path / "cls_model")}, saved_model=saved,
+        examples=setup.examples)
+    report = evaluation.read_report(out["report"])
+    assert 0.0 <= report["clean_accuracy"] <= 1.0
+    exported = tf.saved_model.load(str(tmp_path / "cls_model"))  # encoder + MLP, self-contained
+    x = np.zeros((2, *SHAPE), np.float32)
+    np.testing.assert_allclose(np.asarray(exported.classify(x)["probabilities"]).sum(1), 1.0, rtol=1e-5)
+    fd = evaluation.FidEvaluator(MeanPixels(), num_samples=50, progress=False)(
+        {"report": str(tmp_path / "fid")}, saved_model=saved, examples=setup.examples)
+    assert np.isfinite(evaluation.read_report(fd["report"])["value"])

@@ -821,7 +821,8 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     # Any model form (adapters): safety check (unless --trust_model) and endpoints before any work.
     adapted = adapters.open_model(None if s.encoder else model_path, s.encoder, s.decoder, trust=s.trust_model,
                                   pixel_range=s.pixel_range)
-    saved_model = saved_model_artifact(model_path) if adapted.path else Artifact(SAVED_MODEL, model_path, {})
+    saved_model = (saved_model_artifact(model_path) if adapted.form in ("export", "signatures")
+                   else Artifact(SAVED_MODEL, model_path, {}))
     _MODEL_CACHE[os.path.abspath(saved_model.uri)] = adapted
     metadata = adapted.metadata
     dataset_name = s.dataset or metadata.get("dataset")
