@@ -336,3 +336,26 @@ def test_classifier_and_fd_run_on_an_adapted_keras_model(setup, tmp_path):
     fd = evaluation.FidEvaluator(MeanPixels(), num_samples=50, progress=False)(
         {"report": str(tmp_path / "fid")}, saved_model=saved, examples=setup.examples)
     assert np.isfinite(evaluation.read_report(fd["report"])["value"])
+
+
+class Bare(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32)])
+    def encode(self, images):
+        return tf.reshape(images, [-1, 1024])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1024], tf.float32)])
+    def decode(self, latents):
+        return tf.reshape(latents, [-1, *SHAPE])
+
+
+def test_bare_tensor_outputs_only_from_plain_tf_functions(tmp_path):
+    """The documented rule: a saved tf.function may return the bare tensor; a signature's
+    output is named (TensorFlow calls a bare one 'output_0'), so it must be 'latents'."""
+    tf.saved_model.save(Bare(), str(tmp_path / "functions"))
+    model = adapters.open_model(str(tmp_path / "functions"))
+    x = np.random.default_rng(0).uniform(size=(2, *SHAPE)).astype(np.float32)
+    assert adapters.probe(model, x, "functions") == 1024
+    np.testing.assert_allclose(np.asarray(model.reconstruct(x)), x)
+    assert model.metadata["image_shape"] == list(SHAPE) and model.form == "signatures"
+    with pytest.raises(ExportError, match=r"signature 'encode' returns \['output_0'\]"):
+        adapters.open_model(save_module(Bare(), str(tmp_path / "signatures")))
