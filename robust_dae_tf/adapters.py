@@ -302,10 +302,20 @@ class Adapter:
     def describe(self) -> str:
         return self.name or self.path or (self.files[0] if self.files else "the model")
 
-    def identity(self) -> dict:
+    def identity(self) -> dict | None:
         """Form, files (SHA-256 of each .keras file; of saved_model.pb and the variables
-        index of each SavedModel), pixel range and metadata (the prior included)."""
+        index of each SavedModel), pixel range and metadata (the prior included). A model in
+        memory: the SHA-256 of its variables' values instead of files; None when it has
+        neither (plain callables: it cannot be identified)."""
         digests = {}
+        if not self.files and not self.path:
+            variables = [v for part in self._loaded.parts for v in getattr(part, "variables", [])]
+            if not variables:
+                return None
+            digest = hashlib.sha256()
+            for variable in variables:
+                digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+            digests["variables"] = digest.hexdigest()
         for path in self.files or ([self.path] if self.path else []):
             names = [""] if os.path.isfile(path) else ["saved_model.pb", os.path.join("variables", "variables.index"),
                                                        "robust_dae_tf.json"]

@@ -362,8 +362,9 @@ def _model_identity(model, clean: dict) -> dict:
     hash of its clean reconstructions of the attacked images and targets. A model with an
     `identity()` method (`adapters.Adapter`: every file of an encoder/decoder pair, the pixel
     range) is identified by it."""
-    if callable(getattr(model, "identity", None)):
-        return model.identity()
+    identity = model.identity() if callable(getattr(model, "identity", None)) else None
+    if identity is not None:
+        return identity
     identity = export.saved_model_identity(getattr(model, "path", None))
     if identity is not None:
         return identity

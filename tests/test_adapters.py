@@ -359,3 +359,14 @@ def test_bare_tensor_outputs_only_from_plain_tf_functions(tmp_path):
     assert model.metadata["image_shape"] == list(SHAPE) and model.form == "signatures"
     with pytest.raises(ExportError, match=r"signature 'encode' returns \['output_0'\]"):
         adapters.open_model(save_module(Bare(), str(tmp_path / "signatures")))
+
+
+def test_identity_tells_models_apart():
+    """What the run cache and the reuse of finished parts key on: other weights, other pixel
+    range or other files are another model; plain callables cannot be identified (None)."""
+    a = adapters.from_object(keras_parts(seed=0))
+    b = adapters.from_object(keras_parts(seed=1))
+    assert a.identity() == adapters.from_object(keras_parts(seed=0)).identity()
+    assert a.identity() != b.identity()
+    assert a.identity() != adapters.from_object(keras_parts(seed=0), pixel_range=(-1, 1)).identity()
+    assert adapters.from_object((lambda x: x, lambda z: z)).identity() is None
