@@ -815,7 +815,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
     not depend on the protocol, is computed once and copied); `reporting.compare` on
     `output` shows both side by side."""
-    from robust_dae_tf import attacks, classifier, data, export, robustness  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import attacks, classifier, data, robustness  # pylint: disable=import-outside-toplevel
 
     s = settings
     # Any model form (adapters): safety check (unless --trust_model) and endpoints before any work.
