@@ -16,7 +16,11 @@ runs the components that are not skipped and writes the report
 Each component validates its inputs before any long computation and raises ONE
 `UserError` naming the problem:
 
-* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`);
+* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`); models of other forms
+  (.keras files, model.export() pairs: `settings.encoder` / `decoder`) are opened by
+  `adapters.open_model` in `_evaluate` and put into the model cache, so the components see
+  one interface; their contract (rank-2 float latents, reconstructions of the inputs'
+  shape inside the pixel range) and the declared prior are checked before any component;
 * its image shape (metadata `image_shape`, else the `encode` signature) differs from
   the dataset's (`DataError`);
 * the model returns NaN / Inf on a probe batch of test images, or any reported number
@@ -742,8 +746,9 @@ def select_examples(metadata: dict, dataset: str, output: str, settings: Evaluat
 
 
 def run_evaluation_pipeline(model: str, output: str | None = None, settings: EvaluationSettings | None = None) -> dict:
-    """Evaluates the SavedModel directory `model` into `output` (default
-    evaluations/<model dir name>), as bin/evaluate.py does.
+    """Evaluates the model `model` (a SavedModel directory or a .keras file; or None with
+    `settings.encoder` / `settings.decoder`, `adapters` module docstring) into `output`
+    (default evaluations/<model name>), as bin/evaluate.py does.
 
     Cheap checks first (arguments, `output` writable), then `output` is locked for the
     rest; the model is admitted (`export.admit_saved_model`, unless `trust_model`) and
