@@ -136,3 +136,21 @@ def test_build_model_rejects_unknown_overrides_and_unbuilt_models_say_how_to_sav
 def test_docstring_examples_run():
     failures, tried = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
     assert tried >= 10 and failures == 0
+
+
+def test_the_package_exports_the_api_lazily():
+    """`import robust_dae_tf` stays free of TensorFlow (the scripts' cheap checks run first);
+    `robust_dae_tf.evaluate` imports the API on first use; other names still fail."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys, robust_dae_tf\n"
+             "assert 'tensorflow' not in sys.modules\n"
+             "assert robust_dae_tf.evaluate.__module__ == 'robust_dae_tf.api'\n"
+             "try:\n    robust_dae_tf.no_such_name\nexcept AttributeError as err:\n    print('ok', err)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok module 'robust_dae_tf' has no attribute 'no_such_name'")
