@@ -617,13 +617,14 @@ def set_prior(model, spec, latent_dim: int) -> None:
         model.metadata["prior_source"] = spec if isinstance(spec, str) else "given"
 
 
-def report_fields(model, prior_spec=None) -> dict:
+def report_fields(model, prior_spec=None, dataset: str | None = None) -> dict:
     """What every report records about the model's form and the declarations
-    (summary.json key "model_source")."""
+    (summary.json key "model_source"): form, files, pixel range, the prior used (and the
+    --prior flag that declared it, None: the metadata's), the dataset evaluated on."""
     metadata = getattr(model, "metadata", None) or {}
     return {"form": getattr(model, "form", "export"),
             "files": getattr(model, "files", None) or ([model.path] if getattr(model, "path", None) else []),
             "pixel_range": list(getattr(model, "pixel_range", (0.0, 1.0))),
             "prior": describe_prior(metadata.get("prior")),
             "prior_flag": prior_spec if isinstance(prior_spec, str) else (None if prior_spec is None else "given"),
-            "dataset": metadata.get("dataset")}
+            "dataset": dataset or metadata.get("dataset")}

@@ -95,6 +95,8 @@ def test_identity_saved_model_with_signatures_meets_the_known_optima(setup, tmp_
     assert summary["model_source"]["form"] == "signatures"
     assert summary["model_source"]["prior"] == "standard_normal (D=1024)"
     assert summary["model_source"]["prior_flag"] == "standard_normal"
+    assert summary["model_source"]["dataset"] == "digits"
+    assert summary["model_source"]["files"] == [os.path.abspath(setup.paths["identity"])]
     values = per_image.load(os.path.join(result["artifacts"]["robustness"].uri, per_image.FILE))
     damage, latent = values["max_damage"]["1.0"], values["latent"]["1.0"]
     assert values["trial"].tolist() == [0, 0, 0]

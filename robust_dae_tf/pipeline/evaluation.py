@@ -899,7 +899,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
 
         info = next(p["model"] for p in row_parts.values() if p)
         row = reporting.make_row(info["name"], **row_parts, protocol=name, split=s.split)
-        row["model_source"] = adapters.report_fields(loaded, s.prior)  # form, files, pixel range, prior
+        row["model_source"] = adapters.report_fields(loaded, s.prior, dataset)  # form, files, range, prior, data
         distributions = per_image.figures_for(artifacts["robustness"].uri if "robustness" in artifacts else None,
                                               sub, info["name"])  # box plots of the per-image values
         written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard,
