@@ -565,8 +565,9 @@ def check_images(images, pixel_range=(0.0, 1.0), what: str = "images") -> np.nda
 
 def _check_latent_dtype(latents: np.ndarray, source: str) -> None:
     if not np.issubdtype(latents.dtype, np.floating):
-        raise ExportError(f"{source} encodes images to {latents.dtype} latents; expected a float dtype (the attacks "
-                          "take gradients through the latents, the paper protocol adds noise to them).")
+        raise ExportError(f"{source} encodes images to {latents.dtype} latents; the attacks (gradients through the "
+                          "latents) and the paper protocol's decode noise need float latents (cast them in the "
+                          "encoder).")
 
 
 def check_outputs(model, images01: np.ndarray, latents, recon, source: str) -> None:
