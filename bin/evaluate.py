@@ -3,6 +3,8 @@
 (Table 3) and the Frechet distance of prior samples.
 
     python bin/evaluate.py --model=saved_models/digits_robust
+    python bin/evaluate.py --model=my_ae.keras --dataset=mnist --prior=standard_normal
+    python bin/evaluate.py --encoder=enc.keras --decoder=dec.keras --dataset=mnist --skip_fid
     python bin/evaluate.py --model=saved_models/mnist_robust --data_dir=/path/to/mnist \\
         --num_images=100 --trials=10 --budgets=1,3,5
     python bin/evaluate.py --model=... --skip_fid --skip_classifier --attack_steps=50
@@ -42,6 +44,15 @@ cli.define_model_data_flags()
 flags.DEFINE_string("examples", DEFAULTS.examples,
                     "An Examples artifact directory to evaluate on (e.g. <workdir>/examples).")
 flags.DEFINE_string("output", None, "Output directory (default: evaluations/<model dir name>).")
+flags.DEFINE_string("encoder", DEFAULTS.encoder, "Instead of --model: the encoder, a .keras file or a Keras "
+                    "model.export() directory (with --decoder of the same kind; README, 'Evaluating your own "
+                    "autoencoder').")
+flags.DEFINE_string("decoder", DEFAULTS.decoder, "Instead of --model: the decoder (see --encoder).")
+flags.DEFINE_string("prior", DEFAULTS.prior, "The latent prior for the FD when the model's metadata has none (or to "
+                    "replace it): standard_normal, or a GMM JSON file {\"type\": \"gmm\", \"weights\": [K], "
+                    "\"means\": [K x D], \"stds\": [K]}.")
+flags.DEFINE_list("pixel_range", DEFAULTS.pixel_range, "The model's pixel range lo,hi (default 0,1; e.g. -1,1 or "
+                  "0,255): images are scaled into it for the model; budgets stay L2 norms in [0, 1] pixels.")
 flags.DEFINE_integer("num_images", DEFAULTS.num_images, "Test images attacked per trial.")
 flags.DEFINE_integer("trials", DEFAULTS.trials, "Attack trials (new images, targets and starts each).")
 flags.DEFINE_list("budgets", [f"{b:g}" for b in DEFAULTS.budgets], "L2 budgets lambda, comma separated.")

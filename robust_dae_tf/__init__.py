@@ -28,3 +28,15 @@ __version__ = "0.1.0"
 from robust_dae_tf import tf_startup as _tf_startup  # noqa: E402
 
 _tf_startup.install()
+
+# The Python API (robust_dae_tf.api), imported on first use so `import robust_dae_tf` stays free
+# of TensorFlow (the scripts' cheap flag checks run before it is imported).
+_API = ("evaluate", "attack", "build_model", "EvaluationResult")
+
+
+def __getattr__(name):
+    if name in _API:
+        from robust_dae_tf import api  # pylint: disable=import-outside-toplevel
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'robust_dae_tf' has no attribute {name!r}")

@@ -44,7 +44,8 @@ def define_model_data_flags() -> None:
     reads an exported model and its test data (evaluate, check_attacks, benchmark_attacks)."""
     from absl import flags
 
-    flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
+    flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py, or with encode/decode "
+                        "signatures); bin/evaluate.py also takes a Keras .keras autoencoder.")
     flags.DEFINE_bool("trust_model", False, "Load --model even if its graphs hold TensorFlow ops an encoder/decoder "
                       "does not need (file I/O, Python callbacks, ...), which are refused by default: a trusted "
                       "model can run any TensorFlow op with your permissions. Only for models from a trusted source.")

@@ -365,7 +365,12 @@ def _model_identity(model, clean: dict) -> dict:
     """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
     `export.ExportedAutoencoder`) by `export.saved_model_identity` (its absolute path and the
     SHA-256 of its saved_model.pb and variables index); any other model by its class and the
-    hash of its clean reconstructions of the attacked images and targets."""
+    hash of its clean reconstructions of the attacked images and targets. A model with an
+    `identity()` method (`adapters.Adapter`: every file of an encoder/decoder pair, the pixel
+    range) is identified by it."""
+    identity = model.identity() if callable(getattr(model, "identity", None)) else None
+    if identity is not None:
+        return identity
     identity = export.saved_model_identity(getattr(model, "path", None))
     if identity is not None:
         return identity
@@ -462,7 +467,8 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
-                        progress: bool = True, run_cache_dir: str | None = None) -> dict:
+                        progress: bool = True, run_cache_dir: str | None = None,
+                        per_image_out: dict | None = None) -> dict:
     """Runs the protocol; returns the report dict (see the module docstring and README).
 
     Args:
@@ -475,6 +481,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
       run_cache_dir: where each finished attack run is stored, and loaded from by a later
         call with the same protocol, model, images and targets (resuming; module docstring);
         None: no cache.
+      per_image_out: a dict filled with the value of every image behind each cell,
+        {attack: {budget key: {metric: float64 [trials * num_images], trial-major}}}
+        (`robust_dae_tf.per_image`); None: not kept.
     """
     from tqdm.auto import tqdm
 
@@ -554,6 +563,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             l2_input: _l2(x, x_a),
         }
         report[objective.name][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
+        if per_image_out is not None:
+            per_image_out.setdefault(objective.name, {})[budget_key(budget)] = {
+                key: np.asarray(v, np.float64).reshape(-1) for key, v in per_image.items()}
         if budget == max_budget:
             ex = {
                 "budget": float(budget),

@@ -16,7 +16,11 @@ runs the components that are not skipped and writes the report
 Each component validates its inputs before any long computation and raises ONE
 `UserError` naming the problem:
 
-* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`);
+* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`); models of other forms
+  (.keras files, model.export() pairs: `settings.encoder` / `decoder`) are opened by
+  `adapters.open_model` in `_evaluate` and put into the model cache, so the components see
+  one interface; their contract (rank-2 float latents, reconstructions of the inputs'
+  shape inside the pixel range) and the declared prior are checked before any component;
 * its image shape (metadata `image_shape`, else the `encode` signature) differs from
   the dataset's (`DataError`);
 * the model returns NaN / Inf on a probe batch of test images, or any reported number
@@ -57,7 +61,7 @@ import time
 
 import numpy as np
 
-from robust_dae_tf import fileio, locking, reporting
+from robust_dae_tf import adapters, fileio, locking, per_image, reporting
 from robust_dae_tf.attacks.config import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, DamagedMarkerError, load_attributes,
@@ -177,6 +181,7 @@ def validated_model(saved_model: Artifact, examples: Artifact):
         )
     if recon.shape[1:] != expected:
         raise ExportError(f"{saved_model.uri}: decode returns {recon.shape[1:]} images, expected {expected}.")
+    adapters.check_outputs(model, np.asarray(x), latents, recon, saved_model.uri)  # rank-2 latents, pixel range
     return model
 
 
@@ -208,6 +213,9 @@ def model_identity(saved_model: Artifact) -> dict | None:
     the directory has no saved_model.pb."""
     from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
 
+    loaded = _MODEL_CACHE.get(os.path.abspath(saved_model.uri))
+    if isinstance(loaded, adapters.Adapter):  # any model form, with its declared prior and pixel range
+        return loaded.identity()
     return export.saved_model_identity(saved_model.uri, with_metadata=True)
 
 
@@ -293,8 +301,9 @@ class RobustnessEvaluator(Component):
         from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
 
         cache = run_cache_dir(output_uris["report"])
+        values = {}  # the per-image values behind each cell (robust_dae_tf.per_image)
         result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress,
-                                                run_cache_dir=cache)
+                                                run_cache_dir=cache, per_image_out=values)
         examples_arrays = result.pop("examples", None) or {}
         report = {**result, "model": info, "pool_size": int(len(images)), "split": self.split,
                   "split_start": self.split_start, "examples_uri": os.path.abspath(examples.uri)}
@@ -304,6 +313,7 @@ class RobustnessEvaluator(Component):
             fileio.write_json_atomic(os.path.join(tmp, reporting.ROBUSTNESS_FILE), report)
             if examples_arrays:
                 reporting.save_examples_npz(os.path.join(tmp, reporting.EXAMPLES_FILE), examples_arrays)
+            per_image.save(os.path.join(tmp, per_image.FILE), values, self.protocol.trials)
 
         properties = {"model": info["path"], "budgets": [float(b) for b in self.protocol.budgets],
                       "num_images": self.protocol.num_images, "trials": self.protocol.trials,
@@ -621,7 +631,8 @@ class FidEvaluator(Component):
         info = model_info(model, saved_model)
         prior = (model.metadata or {}).get("prior")
         if prior is None:
-            raise ExportError(f"{saved_model.uri} has no prior in {export.METADATA_FILE}; pass --skip_fid.")
+            raise ExportError(f"{saved_model.uri} has no prior in {export.METADATA_FILE}; declare it with "
+                              "--prior=standard_normal or --prior=<gmm.json>, or pass --skip_fid.")
         probe = fid.sample_prior(prior, 2, self.seed)
         latent_dim = int(np.asarray(model.encode(np.zeros((1, *info["image_shape"]), np.float32))).shape[-1])
         if probe.shape[1] != latent_dim:
@@ -658,6 +669,12 @@ class EvaluationSettings:
 
     examples: str | None = None
     dataset: str | None = None
+    # Models the project did not train (robust_dae_tf.adapters): an encoder/decoder pair instead of
+    # --model, the prior for the FD ("standard_normal" or a GMM JSON file) and the model's pixel range.
+    encoder: str | None = None
+    decoder: str | None = None
+    prior: str | None = None
+    pixel_range: tuple | None = None
     data_dir: str | None = None
     tfds_data_dir: str | None = None
     trust_model: bool = False
@@ -748,8 +765,9 @@ def evaluation_data(metadata: dict, examples: Artifact, split: str) -> dict | No
 
 
 def run_evaluation_pipeline(model: str, output: str | None = None, settings: EvaluationSettings | None = None) -> dict:
-    """Evaluates the SavedModel directory `model` into `output` (default
-    evaluations/<model dir name>), as bin/evaluate.py does.
+    """Evaluates the model `model` (a SavedModel directory or a .keras file; or None with
+    `settings.encoder` / `settings.decoder`, `adapters` module docstring) into `output`
+    (default evaluations/<model name>), as bin/evaluate.py does.
 
     Cheap checks first (arguments, `output` writable), then `output` is locked for the
     rest; the model is admitted (`export.admit_saved_model`, unless `trust_model`) and
@@ -757,11 +775,9 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     Returns {"output": absolute path, "row": the summary row, "markdown": the report's
     Markdown, "files": the report files, "artifacts": {part: report Artifact}}."""
     settings = settings or EvaluationSettings()
-    if not model:
-        raise ConfigError("pass --model=<SavedModel directory> (e.g. saved_models/digits_robust).")
-    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
-        raise ExportError(f"--model={model} is not a SavedModel directory (no saved_model.pb); pass a "
-                          "directory written by bin/train.py (saved_models/<run>).")
+    adapters.check_paths(model, settings.encoder, settings.decoder)  # every model form (adapters module docstring)
+    adapters.parse_pixel_range(settings.pixel_range)
+    adapters.read_prior_spec(settings.prior)  # a malformed --prior file fails before anything is loaded
     _numbers(settings.budgets, "budgets", float)  # malformed --budgets fails before the output is locked
     if settings.skip_robustness and settings.skip_classifier and settings.skip_fid:
         raise ConfigError("all evaluations were skipped; drop one of --skip_robustness/--skip_classifier/--skip_fid.")
@@ -771,11 +787,12 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
                           "classifier and the FD use the test split; add --skip_classifier --skip_fid.")
     if settings.split != "test" and settings.skip_robustness:
         raise ConfigError(f"--split={settings.split} only changes the attacked images; drop --skip_robustness.")
-    output = output or os.path.join("evaluations", os.path.basename(os.path.normpath(model)))
+    output = output or os.path.join("evaluations", os.path.splitext(os.path.basename(os.path.normpath(
+        model or settings.encoder)))[0])
     fileio.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
     # The output has one owner: a second evaluation into it is refused, naming this one.
     with locking.lock_directory(output, "--output"):
-        return _evaluate(model, output, settings, protocols)
+        return _evaluate(model or settings.encoder, output, settings, protocols)
 
 
 PROTOCOL_CHOICES = ("strong", "paper", "both")  # --protocol; "both" = <output>/strong and <output>/paper
@@ -822,22 +839,24 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
     not depend on the protocol, is computed once and copied); `reporting.compare` on
     `output` shows both side by side."""
-    from robust_dae_tf import attacks, classifier, data, export, robustness  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import attacks, classifier, data, robustness  # pylint: disable=import-outside-toplevel
 
     s = settings
-    export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
-    saved_model = saved_model_artifact(model_path)
-    metadata = read_model_metadata(model_path)
-    budgets, attack, config = check_settings(s)
-    # A corrupt SavedModel, or one without encode/decode endpoints (not an autoencoder), fails
-    # before anything is asked of its metadata (--dataset) and before the data is loaded.
-    loaded = load_model(saved_model)
+    # Any model form (adapters): safety check (unless --trust_model) and endpoints before any work.
+    adapted = adapters.open_model(None if s.encoder else model_path, s.encoder, s.decoder, trust=s.trust_model,
+                                  pixel_range=s.pixel_range)
+    saved_model = (saved_model_artifact(model_path) if adapted.form in ("export", "signatures")
+                   else Artifact(SAVED_MODEL, model_path, {}))
+    _MODEL_CACHE[os.path.abspath(saved_model.uri)] = adapted
+    metadata = adapted.metadata
     dataset_name = s.dataset or metadata.get("dataset")
     if not dataset_name:
         raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
+    budgets, attack, config = check_settings(s)
+    loaded = load_model(saved_model)  # the adapter opened above (its endpoints are checked)
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)
     if classifier.image_shape_of(loaded):
@@ -849,6 +868,11 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
                                                           seed=s.seed, attack=attack_of[name], name=name)
                                 for name in protocols}
     examples = select_examples(metadata, dataset, output, s)
+    # The contract on test images, then the declared prior against the latent size: before any component runs.
+    probe_images = data.to_float(data.take_arrays(load_examples(examples)["test"], _PROBE_IMAGES)[0]).numpy()
+    if classifier.image_shape_of(loaded) not in (None, tuple(probe_images.shape[1:])):
+        validated_model(saved_model, examples)  # its image-shape error, naming --dataset
+    adapters.set_prior(loaded, s.prior, adapters.probe(loaded, probe_images, model_path))
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
     if s.skip_robustness and s.skip_fid and not has_labels:
         raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
@@ -898,7 +922,11 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
                                  protocol=name, split=s.split)
         if other_data:
             row["evaluation_data"] = other_data
-        written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard)
+        row["model_source"] = adapters.report_fields(loaded, s.prior, dataset)  # form, files, range, prior, data
+        distributions = per_image.figures_for(artifacts["robustness"].uri if "robustness" in artifacts else None,
+                                              sub, info["name"])  # box plots of the per-image values
+        written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard,
+                                         extra_figures=distributions)
         results[name] = {"output": os.path.abspath(sub), "row": row, "markdown": written["markdown"],
                          "files": written["files"], "artifacts": artifacts}
     # Every part is written: the attack runs cached for a restart (RobustnessEvaluator) go, also

@@ -92,7 +92,7 @@ def test_bad_inputs_raise_one_clear_error_and_leave_no_marker(setup, tmp_path, c
 
 
 def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypatch):
-    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
+    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
         return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
 
     monkeypatch.setattr(robustness, "evaluate_robustness", nan_report)
@@ -106,7 +106,7 @@ def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypa
 def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
+    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
         seen.update(n=len(images), images=images, labels=labels, lo=float(images.min()), hi=float(images.max()))
         x = images[:2]
         rec = np.asarray(model.reconstruct(x))
@@ -384,7 +384,7 @@ def test_run_evaluation_pipeline_checks_arguments_and_output_before_the_model(se
     afile.write_text("")
     cases = [
         ("", {}, ConfigError, "pass --model="),
-        (str(tmp_path / "nope"), {}, ExportError, "no saved_model.pb"),
+        (str(tmp_path / "nope"), {}, ExportError, "nope does not exist; pass a SavedModel directory or a .keras file"),
         (setup.paths["good"], {"budgets": ("1", "x")}, ConfigError, "--budgets must be comma-separated numbers"),
         (setup.paths["good"], {"skip_robustness": True, "skip_classifier": True, "skip_fid": True}, ConfigError,
          "all evaluations were skipped"),
