@@ -32,6 +32,10 @@ matched that observation as this test compares): "attack_runs" (gradient evaluat
 image: 7 = 2 exploration starts x 1 step + 5 refinement steps) in the robustness reports
 and summaries, and the new AttackConfig fields "gradient_evaluations" / "ensemble_members"
 (null for PGD) wherever the attack config is recorded.
+Issue 24 (any autoencoder) was patched the same way (tests/data/patch_regression_new_keys.py
+decoder encoder pixel_range prior model_source +per_image): evaluate's four new flags, the
+summaries' "model_source", and the per-image files and box plots (3 layout entries, 2 figure
+lines in each report); no recorded value changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD
