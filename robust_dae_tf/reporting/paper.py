@@ -1,4 +1,5 @@
-"""Published numbers of the paper this project reproduces, as plain data.
+"""Published numbers of the paper this project reproduces, as plain data, and our evaluations
+side by side with them (`paper_comparison_markdown`, bin/compare.py --paper=<dataset>).
 
 Source: A. Saseendran, K. Skubch, S. Falkner, M. Keuper, "Trading off Image Quality
 for Robustness is not Necessary with Regularized Deterministic Autoencoders",
@@ -27,7 +28,11 @@ its "Ours" is `robust`, GMM-DAE is `gmm_dae`. Dataset keys are this project's da
 names (SVHN = `svhn_cropped`, CELEBA = `celeb_a`).
 """
 
+from robust_dae_tf.attacks.config import budget_key
 from robust_dae_tf.attacks.objectives import INPUT_MSSSIM, LATENT_OBJECTIVE, MAX_DAMAGE_OBJECTIVE
+from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.reporting.tables import (_accuracies, _attacked_cell, _budget_label, _cell, _fd, _markdown,
+                                            model_metadata, row_protocol)
 
 BUDGETS = (1, 3, 5)
 DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "celeb_a")
@@ -306,3 +311,126 @@ def robustness_rows(dataset: str) -> dict:
     for model, entry in TABLE2.get(dataset, {}).items():
         rows.setdefault(model, entry)
     return rows
+
+
+# ------------------------------------------------------------------ comparison with the paper
+
+PAPER_TABLE1_COLUMNS = (
+    # (paper_results column, header without λ)
+    ("latent_target_vs_adv_rec", "Latent: MS-SSIM(x_r, x~_a) ↓"),
+    ("max_damage_rec_vs_adv_rec", "Max damage: MS-SSIM(x~_r, x~_a) ↑"),
+    ("latent_input_vs_adv", "Latent: MS-SSIM(x, x_a)"),
+    ("max_damage_input_vs_adv", "Max damage: MS-SSIM(x, x_a)"),
+)
+
+
+PAPER_LEGEND = (
+    "Rows \"<model>, paper\": the numbers published by Saseendran et al. (NeurIPS 2022), Table 1 "
+    "(and Table 2 for GMM-DAE and Augmented, which reports no MS-SSIM(x, x_a) columns; Table 3 for the "
+    "accuracies), as printed: two decimals, no std; the paper's \"MS-SSIM(x_r, x_a)\" columns compare "
+    "the clean input x with x_a, so they are headed MS-SSIM(x, x_a) here. The rows below each paper row are "
+    "our evaluations of the same model (mean ± std over trials, the mean alone for one trial; MS-SSIM in the "
+    "paper's convention), with "
+    "their evaluation protocol in brackets: [paper] is measured as the paper's numbers were, [strong] with "
+    "this project's stronger attack. "
+    "The paper's FID (Inception features, its own samples and preprocessing) and our FD (named feature "
+    "extractor) are on different scales: compare the ordering of models, not the values."
+)
+
+
+def check_paper_dataset(dataset) -> str:
+    """`dataset` if the paper reports it (`DATASETS`), else ConfigError."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"the paper has no results for dataset {dataset!r}; choose one of "
+                          f"{', '.join(DATASETS)}.")
+    return dataset
+
+
+def _paper_groups(rows: list[dict], dataset: str):
+    """([(variant, [rows])] in the paper's model order (unknown variants last, input order
+    kept within a variant), rows evaluated on another dataset)."""
+    order = {model: i for i, model in enumerate(MODEL_ORDER)}
+    groups: dict = {}
+    other = []
+    for row in rows:
+        meta = model_metadata(row)
+        if meta.get("dataset") and meta["dataset"] != dataset:
+            label = str(row["name"])
+            other.append(label if meta["dataset"] in label else f"{label} ({meta['dataset']})")
+            continue
+        groups.setdefault(meta.get("variant"), []).append(row)
+    ranked = sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order)))  # stable
+    return ranked, other
+
+
+def _paper_label(variant) -> str:
+    return f"{PAPER_NAMES[variant]}, paper"
+
+
+def paper_comparison_markdown(rows: list[dict], dataset: str, digits: int = 3) -> str:
+    """Our evaluations side by side with the paper's published numbers for `dataset`
+    (mnist, fashion_mnist, svhn_cropped, celeb_a): a Table 1/2-like table and, when
+    classifier reports exist, a Table 3-like one. Each of our models is preceded by one
+    "<paper name>, paper" row (one per variant, when the paper reports that model);
+    rows follow the paper's model order (`MODEL_ORDER`), unknown models last.
+    Rows whose metadata names another dataset are left out (and listed)."""
+    check_paper_dataset(dataset)
+    title = DATASET_TITLES[dataset]
+    groups, other = _paper_groups(rows, dataset)
+    budgets = [budget_key(b) for b in BUDGETS]
+    published = robustness_rows(dataset)
+
+    header = ["Model"]
+    for _, label in PAPER_TABLE1_COLUMNS:
+        header += [f"{label} λ={_budget_label(b)}" for b in budgets]
+    header.append("FD/FID ↓")
+    body, unpublished = [], []
+    for variant, members in groups:
+        paper = published.get(variant)
+        if paper is not None:
+            cells = [_paper_label(variant)]
+            for column, _ in PAPER_TABLE1_COLUMNS:
+                values = paper.get(column)  # None: not in the paper's table (Table 2 models)
+                cells += [f"{v:.2f}" for v in values] if values else ["—"] * len(budgets)
+            body.append(cells + [f"{paper['fid']:.2f} (FID)"])
+        elif variant in PAPER_NAMES:
+            unpublished.append(PAPER_NAMES[variant])
+        for row in members:
+            cells = [f"{row['name']} [{row_protocol(row)}]"]
+            for column, _ in PAPER_TABLE1_COLUMNS:
+                attack, metric = COLUMNS[column]
+                cells += [_cell(row, attack, metric, b, digits) for b in budgets]
+            value, name = _fd(row)
+            body.append(cells + ["—" if value is None else f"{value:.2f} ({name})"])
+    out = f"### Comparison with the paper ({title}): robustness and fidelity (Tables 1, 2)\n\n"
+    out += _markdown(header, body) + "\n" + PAPER_LEGEND + "\n"
+    if unpublished:
+        out += f"\nThe paper's Tables 1 and 2 have no {title} row for: {', '.join(unpublished)}.\n"
+    if other:
+        out += f"\nLeft out (evaluated on another dataset than {title}): {', '.join(other)}.\n"
+
+    if any(row.get("classifier") for _, members in groups for row in members):
+        table3 = TABLE3.get(dataset, {})
+        body, unpublished = [], []
+        for variant, members in groups:
+            members = [row for row in members if _accuracies(row)]
+            if not members:
+                continue
+            if variant in table3:
+                paper = table3[variant]
+                body.append([_paper_label(variant), f"{paper['clean']:.2f}", f"{paper['lambda_1']:.2f}"])
+            elif variant in PAPER_NAMES:
+                unpublished.append(PAPER_NAMES[variant])
+            for row in members:
+                clean, mean, std, n, budget = _accuracies(row)
+                attacked = _attacked_cell(mean, std, n)
+                if budget != 1.0 and attacked != "—":
+                    attacked += f" (λ={budget:g})"
+                body.append([f"{row['name']} [{row_protocol(row)}]", f"{100 * clean:.2f}", attacked])
+        out += f"\n### Comparison with the paper ({title}): downstream classifier (Table 3)\n\n"
+        out += _markdown(["Model", "clean acc. (%) ↑", "λ=1 acc. (%) ↑"], body)
+        if not table3:
+            out += f"\nThe paper's Table 3 has no {title} column.\n"
+        elif unpublished:
+            out += f"\nThe paper's Table 3 has no row for: {', '.join(unpublished)}.\n"
+    return out
