@@ -70,7 +70,8 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from robust_dae_tf import attacks, robustness
+    from robust_dae_tf import attacks
+    from robust_dae_tf.evaluation import robustness
     from robust_dae_tf.attacks import paper as paper_attacker
 
     model, dataset, images, labels = cli.load_model_and_test_images()

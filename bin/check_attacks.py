@@ -135,7 +135,8 @@ def main(argv):
 
     import numpy as np
 
-    from robust_dae_tf import attacks, data, robustness
+    from robust_dae_tf import attacks, data
+    from robust_dae_tf.evaluation import robustness
     from robust_dae_tf.errors import DataError
 
     budgets = robustness.validate_budgets(budgets)  # once, here: the attacks below do not check again

@@ -3,8 +3,9 @@
 Implements Saseendran et al., "Trading off Image Quality for Robustness is not
 Necessary with Regularized Deterministic Autoencoders" (NeurIPS 2022) in Keras 3 /
 TensorFlow: the GMM prior (`priors`), the regularization losses (`losses`), the
-three model variants (`models`), data pipelines (`data`), training, export and the
-TFX-style components that chain them and the evaluation (`pipeline`).
+three model variants (`models`), data sources and pipelines (`data`), the fit loop
+(`fit`), export, the evaluation's measurements (`evaluation`) and reports (`reporting`),
+and the TFX-style components that chain them (`pipeline`).
 """
 
 import os
@@ -19,3 +20,10 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 os.environ.setdefault(ONEDNN_ENV, "1")
 
 __version__ = "0.1.0"
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes).
+    Here, not in `cli`, so that a sweep's workers (`pipeline.experiments`) call it without
+    importing the command line module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF_CPP_MIN_LOG_LEVEL=0 shows them

@@ -30,5 +30,5 @@ def build_model(config, image_shape) -> Autoencoder:
     """Builds the (uncompiled) model `config.model.variant` names (see `registry`).
 
     `config` must be valid (`config_lib.validate`, which a run applies once where it
-    starts: `pipeline.run_training_pipeline`, or `training.train` called directly)."""
+    starts: `pipeline.run_training_pipeline`, or `fit.train` called directly)."""
     return registry.build(config, image_shape)

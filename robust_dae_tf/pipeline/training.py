@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, fileio, locking, multiworker, training
+from robust_dae_tf import config_lib, data, export, fileio, fit, locking, multiworker
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.pipeline.artifacts import (ATTRIBUTES_FILE, MARKER, Artifact, Component, DamagedMarkerError,
                                               examples_damage, load_examples, read_artifact, write_marker)
@@ -193,7 +193,7 @@ class Trainer(Component):
             )
         image_shape = tuple(examples.properties["image_shape"])
         # The config was validated where the run started (run_training_pipeline).
-        self.result = training.train(self.config, uri, load_examples(examples), image_shape, self.strategy,
+        self.result = fit.train(self.config, uri, load_examples(examples), image_shape, self.strategy,
                                      validate=False)
         properties = {
             "image_shape": list(image_shape),
@@ -226,10 +226,10 @@ class Exporter(Component):
         with open(os.path.join(model.uri, "config.json")) as f:
             config = config_lib.from_dict(json.load(f))
         image_shape = tuple(model.properties["image_shape"])
-        keras_model = training.compile_model(config, image_shape, tf.distribute.get_strategy())
+        keras_model = fit.compile_model(config, image_shape, tf.distribute.get_strategy())
         checkpoint = tf.train.Checkpoint(model=keras_model, optimizer=keras_model.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(model.uri, "checkpoints"), max_to_keep=None)
-        if training.restore_latest(checkpoint, manager) is None:
+        if fit.restore_latest(checkpoint, manager) is None:
             raise UserError(f"{model.uri} has no checkpoint to export; train first.")
         metadata = {
             "dataset": config.dataset,
@@ -262,7 +262,7 @@ def _float32_copy(config, image_shape, model):
     SavedModel computes in float32 (mixed precision is a training option)."""
     float_config = config_lib.from_dict(config.to_dict())
     float_config.train.mixed_precision = False
-    copy = training.compile_model(float_config, image_shape, tf.distribute.get_strategy())
+    copy = fit.compile_model(float_config, image_shape, tf.distribute.get_strategy())
     copy.set_weights(model.get_weights())
     return copy
 
@@ -318,10 +318,10 @@ def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster) -> 
                 raise ConfigError(f"export path {export_dir} exists; choose another --export_dir or pass --overwrite.")
         if cluster is not None and strategy is None:
             # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op.
-            strategy = training.make_strategy(config.train.num_cpu_devices)
+            strategy = fit.make_strategy(config.train.num_cpu_devices)
         else:
             # Logical CPU devices must be configured before TensorFlow runs any op.
-            training.configure_cpu_devices(config.train.num_cpu_devices)
+            fit.configure_cpu_devices(config.train.num_cpu_devices)
 
         examples = ExampleGen(
             config.dataset, config.data.data_dir, config.data.tfds_data_dir, config.data.download

@@ -433,7 +433,7 @@ def test_save_split_names_a_later_bad_file_instead_of_hanging(tmp_path):
     """tf.data.Dataset.save waits forever when an element fails; save_split must fail
     at once naming the file (run in a subprocess so a regression cannot hang the suite)."""
     done = subprocess.run(
-        [sys.executable, "-c", f"from tests.test_data import save_split_faults_child as f; f({str(tmp_path)!r})"],
+        [sys.executable, "-c", f"from tests.data.test_sources import save_split_faults_child as f; f({str(tmp_path)!r})"],
         capture_output=True, text=True, timeout=90, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )

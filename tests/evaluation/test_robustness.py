@@ -1,4 +1,4 @@
-"""Tests for robust_dae_tf.robustness: the paper's protocol, report format, seeds, errors."""
+"""Tests for robust_dae_tf.evaluation.robustness: the paper's protocol, report format, seeds, errors."""
 
 import dataclasses
 import json
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import attacks, robustness
+from robust_dae_tf import attacks
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
-from robust_dae_tf.robustness import Protocol
+from robust_dae_tf.evaluation.robustness import Protocol
 from tests.helpers import Killed, count_attack_runs, digits_arrays
 
 FAST = AttackConfig(steps=6, restarts=1, exploration_starts=4)
