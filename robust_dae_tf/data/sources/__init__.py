@@ -18,7 +18,7 @@ from robust_dae_tf.data.sources.npz import NPZ_KEYS
 from robust_dae_tf.data.specs import DatasetSpec
 from robust_dae_tf.errors import DataError
 
-logger = logging.getLogger("robust_dae_tf.data")
+logger = logging.getLogger(__name__)
 
 #: format name -> module, in detection order (see the `robust_dae_tf.data` docstring).
 LOCAL_FORMATS: dict[str, str] = {

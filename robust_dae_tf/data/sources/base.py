@@ -127,6 +127,11 @@ def from_files(
     return finish(spec, ds.map(load, num_parallel_calls=AUTOTUNE))
 
 
+def read_files(spec: DatasetSpec, source: FileSplits) -> Splits:
+    """The `read` of the formats whose source is image files per split (`FileSplits`)."""
+    return {split: from_files(spec, *files) for split, files in source.items()}
+
+
 def error_text(error: tf.errors.OpError) -> str:
     """The cause of a TensorFlow error without its function, iterator and op decorations."""
     text = (error.message or type(error).__name__).strip().splitlines()[0]

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from robust_dae_tf.data.sources.base import FileSplits, LocalSource, Splits, from_files, image_files
+from robust_dae_tf.data.sources.base import FileSplits, LocalSource, image_files
+from robust_dae_tf.data.sources.base import read_files as read  # noqa: F401  (this format's `read`)
 from robust_dae_tf.data.specs import DatasetSpec, get_spec
 from robust_dae_tf.errors import DataError
 
@@ -26,10 +27,6 @@ def detect(spec: DatasetSpec, path: pathlib.Path) -> LocalSource | None:
     if path.is_dir() and image_files(flat_image_dir(path)):
         return LocalSource("celeba", "files", *_flat_folder_files(spec, path))
     return None
-
-
-def read(spec: DatasetSpec, source: FileSplits) -> Splits:
-    return {split: from_files(spec, *files) for split, files in source.items()}
 
 
 def flat_image_dir(directory: pathlib.Path) -> pathlib.Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pathlib
 
-from robust_dae_tf.data.sources.base import FileSplits, LocalSource, Splits, from_files, image_files
+from robust_dae_tf.data.sources.base import FileSplits, LocalSource, image_files
+from robust_dae_tf.data.sources.base import read_files as read  # noqa: F401  (this format's `read`)
 from robust_dae_tf.data.specs import DatasetSpec
 from robust_dae_tf.errors import DataError
 
@@ -16,10 +17,6 @@ def detect(spec: DatasetSpec, path: pathlib.Path) -> LocalSource | None:
         files = _class_folder_files(spec, path)
         return LocalSource("image_folders", "files", files, "image folders train/ / test/ as stored")
     return None
-
-
-def read(spec: DatasetSpec, source: FileSplits) -> Splits:
-    return {split: from_files(spec, *files) for split, files in source.items()}
 
 
 def _class_files(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:

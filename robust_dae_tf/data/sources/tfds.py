@@ -12,7 +12,7 @@ from robust_dae_tf.data.sources.base import Splits
 from robust_dae_tf.data.specs import AUTOTUNE, DatasetSpec, check_shape, finish
 from robust_dae_tf.errors import DataError
 
-logger = logging.getLogger("robust_dae_tf.data")
+logger = logging.getLogger(__name__)
 
 
 _MNIST_FORMAT_HINT = (
