@@ -107,3 +107,31 @@ def test_the_checks_see_a_cycle_and_the_package_imports():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     graph = import_graph()
     assert f"{NAME}.errors" in graph[f"{NAME}.losses"] or graph[f"{NAME}.losses"]  # edges are found
+
+
+# Layers, lowest first: a module never imports one of a layer above its own (an evaluation
+# reads top-down: measurements, then reports, then the pipeline that runs them, then the CLI).
+LAYER_ABOVE = {
+    "measurements": ("data", "models", "baselines", "attacks", "metrics", "evaluation"),
+    "reports": ("reporting",),
+    "pipeline": ("pipeline",),
+    "cli": ("cli",),
+}
+
+
+def _layer(module: str) -> int | None:
+    top = module.split(".")[1] if "." in module else None
+    for rank, packages in enumerate(LAYER_ABOVE.values()):
+        if top in packages:
+            return rank
+    return None  # building blocks (losses, export, fileio, ...): usable from every layer
+
+
+def test_no_layer_imports_a_layer_above_it():
+    climbs = [
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        for target in sorted(targets)
+        if _layer(module) is not None and _layer(target) is not None and _layer(target) > _layer(module)
+    ]
+    assert not climbs, "imports of a higher layer: " + "; ".join(climbs)
