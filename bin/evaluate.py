@@ -3,6 +3,8 @@
 (Table 3) and the Frechet distance of prior samples.
 
     python bin/evaluate.py --model=saved_models/digits_robust
+    python bin/evaluate.py --model=my_ae.keras --dataset=mnist --prior=standard_normal
+    python bin/evaluate.py --encoder=enc.keras --decoder=dec.keras --dataset=mnist --skip_fid
     python bin/evaluate.py --model=saved_models/mnist_robust --data_dir=/path/to/mnist \\
         --num_images=100 --trials=10 --budgets=1,3,5
     python bin/evaluate.py --model=... --skip_fid --skip_classifier --attack_steps=50
@@ -30,13 +32,10 @@ dataset, else the dataset is loaded (--dataset, default: the model's) into
 """
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from robust_dae_tf import cli  # noqa: E402
+from robust_dae_tf import cli  # noqa: E402 - first: hides TensorFlow's start-up lines (robust_dae_tf.tf_startup)
 from robust_dae_tf.pipeline.evaluation import EvaluationSettings  # noqa: E402  (no TensorFlow)
 
 FLAGS = flags.FLAGS
@@ -45,6 +44,15 @@ cli.define_model_data_flags()
 flags.DEFINE_string("examples", DEFAULTS.examples,
                     "An Examples artifact directory to evaluate on (e.g. <workdir>/examples).")
 flags.DEFINE_string("output", None, "Output directory (default: evaluations/<model dir name>).")
+flags.DEFINE_string("encoder", DEFAULTS.encoder, "Instead of --model: the encoder, a .keras file or a Keras "
+                    "model.export() directory (with --decoder of the same kind; README, 'Evaluating your own "
+                    "autoencoder').")
+flags.DEFINE_string("decoder", DEFAULTS.decoder, "Instead of --model: the decoder (see --encoder).")
+flags.DEFINE_string("prior", DEFAULTS.prior, "The latent prior for the FD when the model's metadata has none (or to "
+                    "replace it): standard_normal, or a GMM JSON file {\"type\": \"gmm\", \"weights\": [K], "
+                    "\"means\": [K x D], \"stds\": [K]}.")
+flags.DEFINE_list("pixel_range", DEFAULTS.pixel_range, "The model's pixel range lo,hi (default 0,1; e.g. -1,1 or "
+                  "0,255): images are scaled into it for the model; budgets stay L2 norms in [0, 1] pixels.")
 flags.DEFINE_integer("num_images", DEFAULTS.num_images, "Test images attacked per trial.")
 flags.DEFINE_integer("trials", DEFAULTS.trials, "Attack trials (new images, targets and starts each).")
 flags.DEFINE_list("budgets", [f"{b:g}" for b in DEFAULTS.budgets], "L2 budgets lambda, comma separated.")
@@ -57,8 +65,10 @@ flags.DEFINE_integer("attack_exploration_starts", DEFAULTS.attack_exploration_st
                      "(default: 24 latent, 32 maximum damage; 1 = plain PGD); see docs/attacks.md.")
 flags.DEFINE_bool("attack_xla", DEFAULTS.attack_xla, "XLA-compile the PGD loop (falls back without it if XLA fails); "
                   "default: on for FC nets, off for conv nets (slower with XLA).")
-flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb"],
-                  "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker).")
+flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb", "apgd", "ensemble"],
+                  "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker); "
+                  "ensemble: APGD members + a reduced PGD under a quarter of PGD's gradient evaluations, "
+                  "per-image worst case (docs/attacks.md, Ensemble).")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (default: a ~1 GiB memory bound from the image size, "
                      "1000 at 32x32x1, 145 at 64x64x3; lower it if memory is short).")
@@ -110,4 +120,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, select_config=False)
+    cli.run_main(main, select_config=False, saved_on_interrupt="the finished attack runs and evaluation parts are "
+                 "kept in the --output directory")

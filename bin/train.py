@@ -44,6 +44,8 @@ flags.DEFINE_integer("num_cpu_devices", None, "Shortcut for --config.train.num_c
 flags.DEFINE_string("worker_hosts", None, "Multi-worker training: host:port of every worker, comma-separated, the same "
                     "on every worker (builds TF_CONFIG; or set TF_CONFIG yourself). Worker 0 is the chief.")
 flags.DEFINE_integer("task_index", None, "Multi-worker training: this worker's position in --worker_hosts (0 = chief).")
+flags.DEFINE_float("worker_timeout", 600.0, "Multi-worker training: seconds to wait for every worker to start before "
+                   "giving up with an error.")
 
 
 def main(argv):
@@ -60,6 +62,8 @@ def main(argv):
             raise ConfigError("TF_CONFIG is set and --worker_hosts/--task_index are given; use one of them.")
         os.environ["TF_CONFIG"] = multiworker.tf_config_for(FLAGS.worker_hosts, FLAGS.task_index)
     multiworker.cluster_from_env()  # a malformed TF_CONFIG is one error line, before any work
+    if not FLAGS.worker_timeout > 0:
+        raise ConfigError(f"--worker_timeout={FLAGS.worker_timeout:g} must be > 0 (seconds).")
 
     config = cli.apply_run_flags(FLAGS.config, model=FLAGS.model, data_dir=FLAGS.data_dir,
                                  tfds_data_dir=FLAGS.tfds_data_dir, epochs=FLAGS.epochs,
@@ -67,9 +71,10 @@ def main(argv):
     run_name = FLAGS.run_name or f"{config.dataset}_{config.model.variant}"
     workdir = FLAGS.workdir or os.path.join("runs", run_name)
     export_dir = (FLAGS.export_dir or os.path.join("saved_models", run_name)) if FLAGS.export else None
-    result = pipeline.run_training_pipeline(config, workdir, export_dir, overwrite=FLAGS.overwrite)
+    result = pipeline.run_training_pipeline(config, workdir, export_dir, overwrite=FLAGS.overwrite,
+                                            worker_timeout=FLAGS.worker_timeout)
     print(pipeline.summary(result))
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run_main(main, saved_on_interrupt="the prepared data and checkpoints written so far are kept in --workdir")

@@ -21,9 +21,31 @@ os.environ.setdefault(ONEDNN_ENV, "1")
 
 __version__ = "0.1.0"
 
+# TensorFlow's C++ libraries print start-up lines while `import tensorflow` runs ("WARNING: All
+# log messages before absl::InitializeLog() is called ...", oneDNN / cudart "I0000" notes), before
+# TF_CPP_MIN_LOG_LEVEL is read, so that variable cannot hide them. `tf_startup` captures the
+# file descriptor 2 around the first import of TensorFlow and passes on every other line;
+# ROBUST_DAE_TF_VERBOSE_TF=1 shows them (and TensorFlow's C++ INFO log).
+from robust_dae_tf import tf_startup as _tf_startup  # noqa: E402
+
+_tf_startup.install()
+
+# The Python API (robust_dae_tf.api), imported on first use so `import robust_dae_tf` stays free
+# of TensorFlow (the scripts' cheap flag checks run before it is imported).
+_API = ("evaluate", "attack", "build_model", "EvaluationResult")
+
+
+def __getattr__(name):
+    if name in _API:
+        from robust_dae_tf import api  # pylint: disable=import-outside-toplevel
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'robust_dae_tf' has no attribute {name!r}")
+
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes).
-    Here, not in `cli`, so that a sweep's workers (`pipeline.experiments`) call it without
-    importing the command line module."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF_CPP_MIN_LOG_LEVEL=0 shows them
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes):
+    `tf_startup.install()`, which importing the package already did; ROBUST_DAE_TF_VERBOSE_TF=1
+    shows it. Here, not in `cli`, so that a sweep's workers (`pipeline.experiments`) call it
+    without importing the command line module (`cli.quiet_tensorflow` is this function)."""
+    _tf_startup.install()

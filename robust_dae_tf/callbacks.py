@@ -55,11 +55,15 @@ def nonfinite_variables(variables) -> list[str]:
 
 
 def _diverged(step: int, problem: str, checkpoint_dir: str) -> TrainingDivergedError:
+    """The error of a divergence at `step`; `training.train` rewrites its advice
+    (`training.diverged_training`) from `step` and `problem`, which it carries."""
     latest = tf.train.latest_checkpoint(checkpoint_dir) or "none yet"
-    return TrainingDivergedError(
+    err = TrainingDivergedError(
         f"training diverged at step {step}: {problem}. The last good checkpoint ({latest}) is kept; lower "
         "--config.train.learning_rate or the loss weights and run the same command again to resume from it."
     )
+    err.step, err.problem = step, problem
+    return err
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -76,11 +80,13 @@ class NonFiniteGuard(keras.callbacks.Callback):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.last_finite = {}
+        self.last_finite_step = None  # step of the last execution with finite metrics (this session)
 
     def on_train_batch_end(self, batch, logs=None):
         values = _as_floats(logs)
         if all(math.isfinite(v) for v in values.values()):
             self.last_finite = values
+            self.last_finite_step = _step(self.model)
             return
         bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
         last = ", ".join(f"{k}={v:.5g}" for k, v in self.last_finite.items()) or "none"
@@ -110,7 +116,8 @@ class CheckpointEvery(keras.callbacks.Callback):
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise _diverged(step, f"the update left non-finite values in {names} (not checkpointed)",
                             self.manager.directory)
-        self.manager.save(checkpoint_number=step)
+        with fileio.writes_to(self.manager.directory, fileio.checkpoint_bytes(self.manager.latest_checkpoint)):
+            self.manager.save(checkpoint_number=step)
 
     def on_train_begin(self, logs=None):
         self._last_step = _step(self.model)
@@ -125,6 +132,22 @@ class CheckpointEvery(keras.callbacks.Callback):
         self._save()
 
 
+class ResumeEpochMetrics(keras.callbacks.Callback):
+    """Puts back, once, the metric trackers' totals and counts restored with a mid-epoch
+    checkpoint (`training.metric_state`) after Keras reset them at the start of the epoch
+    the resume continues: the epoch's means then cover all its steps, as in an
+    uninterrupted run."""
+
+    def __init__(self, metrics):
+        super().__init__()
+        self.values = [(v, v.numpy()) for m in metrics for v in m.variables]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for variable, value in self.values:
+            variable.assign(value)
+        self.values = []
+
+
 class EpochHistory(keras.callbacks.Callback):
     """Per-epoch metrics of every session of a run, kept in a JSON file and rewritten
     (atomically) at the end of each epoch: {"epoch": [1, 2, ...], "<metric>": [...]}.
@@ -134,7 +157,8 @@ class EpochHistory(keras.callbacks.Callback):
     every epoch whose end state was checkpointed has its entry, and an epoch whose
     checkpoint was lost (killed in between) is run again after the resume and its entry
     replaced, not duplicated. An epoch finished after a mid-epoch resume reports the
-    metrics of the steps run since the resume (Keras averages over the steps it ran).
+    metrics of all its steps, as an uninterrupted run does: the trackers' state is
+    checkpointed and put back (`ResumeEpochMetrics`).
 
     Files of earlier versions have no "epoch" list; their entries are taken as epochs
     1, 2, ... (which is what they were unless a session had been killed). A file that is

@@ -8,7 +8,8 @@
   `--config.<field>` override before absl parses the flags, so a missing file, a
   syntax error, a file without `get_config()` or an unknown field is one `error:` line.
 * `run_main(main)`: runs an absl main and turns every `UserError` into one line on
-  stderr and exit status 1, instead of a stack trace.
+  stderr and exit status 1, instead of a stack trace; Ctrl-C / SIGTERM into one line
+  saying what was saved (exit 130 / 143).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import sys
 
 from absl import app
@@ -43,7 +45,8 @@ def define_model_data_flags() -> None:
     reads an exported model and its test data (evaluate, check_attacks, benchmark_attacks)."""
     from absl import flags
 
-    flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py).")
+    flags.DEFINE_string("model", None, "SavedModel directory (written by bin/train.py, or with encode/decode "
+                        "signatures); bin/evaluate.py also takes a Keras .keras autoencoder.")
     flags.DEFINE_bool("trust_model", False, "Load --model even if its graphs hold TensorFlow ops an encoder/decoder "
                       "does not need (file I/O, Python callbacks, ...), which are refused by default: a trusted "
                       "model can run any TensorFlow op with your permissions. Only for models from a trusted source.")
@@ -204,10 +207,38 @@ def show_progress_messages() -> None:
     library.propagate = False
 
 
-def run_main(main, select_config: bool = True) -> None:
-    """absl `app.run(main)` with UserError -> one line on stderr + exit 1. With
-    `select_config`, `--dataset` picks the config file (scripts with a --config flag)."""
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    from robust_dae_tf.errors import Terminated
+
+    raise Terminated()
+
+
+def interruption_line(err: KeyboardInterrupt, saved: str) -> tuple[str, int]:
+    """(the one stderr line, exit status) for Ctrl-C or SIGTERM: what was saved (the
+    message of an `errors.Interrupted`, else `saved`) and that the same command resumes."""
+    from robust_dae_tf.errors import Interrupted, Terminated
+
+    terminated = isinstance(err, Terminated) or getattr(err, "terminated", False)
+    what = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+    message = str(err) if isinstance(err, Interrupted) and str(err) else f"{saved}; run the same command to resume"
+    return f"{what}: {message}.", EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def run_main(main, select_config: bool = True, saved_on_interrupt: str = "the work finished so far is kept") -> None:
+    """absl `app.run(main)` with UserError -> one line on stderr + exit 1, and so is a full
+    disk wherever it happens (`fileio.disk_full_error`, naming the file). With
+    `select_config`, `--dataset` picks the config file (scripts with a --config flag).
+
+    Ctrl-C and SIGTERM end in one line saying what was saved (`saved_on_interrupt`, or
+    the message of an `errors.Interrupted` the work raised, e.g. the training's checkpoint)
+    and that the same command resumes; exit status 130 (Ctrl-C) or 143 (SIGTERM). SIGTERM
+    is raised as `errors.Terminated`, a KeyboardInterrupt, in the main thread."""
     quiet_tensorflow()
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
     def guarded(argv):
         show_progress_messages()
@@ -216,6 +247,18 @@ def run_main(main, select_config: bool = True) -> None:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - a full disk anywhere (evaluation reports, logs): one line
+            from robust_dae_tf import fileio
+
+            if not fileio.is_disk_full(err):
+                raise
+            path = fileio.path_in_message(err) or os.getcwd()
+            print(f"error: {fileio.disk_full_error(err, path)}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt as err:
+            line, status = interruption_line(err, saved_on_interrupt)
+            print(line, file=sys.stderr)
+            sys.exit(status)
 
     if select_config:
         sys.argv = select_config_file(sys.argv)

@@ -27,5 +27,23 @@ class ExportError(UserError):
     """An export target that exists or a model that cannot be exported."""
 
 
+class DiskFullError(UserError):
+    """No space left on the device an output is written to (`fileio.disk_full_error`)."""
+
+
 class TrainingDivergedError(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends), raised in the main thread by the handler
+    `cli.run_main` installs; a KeyboardInterrupt, so the code that handles Ctrl-C handles it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during work that saved something; the message says what, for the
+    one line the scripts print (`cli.run_main`). `terminated`: it was SIGTERM."""
+
+    def __init__(self, message: str, terminated: bool = False):
+        super().__init__(message)
+        self.terminated = terminated

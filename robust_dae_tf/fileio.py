@@ -11,6 +11,11 @@
   `overwrite`), on failure it is removed and `path` is untouched.
 * `check_writable(path, flag, directory)`: fails early, naming the flag, when an output
   file or directory could not be written; creates nothing.
+* Full disks: `check_free_space(path, needed)` fails before expensive work whose output
+  size is known; `disk_full_error(err, path)` maps an ENOSPC `OSError` or TensorFlow's
+  "No space left on device" (`ResourceExhaustedError` of SaveV2 and file writes) to one
+  `DiskFullError` naming the path (and the space needed when known), and
+  `writes_to(path, needed)` applies it to the writes of a block.
 
 The temporary siblings are `<path>.tmp-<pid>` and, while replacing, `<path>.old-<pid>`.
 A process killed at the wrong moment leaves them behind; `atomic_directory` removes
@@ -32,7 +37,7 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from robust_dae_tf.errors import ConfigError, ExportError
+from robust_dae_tf.errors import ConfigError, DiskFullError, ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +169,85 @@ def check_writable(path: str, flag: str, directory: bool = False) -> str:
             raise ConfigError(f"{flag}={path} cannot be written: no write permission in {place} "
                               f"({err.strerror or err}); pass a writable path.") from err
     return path
+
+
+# ------------------------------------------------------------------ full disks
+
+_NO_SPACE = "No space left on device"
+
+
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
+def free_bytes(path: str) -> int:
+    """Bytes free for this user on the file system `path` (or its nearest existing ancestor) is on."""
+    return shutil.disk_usage(_nearest_existing(path)).free
+
+
+def check_free_space(path: str, needed: int, what: str) -> None:
+    """DiskFullError before writing `what` (about `needed` bytes) to `path` when its file
+    system has less free space."""
+    free = free_bytes(path)
+    if free < needed:
+        raise DiskFullError(f"not enough space for {what} at {os.path.abspath(path)}: it needs about "
+                            f"{format_bytes(needed)}, {format_bytes(free)} are free; free some space or choose "
+                            "another path.")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """An ENOSPC OSError, or a TensorFlow error (e.g. ResourceExhaustedError of SaveV2) saying so."""
+    import errno  # pylint: disable=import-outside-toplevel
+
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return type(err).__module__.startswith("tensorflow") and _NO_SPACE in str(err)
+
+
+def disk_full_error(err: BaseException, path: str, needed: int | None = None) -> DiskFullError:
+    """The one-line DiskFullError for `err` (see `is_disk_full`) while writing `path`
+    (the file the OSError names, if any, is named instead)."""
+    path = os.path.abspath(getattr(err, "filename", None) or path)
+    free = free_bytes(path)
+    need = f"about {format_bytes(needed)} are needed, " if needed else ""
+    return DiskFullError(f"no space left on the device of {path} ({need}{format_bytes(free)} free); free some "
+                         "space (or choose another output path) and run the same command again.")
+
+
+@contextlib.contextmanager
+def writes_to(path: str, needed: int | None = None):
+    """Maps a full disk in the block's writes to `path` to `disk_full_error`."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - only full-disk errors are mapped, the rest re-raised
+        if is_disk_full(err):
+            raise disk_full_error(err, path, needed) from err
+        raise
+
+
+def checkpoint_bytes(prefix: str | None) -> int | None:
+    """Bytes of the files of the TensorFlow checkpoint `prefix` (`<prefix>.index`,
+    `<prefix>.data-*`); None without one."""
+    import glob  # pylint: disable=import-outside-toplevel
+
+    files = [p for p in glob.glob(glob.escape(prefix) + ".*") if os.path.isfile(p)] if prefix else []
+    return sum(os.path.getsize(p) for p in files) or None
+
+
+def path_in_message(err: BaseException) -> str | None:
+    """The file an error is about: OSError.filename, else the first absolute path in its
+    message (TensorFlow names the file it failed to write)."""
+    if getattr(err, "filename", None):
+        return str(err.filename)
+    match = re.search(r"(/[^\s;:'\",]+)", str(err))
+    return match.group(1) if match else None

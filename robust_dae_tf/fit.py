@@ -3,7 +3,7 @@
 `train()` trains the model a config names (a `RegularizedAutoencoder` or a baseline)
 into a work directory:
 
-    <workdir>/config.json        the resolved run config (written before training)
+    <workdir>/config.json        the resolved run config (written once the checkpoint is restored)
     <workdir>/checkpoints/       tf.train.CheckpointManager files (model + optimizer)
     <workdir>/logs/              TensorBoard event files (train/ and validation/)
     <workdir>/history.json       per-epoch metrics of all sessions of this run, keyed by
@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from robust_dae_tf import callbacks as callbacks_lib
 from robust_dae_tf import config_lib, data, fileio, models, multiworker
-from robust_dae_tf.errors import CheckpointError, ConfigError
+from robust_dae_tf.errors import CheckpointError, ConfigError, Interrupted, Terminated, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def check_or_record_config(config, workdir: str) -> None:
-    """Writes config.json in a new workdir; in an existing one, refuses a config whose
-    architecture differs from the one the checkpoints were written with."""
+def check_run_config(config, workdir: str) -> None:
+    """Refuses a config whose architecture differs from the one recorded in
+    `<workdir>/config.json` (the checkpoints were written with it); writes nothing."""
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
         try:
@@ -124,8 +124,14 @@ def check_or_record_config(config, workdir: str) -> None:
                 f"{workdir} holds a run with a different model ({'; '.join(diffs)}); "
                 "use a new --workdir or the same settings to resume."
             )
+
+
+def record_run_config(config, workdir: str) -> None:
+    """Writes `<workdir>/config.json`, the run record. `train` calls it only after the
+    checkpoint was restored, so a run that fails on the restore (another model) leaves
+    the record of the run that wrote the checkpoints."""
     os.makedirs(workdir, exist_ok=True)
-    fileio.write_json_atomic(path, config.to_dict())
+    fileio.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
 
 
 CHECKPOINT_NAME = "ckpt"  # tf.train.CheckpointManager's file prefix: ckpt-<step>.index, ckpt-<step>.data-*
@@ -174,9 +180,45 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
-def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None):
+class _UnrestoredValuesFilter(logging.Filter):
+    """Drops TensorFlow's warnings about the values of a checkpoint that were not restored."""
+
+    PHRASES = ("deleted with unrestored values", "could not be found in the restored object",
+               "Unresolved object in checkpoint")
+
+    def filter(self, record):
+        return not any(phrase in record.getMessage() for phrase in self.PHRASES)
+
+
+def _hide_unrestored_value_warnings() -> None:
+    """After a checkpoint was rejected (reported in its own words): TensorFlow lists every
+    value of it that was not restored when the objects are deleted, i.e. after our error
+    line, at exit. `Checkpoint.restore` raises before it returns the status whose
+    `expect_partial()` would silence them, so they are filtered from TensorFlow's logger."""
+    tf_logger = tf.get_logger()
+    if not any(isinstance(f, _UnrestoredValuesFilter) for f in tf_logger.filters):
+        tf_logger.addFilter(_UnrestoredValuesFilter())
+
+
+def metric_state(model) -> tf.train.Checkpoint:
+    """The variables of the model's metric trackers (the totals and counts behind the
+    running means of the epoch), saved with every checkpoint: a run resumed mid-epoch
+    continues that epoch's means (`ResumeEpochMetrics`), so its history, TensorBoard curve
+    and epoch line equal an uninterrupted run's."""
+    return tf.train.Checkpoint(**{
+        f"{re.sub(r'[^0-9A-Za-z_]', '_', m.name)}_{i}": tf.train.Checkpoint(
+            **{f"v{j}": v for j, v in enumerate(m.variables)})
+        for i, m in enumerate(model.metrics)})
+
+
+def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int | None = None,
+                     optional: dict | None = None):
     """Restores the newest good checkpoint of `directory` into `checkpoint` and returns
     (its CheckpointManager, the restored path or None for a new run).
+
+    `optional` ({name: trackable}, e.g. {"metrics": metric_state(model)}) is saved with
+    `checkpoint` by the returned manager and restored when the checkpoint holds it
+    (checkpoints of earlier versions do not; the objects then keep their values).
 
     The checkpoint files on disk decide, not only the state file: a truncated, empty or
     stale state file is rewritten from the `ckpt-<step>.index` files with a warning.
@@ -188,9 +230,13 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     state, state_problem = _read_state(directory)
     steps = checkpoint_steps(directory)
     state_file = os.path.join(directory, STATE_FILE)
+    saved = checkpoint
+    if optional:  # the same names as `checkpoint` at the root (model, optimizer) plus the optional ones
+        saved = tf.train.Checkpoint(**{name: getattr(checkpoint, name) for name in ("model", "optimizer")
+                                       if hasattr(checkpoint, name)}, **optional)
     if not steps:
         if state is None and state_problem is None:
-            return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), None
+            return tf.train.CheckpointManager(saved, directory, max_to_keep=max_to_keep), None
         named = f"names {state.model_checkpoint_path}" if state else f"is unreadable ({state_problem})"
         raise CheckpointError(
             f"{state_file} {named} but {directory} holds no checkpoint files ({CHECKPOINT_NAME}-<step>.index); "
@@ -202,8 +248,10 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     for step in reversed(steps):
         path = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
         try:
-            checkpoint.restore(path).assert_existing_objects_matched()
+            # expect_partial: the optional objects in the file are read below, not warned about.
+            checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
         except Exception as err:  # noqa: BLE001 - any failure to read the user's file is reported
+            _hide_unrestored_value_warnings()
             rejected.append((step, "corrupt", _first_line(err)))
             continue
         bad = callbacks_lib.nonfinite_variables(variables)
@@ -221,6 +269,8 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
             f"delete {directory} to start the run over, or use a new --workdir."
         )
     restored = os.path.join(directory, f"{CHECKPOINT_NAME}-{restored_step}")
+    if optional:
+        tf.train.Checkpoint(**optional).read(restored).expect_partial()
     for step, suffix, reason in rejected:
         prefix = os.path.join(directory, f"{CHECKPOINT_NAME}-{step}")
         for name in glob.glob(glob.escape(prefix) + ".*"):
@@ -239,7 +289,7 @@ def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str, max_to_kee
     if state_problem or rejected or state is None or sorted(listed) != sorted(f"{CHECKPOINT_NAME}-{s}" for s in kept) \
             or os.path.basename(state.model_checkpoint_path) != os.path.basename(restored):
         _write_state(directory, kept)
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep), restored
+    return tf.train.CheckpointManager(saved, directory, max_to_keep=max_to_keep), restored
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str | None:
@@ -307,6 +357,69 @@ def compile_model(config, image_shape, strategy, steps_per_execution: int = 1):
     return model
 
 
+def stopped_training(err: KeyboardInterrupt, manager: tf.train.CheckpointManager, model) -> Interrupted:
+    """The `Interrupted` for Ctrl-C or SIGTERM (`Terminated`) during `model.fit`, saying
+    what was saved. SIGTERM, what a scheduler sends before it kills the job, first
+    checkpoints the partial epoch (the weights and step counter are consistent between
+    executions, where Python receives the signal); Ctrl-C keeps the newest checkpoint."""
+    step = int(model.optimizer.iterations.numpy())
+    terminated = isinstance(err, Terminated)
+    latest = manager.latest_checkpoint
+    if terminated and step and not (latest and latest.endswith(f"-{step}")):
+        if not callbacks_lib.nonfinite_variables([*model.variables, *model.optimizer.variables]):
+            with fileio.writes_to(manager.directory, fileio.checkpoint_bytes(latest)):
+                latest = manager.save(checkpoint_number=step)
+            return Interrupted(f"saved the partial epoch as checkpoint {latest} (step {step}); run the same "
+                               "command to resume from it", terminated=True)
+    if latest:
+        kept = int(latest.rsplit("-", 1)[1])
+        lost = f" (steps {kept + 1}-{step} are run again)" if step > kept else ""
+        return Interrupted(f"stopped at step {step}; the newest checkpoint {latest} (step {kept}) is kept{lost}; "
+                           "run the same command to resume from it", terminated=terminated)
+    return Interrupted(f"stopped at step {step}, before the first checkpoint; the same command starts the "
+                       "run again", terminated=terminated)
+
+
+def diverged_training(err: TrainingDivergedError, directory: str, last_finite_step: int | None,
+                      learning_rate: float) -> TrainingDivergedError:
+    """The error of a divergence (`err`, raised by the NaN guard or the checkpoint callback),
+    after making sure the newest checkpoint in `directory` is one a resume can train on.
+
+    A huge update can leave finite but diverged weights, which a checkpoint then keeps:
+    resuming from them diverges again at once, whatever the learning rate. So a newest
+    checkpoint that was not followed by a single finite execution in this session (the
+    divergence came right after it was written or restored) is set aside (its files get
+    the suffix `.diverged`) when an earlier one exists, which becomes the newest. The
+    advice names that checkpoint, a lower learning rate to resume with, and, when no
+    earlier checkpoint was left to fall back to, starting over in a new --workdir."""
+    step = getattr(err, "step", None)
+    problem = getattr(err, "problem", None)
+    if step is None or problem is None:
+        return err
+    steps = checkpoint_steps(directory)
+    suspect = bool(steps) and (last_finite_step is None or last_finite_step <= steps[-1])
+    note = ""
+    if suspect and len(steps) > 1:
+        prefix = os.path.join(directory, f"{CHECKPOINT_NAME}-{steps[-1]}")
+        for name in glob.glob(glob.escape(prefix) + ".*"):
+            if not name.endswith((".corrupt", ".nonfinite", ".diverged")):
+                os.replace(name, f"{name}.diverged")
+        steps = steps[:-1]
+        _write_state(directory, steps)
+        note = (f" Checkpoint {prefix} was followed at once by this divergence, so its weights may have diverged "
+                f"already: moved its files to {prefix}.*.diverged.")
+    lower = f"a lower --config.train.learning_rate (e.g. {learning_rate / 10:g}, a tenth of {learning_rate:g})"
+    if not steps:
+        advice = f"There is no checkpoint yet: run the same command with {lower} to start over"
+    else:
+        latest = os.path.join(directory, f"{CHECKPOINT_NAME}-{steps[-1]}")
+        advice = f"The last good checkpoint ({latest}) is kept: run the same command with {lower} to resume from it"
+        if suspect:  # nothing earlier to fall back to
+            advice += ("; if it diverges again at once, its weights have diverged too: start over with that rate in a "
+                       "new --workdir")
+    return TrainingDivergedError(f"training diverged at step {step}: {problem}.{note} {advice}.")
+
+
 def effective_steps_per_execution(requested: int, steps_per_epoch: int, skip_batches: int = 0) -> int:
     """The largest k <= `requested` dividing both the epoch length and the steps left
     in an interrupted epoch: Keras always runs whole executions of k steps, so a k
@@ -334,19 +447,23 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     config_lib.resolve_defaults(config)
     if validate:
         config_lib.validate(config)
-    check_or_record_config(config, workdir)
+    check_run_config(config, workdir)
     strategy = strategy or make_strategy(config.train.num_cpu_devices)
     model = compile_model(config, image_shape, strategy)
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints)
     multi_worker = multiworker.is_multi_worker(strategy)
+    # The metric trackers' state goes with the checkpoints, except across several workers (the
+    # chief's restore of it fails there; an epoch resumed mid-way then reports the steps since the resume).
+    optional = None if multi_worker else {"metrics": metric_state(model)}
+    manager, restored = open_checkpoints(checkpoint, checkpoint_dir, config.train.keep_checkpoints, optional=optional)
     if multi_worker:
         # Only the chief's workdir holds the run's checkpoints (other workers train in a
         # temporary one): every worker continues from the chief's state.
         multiworker.broadcast_from_chief(strategy, _checkpointed_variables(checkpoint))
     set_learning_rate(model, config.train.learning_rate, restored)
+    record_run_config(config, workdir)  # after the restore: a failed one leaves the record as it was
 
     train_ds = splits["train"]
     if config.data.max_train_examples:
@@ -382,8 +499,11 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
     if multi_worker:
         val_batches = multiworker.shard_by_data(val_batches)
     preview, _ = data.take_arrays(splits["test"], 8)
+    guard = callbacks_lib.NonFiniteGuard(checkpoint_dir)
     callbacks = [
-        callbacks_lib.NonFiniteGuard(checkpoint_dir),
+        # Keras resets the trackers when an epoch begins; an epoch resumed mid-way gets back its means so far.
+        *([callbacks_lib.ResumeEpochMetrics(model.metrics)] if skip and optional else []),
+        guard,
         history,  # before the checkpoint: see EpochHistory
         callbacks_lib.CheckpointEvery(manager, config.train.checkpoint_every_steps),
         callbacks_lib.TensorBoardLogger(
@@ -415,11 +535,16 @@ def train(config, workdir: str, splits: dict, image_shape, strategy=None, extra_
 
     started = time.perf_counter()
     if start_epoch < epochs:
-        if skip:  # finish the interrupted epoch first, then continue with whole epochs
-            fit(start_epoch, start_epoch + 1, steps - skip, skip)
-            start_epoch += 1
-        if start_epoch < epochs:
-            fit(start_epoch, epochs, steps, 0)
+        try:
+            if skip:  # finish the interrupted epoch first, then continue with whole epochs
+                fit(start_epoch, start_epoch + 1, steps - skip, skip)
+                start_epoch += 1
+            if start_epoch < epochs:
+                fit(start_epoch, epochs, steps, 0)
+        except KeyboardInterrupt as err:
+            raise stopped_training(err, manager, model) from None
+        except TrainingDivergedError as err:
+            raise diverged_training(err, checkpoint_dir, guard.last_finite_step, config.train.learning_rate) from None
     else:
         logger.info("Run in %s already finished %d epochs; nothing to train.", workdir, epochs)
     elapsed = time.perf_counter() - started

@@ -19,13 +19,21 @@ replica 0, on the chief, contributes): after the chief restores its newest check
 all workers continue from it, with no file system shared between the hosts.
 `shard_by_data(ds)` makes each worker take its rows of every global batch (tf.data's
 DATA auto-shard), so N workers see the batches one process sees.
+
+Creating the strategy waits, inside TensorFlow's C++ code, until every worker of the
+cluster has started (no Python exception, signal handler or TensorFlow timeout gets
+through). `awaiting_workers(cluster, timeout)` says which workers are awaited and, when
+they have not all joined after `timeout` seconds (`bin/train.py --worker_timeout`,
+default `DEFAULT_WORKER_TIMEOUT`), ends the process with one `error:` line (exit 137).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 
 from robust_dae_tf.errors import ConfigError
 
@@ -124,6 +132,53 @@ def parse_tf_config(text: str, source: str = "TF_CONFIG") -> Cluster | None:
 def cluster_from_env() -> Cluster | None:
     """This process's validated TF_CONFIG cluster, or None when TF_CONFIG is unset or empty."""
     return parse_tf_config(os.environ.get("TF_CONFIG", ""))
+
+
+DEFAULT_WORKER_TIMEOUT = 600.0  # seconds a worker waits for the others (bin/train.py --worker_timeout)
+
+
+def _address(cluster: Cluster, kind: str, index: int) -> str:
+    return f"{kind} {index} ({cluster.hosts[kind][index]})"
+
+
+# The watchdog of `awaiting_workers`: a separate process, because the waiting main thread
+# holds the GIL inside TensorFlow (no Python thread or signal handler of this process runs)
+# and TensorFlow handles SIGTERM itself. It exits quietly when its stdin closes (the workers
+# joined, or this process ended); after the timeout it writes the error line and kills us.
+_WATCHDOG = (
+    "import os, select, signal, sys\n"
+    "ready, _, _ = select.select([sys.stdin], [], [], float(sys.argv[2]))\n"
+    "if not ready:\n"
+    "    sys.stderr.write(sys.argv[3] + '\\n')\n"
+    "    sys.stderr.flush()\n"
+    "    os.kill(int(sys.argv[1]), signal.SIGKILL)\n"
+)
+
+
+@contextlib.contextmanager
+def awaiting_workers(cluster: Cluster, timeout: float = DEFAULT_WORKER_TIMEOUT):
+    """Runs the block (creating the MultiWorkerMirroredStrategy, which waits for every
+    worker) after printing which workers this one waits for; if the block has not ended
+    after `timeout` seconds, a watchdog process prints one `error:` line naming them and
+    ends this process (SIGKILL, exit status 137: its main thread is blocked in
+    TensorFlow's C++ code, and nothing has been written yet)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    others = [_address(cluster, kind, i) for kind, hosts in cluster.hosts.items() for i in range(len(hosts))
+              if (kind, i) != (cluster.task_type, cluster.task_index)]
+    me = _address(cluster, cluster.task_type, cluster.task_index)
+    print(f"[multi-worker] {me}: waiting up to {timeout:g} s (--worker_timeout) for {', '.join(others)} to start",
+          file=sys.stderr, flush=True)
+    message = (f"error: {me} waited {timeout:g} s for {', '.join(others)} to start, in vain; start the same command "
+               "on every worker (each with its own --task_index or TF_CONFIG task), check that the host:port addresses "
+               "are reachable from each other, or raise --worker_timeout.")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
+                                stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
 
 
 def is_multi_worker(strategy) -> bool:

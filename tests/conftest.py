@@ -4,10 +4,7 @@ The CPU is split into two logical devices before TensorFlow initialises, so the
 MirroredStrategy tests can run on one machine; everything else runs on /cpu:0.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
+import robust_dae_tf  # noqa: F401 - first: hides TensorFlow's start-up lines (robust_dae_tf.tf_startup)
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")

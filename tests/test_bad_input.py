@@ -81,6 +81,83 @@ def test_training_on_a_workdir_in_use_stops_naming_the_first_run(tmp_path):
     assert os.listdir(workdir) == ["examples"] and os.listdir(workdir / "examples") == ["artifact.json"]
 
 
+def test_a_run_failing_on_the_restore_leaves_the_run_record_and_ends_with_the_error(tmp_path):
+    """Mixed precision wraps the optimizer (loss-scale variables): its checkpoint objects differ
+    although no architecture field does. The failed run must not replace config.json (the
+    record of the checkpoints), and its error is the last line (no TensorFlow warnings after it)."""
+    workdir = tmp_path / "run"
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = workdir / "trainer" / "config.json"
+    before = record.read_text()
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, "--epochs=2",
+                      "--config.train.mixed_precision=true")
+    assert_one_error_line(done, "ckpt-", "written by a different model")
+    assert "unrestored" not in done.stderr.lower() and "could not be found" not in done.stderr, done.stderr[-3000:]
+    assert record.read_text() == before
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, "--epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]  # the right command resumes
+
+
+def _signal_training(workdir, signum):
+    """Starts a long training (125 steps an epoch), sends `signum` once the checkpoint of its
+    first epoch was written and returns (last stderr line, exit status, the step numbers in
+    that line); bounded in time."""
+    import re
+    import signal
+    import time
+
+    args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), f"--workdir={workdir}", "--noexport",
+            *QUICK_TRAINING, "--epochs=500", "--config.data.max_train_examples=1000", "--config.train.batch_size=8",
+            "--config.train.steps_per_execution=1", "--config.train.checkpoint_every_steps=100000"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        deadline = time.time() + 240
+        while not (workdir / "trainer" / "checkpoints" / "ckpt-125.index").exists():  # epoch 1's end
+            assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
+            time.sleep(0.2)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    steps = [int(n) for n in re.findall(r"step (\d+)", last)]
+    return last, process.returncode, steps
+
+
+def test_ctrl_c_during_training_is_one_line_naming_the_kept_checkpoint(tmp_path):
+    import re
+    import signal
+
+    last, status, steps = _signal_training(tmp_path / "run", signal.SIGINT)
+    assert status == 130, last
+    assert last.startswith("interrupted (Ctrl-C): stopped at step") and "run the same command to resume" in last
+    # Ctrl-C does not save: the newest checkpoint is an epoch end's (125 steps an epoch).
+    assert re.search(r"the newest checkpoint \S+/ckpt-(\d+) \(step \1\) is kept", last) and steps[1] % 125 == 0, last
+
+
+def test_sigterm_during_training_checkpoints_the_partial_epoch(tmp_path):
+    import signal
+
+    workdir = tmp_path / "run"
+    last, status, steps = _signal_training(workdir, signal.SIGTERM)
+    assert status == 143, last
+    assert last.startswith("terminated (SIGTERM): ") and "run the same command to resume" in last, last
+    # The step it stopped at is checkpointed: the partial epoch (or, by chance, an epoch end).
+    assert steps and tf_latest_step(workdir / "trainer" / "checkpoints") == steps[-1], last
+    if steps[-1] % 125:
+        assert "saved the partial epoch as checkpoint" in last, last
+
+
+def tf_latest_step(directory):
+    from robust_dae_tf.fit import checkpoint_steps
+
+    return checkpoint_steps(str(directory))[-1]
+
+
 def test_training_resumes_past_an_empty_checkpoint_state_file(tmp_path):
     workdir = tmp_path / "run"
     first = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING)
@@ -137,6 +214,12 @@ def _random_bytes_npz(root):
     return root / "d.npz"
 
 
+def _empty_celeba_folder(root):
+    (root / "img_align_celeba").mkdir()
+    (root / "img_align_celeba" / "readme.txt").write_text("images go here")
+    return root
+
+
 DATA_CASES = {  # name: (writes the data under a directory and returns --data_dir, words of the error)
     "corrupt_image_after_first": (
         lambda root: _folders_with_later_file(root, lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 30)),
@@ -146,6 +229,8 @@ DATA_CASES = {  # name: (writes the data under a directory and returns --data_di
         ["train/emu/9.png", "20x20x1", "28x28x1"]),
     "nan_pixels_npz": (lambda root: _npz(root, _nan_pixels()), ["d.npz[x_train]", "NaN or Inf"]),
     "not_a_zip_npz": (_random_bytes_npz, ["d.npz", "not a valid .npz (zip) file"]),
+    # The folder layout the "no supported data" message names, but empty: say so, naming the folder.
+    "empty_img_align_celeba": (_empty_celeba_folder, ["img_align_celeba holds no images", "readme.txt", ".jpg"]),
 }
 
 
@@ -398,7 +483,21 @@ LOADING_CASES = [
     ("check_attacks.py", "writes_at_load", ["WriteFile", "--trust_model"]),  # = benchmark_attacks' loading
     ("evaluate.py", "truncated_pb", ["saved_model.pb is corrupt", "re-export"]),
     ("check_attacks.py", "bad_json", ["robust_dae_tf.json is not readable JSON"]),
+    # A SavedModel that is not an autoencoder (no metadata either): its endpoints are named, not --dataset.
+    ("evaluate.py", "foreign", ["no encode / decode endpoint", "encode(images)"]),
+    ("check_attacks.py", "foreign", ["no encode / decode endpoint"]),
 ]
+
+
+def _save_foreign_model(path):
+    """A SavedModel of another kind: one `predict` function, no encode/decode, no metadata."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.predict = tf.function(lambda x: x * module.scale, input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    tf.saved_model.save(module, path)
+    return path
 
 
 def _loading_model(tmp_path, kind):
@@ -410,6 +509,8 @@ def _loading_model(tmp_path, kind):
         if kind in ("reads_in_encode", "table_from_file"):
             target.write_text("a\nb\n")
         return save_crafted(kind, tmp_path / "model", target), target
+    if kind == "foreign":
+        return _save_foreign_model(str(tmp_path / "model")), target
     from tests.helpers import export_tiny_autoencoder as _export_tiny
     from tests.test_export import _corrupt
 
@@ -490,6 +591,33 @@ def test_multiworker_bad_input(tmp_path, args, tf_config, words):
                       env=env, timeout=120)
     assert_one_error_line(done, *words)
     assert not (workdir / "examples").exists() and not export_dir.exists()
+
+
+def test_a_worker_whose_peer_never_starts_says_whom_it_awaits_and_gives_up(tmp_path):
+    """Worker 0 of two, worker 1 never started: the awaited worker is named at once, and after
+    --worker_timeout one error line ends the run (TensorFlow would wait forever, silently)."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
+    workdir = tmp_path / "run"
+    done = run_script("train.py", f"--workdir={workdir}", "--noexport", *QUICK_TRAINING, f"--worker_hosts={hosts}",
+                      "--task_index=0", "--worker_timeout=3", env={"TF_CONFIG": ""}, timeout=180)
+    assert f"waiting up to 3 s (--worker_timeout) for worker 1 (127.0.0.1:{ports[1]}) to start" in done.stderr, \
+        done.stderr[-3000:]
+    # Killed by the watchdog (TensorFlow blocks the process): exit status 137, the error line last.
+    assert done.returncode == -9 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-3000:])
+    last = done.stderr.strip().splitlines()[-1]
+    for words in (f"error: worker 0 (127.0.0.1:{ports[0]}) waited 3 s", f"worker 1 (127.0.0.1:{ports[1]})",
+                  "--worker_timeout"):
+        assert words in last, last
+    assert not (workdir / "trainer").exists()
+    done = run_script("train.py", f"--workdir={workdir}", *QUICK_TRAINING, "--worker_timeout=0", env={"TF_CONFIG": ""})
+    assert_one_error_line(done, "--worker_timeout=0", "> 0")
 
 
 # --- sweep: bin/sweep.py and bin/reproduce.py (grid, evaluation pass-through, engine) ---------

@@ -120,3 +120,53 @@ def test_check_writable(tmp_path):
     existing.mkdir()
     assert fileio.check_writable(str(existing), "--output", directory=True) == str(existing)
     assert os.listdir(existing) == [] and sorted(os.listdir(tmp_path)) == ["a_file", "existing"]  # probes removed
+
+
+# --- full disks -------------------------------------------------------------------------
+
+import errno  # noqa: E402
+
+
+def test_writes_to_maps_enospc_and_tensorflows_disk_full_and_nothing_else(tmp_path):
+    import tensorflow as tf
+
+    from robust_dae_tf.errors import DiskFullError
+
+    target = str(tmp_path / "out" / "summary.json")
+    with pytest.raises(DiskFullError, match=rf"no space left on the device of {target} \(about 2.0 MiB are needed"):
+        with fileio.writes_to(str(tmp_path), needed=2 * 1024 * 1024):
+            raise OSError(errno.ENOSPC, "No space left on device", target)
+    with pytest.raises(DiskFullError, match=rf"device of {tmp_path}"):
+        with fileio.writes_to(str(tmp_path)):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device [Op:SaveV2]")
+    for other in (OSError(errno.EACCES, "Permission denied"), tf.errors.ResourceExhaustedError(None, None, "OOM")):
+        with pytest.raises(type(other)):
+            with fileio.writes_to(str(tmp_path)):
+                raise other
+
+
+def test_check_free_space_names_the_path_and_both_sizes(tmp_path, monkeypatch):
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: shutil_usage(free=512))
+    with pytest.raises(UserError, match=rf"space for the SavedModel at {tmp_path}/new/sm: it needs about 1.5 KiB, "
+                                        "512 bytes are free"):
+        fileio.check_free_space(str(tmp_path / "new" / "sm"), 1536, "the SavedModel")
+    fileio.check_free_space(str(tmp_path), 512, "the SavedModel")  # enough
+
+
+def shutil_usage(free):
+    import collections
+
+    return collections.namedtuple("usage", "total used free")(10**9, 10**9 - free, free)
+
+
+def test_a_full_disk_anywhere_in_a_command_is_one_error_line(tmp_path):
+    code = ("import errno\nfrom robust_dae_tf import cli\n"
+            "def main(argv):\n"
+            f"    raise OSError(errno.ENOSPC, 'No space left on device', {str(tmp_path / 'summary.json')!r})\n"
+            "cli.run_main(main, select_config=False)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=root))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no space left on the device of {tmp_path}/summary.json")

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -67,9 +68,11 @@ def test_killed_mid_epoch_and_resumed_run_ends_with_the_same_weights(uninterrupt
     history = json.load(open(os.path.join(workdir, "history.json")))
     assert history["epoch"] == full["history"]["epoch"] == [1, 2, 3]
     assert history == resumed["history"]
-    for name in ("loss", "val_loss", "val_reconstruction"):
-        for epoch in (1, 3):
-            np.testing.assert_allclose(history[name][epoch - 1], full["history"][name][epoch - 1], rtol=1e-4)
+    # Every epoch, also epoch 2 that the resume continued mid-way (its means cover all its
+    # steps: the trackers' state is restored with the checkpoint), every metric.
+    assert sorted(history) == sorted(full["history"])
+    for name in history:
+        np.testing.assert_allclose(history[name], full["history"][name], rtol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("name", ["se", "beta_tcvae"])
@@ -320,3 +323,39 @@ def test_impossible_checkpoint_and_rate_settings_are_refused(tmp_path, field, va
     with pytest.raises(ConfigError, match=message):
         training.train(small_config("gmm_dae", **{field: value}), str(tmp_path), digits_splits(), (32, 32, 1))
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+class HugeUpdateAt(keras.callbacks.Callback):
+    """Makes the update of `step` huge (learning rate 1e30 for that one step): the weights it
+    leaves are finite, so they are checkpointed, but the next step's loss is not finite."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) + 1 == self.step:
+            self.rate = float(self.model.optimizer.learning_rate.numpy())
+            self.model.optimizer.learning_rate = 1e30
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            self.model.optimizer.learning_rate = self.rate
+
+
+def test_a_checkpoint_followed_at_once_by_a_divergence_is_set_aside_and_the_advice_works(tmp_path):
+    """The checkpoint of the huge update (step 8) holds finite but diverged weights; the one
+    before (step 7) is the last good one, and the advised command trains on from it."""
+    workdir = str(tmp_path)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=1)
+    with pytest.raises(TrainingDivergedError) as err:
+        training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[HugeUpdateAt(8)])
+    message = str(err.value)
+    assert re.search(r"step 9: .*ckpt-8 was followed at once .*ckpt-8\.\*\.diverged.*\(.*ckpt-7\) is kept: run "
+                     r"the same command with a lower --config.train.learning_rate \(e.g. 0.0001", message), message
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-7")
+    assert os.path.exists(os.path.join(ckpt_dir, "ckpt-8.index.diverged"))
+    lower = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=1, learning_rate=1e-4)
+    result = training.train(lower, workdir, digits_splits(), (32, 32, 1))
+    assert result["steps"] == 12 and all(np.isfinite(v) for v in result["final_metrics"].values())

@@ -107,9 +107,11 @@ def _run_workers(workdir, tmpdir, epochs, timeout=300):
 
 
 def _checkpoint_values(path) -> dict:
+    # Model and optimizer state; not "metrics/" (the epoch's metric sums, which single-process
+    # runs checkpoint and multi-worker runs do not).
     reader = tf.train.load_checkpoint(path)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+            if not name.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "metrics/"))}
 
 
 def _assert_same_checkpoint(observed, expected):

@@ -23,6 +23,15 @@ key train.mixed_precision = false): only those keys were new, nothing else chang
 once more when evaluate's --attack_chunk_size and --attack_xla defaults became automatic
 (None: chosen per model, memory-bounded chunks and XLA off for conv nets): only those two
 flag defaults differed; the reports still record chunk 1000 and XLA on for these FC models.
+Edited by hand once (not re-recorded): train's new --worker_timeout flag (default 600.0, a
+number) was added to the recorded flags; nothing else changed.
+Issue 23 (attack ensemble) added report keys only, and the recording was patched, not
+re-recorded: the new keys were copied from one observation into the recorded JSON and
+nothing else was touched (84 added lines, no value changed; the patched recording then
+matched that observation as this test compares): "attack_runs" (gradient evaluations per
+image: 7 = 2 exploration starts x 1 step + 5 refinement steps) in the robustness reports
+and summaries, and the new AttackConfig fields "gradient_evaluations" / "ensemble_members"
+(null for PGD) wherever the attack config is recorded.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

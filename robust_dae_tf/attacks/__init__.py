@@ -8,10 +8,17 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
                     `MaximumDamageAttack` (eq. 13, max ||f(g(x + d)) - f(g(x))||_2),
                     the registry (`OBJECTIVES`, `register`, `objective(name)`)
     pgd.py          batched, compiled PGD with exploration + refinement (the default)
+    apgd.py         batched, compiled APGD: step size from its own progress, one setting
+                    (gradient evaluations per image); method "apgd"
+    ensemble.py     the attack ensemble (method "ensemble"): APGD members on the attack's
+                    objective and on surrogates (`surrogates.py`: MS-SSIM, cosine of
+                    latents) and a reduced PGD under one budget, per-image worst case
     lbfgsb.py       the reference implementation's L-BFGS-B attacker (a second opinion)
     paper.py        the exact attacker behind the paper's numbers (method "paper")
     projection.py   exact projection onto the L2 ball ∩ pixel box (also SE training)
     starts.py       seeded random starts in the ball
+    gradients.py    `check_input_gradient`: one clear error for a model without an input
+                    gradient (constant / stop-gradient encoder), before any optimiser runs
     config.py       `AttackConfig` (validated when built; `for_model` sets its automatic
                     memory-bounded chunk size and XLA choice), `AttackResult`, input checks
     runner.py       `run(objective, model, images, budget, ...)`, `latent_attack`,
@@ -34,6 +41,7 @@ from robust_dae_tf.attacks.config import (
     ATTACK_MEMORY_BYTES,
     MAX_CHUNK_SIZE,
     METHODS,
+    STRONG_PROTOCOL_METHOD,
     ROW_BYTES_PER_PIXEL,
     AttackConfig,
     AttackResult,
@@ -73,6 +81,7 @@ _LAZY = {
     "PROJECTION_BISECTION_STEPS": "projection",
     "PROJECTION_POLISH_STEPS": "projection",
     "random_starts": "starts",
+    "check_input_gradient": "gradients",
     "StartStream": "starts",
     "pgd_phases": "pgd",
     "exploration_schedule": "pgd",
@@ -90,7 +99,7 @@ _LAZY = {
 __all__ = [
     "ATTACK_MEMORY_BYTES", "MAX_CHUNK_SIZE", "ROW_BYTES_PER_PIXEL", "default_chunk_size", "default_jit_compile",
     "for_model", "model_architecture", "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
-    "MAX_DAMAGE_OBJECTIVE", "METHODS", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
+    "MAX_DAMAGE_OBJECTIVE", "METHODS", "STRONG_PROTOCOL_METHOD", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
     "LatentAttack", "MaximumDamageAttack", "Objective", "budget_key", "check_finite_rows", "objective", "register",
     "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY,
 ]

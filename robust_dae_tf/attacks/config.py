@@ -15,7 +15,10 @@ import numpy as np
 
 from robust_dae_tf.errors import ConfigError, DataError
 
-METHODS = ("pgd", "lbfgsb", "paper")
+METHODS = ("pgd", "lbfgsb", "paper", "apgd", "ensemble")
+# The attack of the strong protocol (AttackConfig's default method, and so --attack_method's):
+# switching the strong protocol to the ensemble is this one line ("ensemble").
+STRONG_PROTOCOL_METHOD = "pgd"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +43,9 @@ class AttackConfig:
         `default_chunk_size(image shape, restarts)`: a memory bound of about
         ATTACK_MEMORY_BYTES per call (1000 for 32x32x1 images, 145 at 64x64x3 with 2
         restarts). Results do not depend on it (starts are drawn image by image).
-      method: "pgd" (batched, compiled), "lbfgsb" (reference-style, per image) or
+      method: "pgd" (batched, compiled), "ensemble" (`ensemble.py`: APGD members and a
+        reduced PGD under one budget, per-image worst case), "apgd" (`apgd.py`, one start),
+        "lbfgsb" (reference-style, per image) or
         "paper" (the exact attacker behind the paper's numbers, `paper.py`: one start,
         scipy's defaults and the objective's `paper_lbfgsb_*` settings; it ignores
         steps, restarts, exploration_starts, initial_step_fraction, chunk_size and
@@ -50,6 +55,13 @@ class AttackConfig:
         `default_jit_compile(model)`: on for fully connected nets, off for the
         convolutional ones, where XLA was measured slower (3.5x at 64x64x3, 1.3x at
         32x32x3, and more memory).
+      gradient_evaluations: "apgd" and "ensemble" only, their one setting: gradient
+        evaluations per image (the ensemble's total over its members); None = the
+        objective's default (`ensemble.default_evaluations`: a quarter of PGD's default
+        cost, 500 maximum damage, 800 latent). "apgd" runs one start from the objective's
+        start direction (the latent attack: towards the target) or a random point.
+      ensemble_members: "ensemble" only: names from `ensemble.MEMBER_NAMES` (None = all);
+        their budget shares are renormalised over the selection.
     """
 
     steps: int | None = None
@@ -57,8 +69,10 @@ class AttackConfig:
     exploration_starts: int | None = None
     initial_step_fraction: float = 1.0
     chunk_size: int | None = None
-    method: str = "pgd"  # "pgd" | "lbfgsb" | "paper"
+    method: str = STRONG_PROTOCOL_METHOD  # "pgd" | "lbfgsb" | "paper" | "apgd" | "ensemble"
     jit_compile: bool | None = None
+    gradient_evaluations: int | None = None
+    ensemble_members: tuple | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -74,6 +88,23 @@ class AttackConfig:
             raise ConfigError(f"attack initial_step_fraction must be a finite number > 0, got {frac!r}.")
         if self.jit_compile is not None and not isinstance(self.jit_compile, (bool, np.bool_)):
             raise ConfigError(f"attack jit_compile must be True, False or None (automatic), got {self.jit_compile!r}.")
+        evaluations = self.gradient_evaluations
+        if evaluations is not None and (isinstance(evaluations, bool) or not isinstance(evaluations, (int, np.integer))
+                                        or evaluations < 1):
+            raise ConfigError(f"attack gradient_evaluations must be an integer >= 1, got {evaluations!r}.")
+        from robust_dae_tf.attacks import ensemble  # pylint: disable=import-outside-toplevel  (no TensorFlow)
+
+        if self.ensemble_members is not None:
+            if isinstance(self.ensemble_members, str):
+                raise ConfigError(f"attack ensemble_members must be a sequence of names, got {self.ensemble_members!r}.")
+            object.__setattr__(self, "ensemble_members", tuple(self.ensemble_members))
+        if self.method == "ensemble":
+            ensemble.check(evaluations, self.ensemble_members)
+        elif self.ensemble_members is not None:
+            raise ConfigError(f"attack ensemble_members applies to method 'ensemble' only, not {self.method!r}.")
+        if self.method == "apgd" and evaluations is not None and evaluations < ensemble.APGD_MIN_EVALUATIONS:
+            raise ConfigError(f"APGD needs at least {ensemble.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
+                              f"got {evaluations}.")
 
 
 # Memory bound of one compiled attack call when chunk_size is None: ATTACK_MEMORY_BYTES over
@@ -133,12 +164,16 @@ class AttackResult:
       iterations (their starting value is the exploration's result).
     exploration_curve: PGD only, when requested: the same for the ceil(steps / 8)
       exploration iterations (best over all exploration starts); else None.
+    info: what the run recorded about itself, JSON-ready: always
+      "gradient_evaluations_per_image" (spent, mean over images) when the runner
+      returns the result; the ensemble adds "member_wins" and more (`ensemble.run`).
     """
 
     adversarial: np.ndarray
     loss: np.ndarray
     loss_curve: np.ndarray | None = None
     exploration_curve: np.ndarray | None = None
+    info: dict = dataclasses.field(default_factory=dict)
 
 
 def validate_config(config) -> None:

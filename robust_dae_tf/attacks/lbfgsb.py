@@ -54,6 +54,7 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
     losses = np.empty(n, np.float32)
     curves = np.zeros((n, config.steps))
     lam = tf.constant(budget, tf.float32)
+    spent = [0]  # objective + gradient evaluations, all images
     for i in range(n):
         x = tf.constant(images[i:i + 1])
         ref = tf.constant(reference[i:i + 1])
@@ -65,6 +66,7 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
             run = {"loss": objective.worst}
 
             def fun(d, run=run):
+                spent[0] += 1  # one gradient evaluation
                 loss, grad, x_adv = value_and_grad(x, ref, tf.constant(d[None].astype(np.float32)), lam)
                 loss = float(loss)
                 if np.isfinite(loss) and sign * loss < sign * run["loss"]:
@@ -89,4 +91,4 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
         adversarial[i] = best["x"]
         losses[i] = best["loss"] if np.isfinite(best["loss"]) else np.nan
     curve = curves.mean(0).astype(np.float32) if record_curve else None
-    return AttackResult(adversarial, losses, curve)
+    return AttackResult(adversarial, losses, curve, info={"gradient_evaluations_per_image": spent[0] / n})

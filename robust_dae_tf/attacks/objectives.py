@@ -170,12 +170,19 @@ class Objective:
     # ---------------------------------------------------------------- protocol
 
     def resolve(self, config: AttackConfig) -> AttackConfig:
-        """`config` with `steps` / `exploration_starts` left None set to this objective's defaults."""
+        """`config` with `steps` / `exploration_starts` left None set to this objective's defaults,
+        and for methods "apgd" / "ensemble" `gradient_evaluations` (`ensemble.default_evaluations`)."""
+        evaluations = config.gradient_evaluations
+        if evaluations is None and config.method in ("apgd", "ensemble"):
+            from robust_dae_tf.attacks import ensemble  # pylint: disable=import-outside-toplevel
+
+            evaluations = ensemble.default_evaluations(self)
         return dataclasses.replace(
             config,
             steps=self.default_steps if config.steps is None else config.steps,
             exploration_starts=(self.default_exploration_starts if config.exploration_starts is None
                                 else config.exploration_starts),
+            gradient_evaluations=evaluations,
         )
 
     def seed_entropy(self, budget_index: int) -> tuple[int, ...]:

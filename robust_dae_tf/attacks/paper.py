@@ -262,6 +262,7 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
         last = {}
 
         def fun(noise):
+            evaluations[index] = evaluations.get(index, 0) + 1  # one gradient evaluation
             inside = onto_ball(noise, budget)  # the budget, enforced inside the objective
             loss, grad = rounds.request(slot, inside.astype(np.float32))
             last["noise"], last["loss"] = noise.copy(), loss
@@ -280,6 +281,7 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
             **options)
         return onto_ball(noise, budget), curve
 
+    evaluations = {}  # image index -> objective + gradient evaluations (each image in one thread)
     rounds = _Rounds(min(slots, n), n, optimise, assign, evaluate)
     with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would fight TensorFlow's (100x slower)
         outcomes = rounds.run()
@@ -299,4 +301,5 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
         curves = [outcomes[i][1] or [float(losses[i])] for i in range(n)]
         length = max(len(c) for c in curves)
         curve = np.mean([c + [c[-1]] * (length - len(c)) for c in curves], 0).astype(np.float32)
-    return AttackResult(adversarial, losses, curve)
+    spent = float(np.mean([evaluations.get(i, 0) for i in range(n)]))
+    return AttackResult(adversarial, losses, curve, info={"gradient_evaluations_per_image": spent})

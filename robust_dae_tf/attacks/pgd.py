@@ -62,13 +62,49 @@ _BOX_TOLERANCE = 1e-6
 _PGD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def model_cache(cache: "weakref.WeakKeyDictionary", model) -> dict:
+    """The dict of compiled attack loops of `model` in `cache` (a fresh, unkept dict when the
+    model cannot be weakly referenced: no cache)."""
+    try:
+        return cache.setdefault(model, {})
+    except TypeError:  # not weak-referenceable
+        return {}
+
+
+def feasible_unit_direction(grad, d, lower, upper, sign):
+    """The normalised step direction u = g' / ||g'||_2 per row ([B, P]) of the gradient
+    `grad` of the summed loss at perturbations `d`, where g' is `grad` with non-finite
+    components set to 0 and with the components dropped that would push a pixel already
+    on the box boundary (d within _BOX_TOLERANCE of `lower` / `upper`) further out when
+    stepping along `sign * u` (the feasible direction; module docstring). A zero
+    gradient gives u = 0."""
+    grad = tf.where(tf.math.is_finite(grad), grad, 0.0)
+    step_dir = sign * grad
+    blocked = (((d <= lower + _BOX_TOLERANCE) & (step_dir < 0))
+               | ((d >= upper - _BOX_TOLERANCE) & (step_dir > 0)))
+    grad = tf.where(blocked, 0.0, grad)
+    return grad / tf.maximum(l2_norm(grad), 1e-12)[:, None]
+
+
+def call_compiled(build, args, jit):
+    """`build(jit[0])(*args)`: a compiled attack loop called on one chunk, falling back to
+    plain graph mode (and setting jit[0] = False for the caller's later calls) with a
+    warning when XLA cannot compile the model's functions."""
+    try:
+        return build(jit[0])(*args)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as err:
+        if not jit[0]:
+            raise
+        logger.warning("XLA could not compile the attack on this model (%s); running it without XLA.",
+                       str(err).strip().splitlines()[0][:200])
+        jit[0] = False
+        return build(False)(*args)
+
+
 def _pgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_compile: bool):
     """The compiled attack loop for one model, objective and image shape (cached per model)."""
     attack = objectives.objective(objective)
-    try:
-        per_model = _PGD_CACHE.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_model = {}
+    per_model = model_cache(_PGD_CACHE, model)
     key = (attack, tuple(image_shape), int(reference_dim), bool(jit_compile))
     if key in per_model:
         return per_model[key]
@@ -118,13 +154,7 @@ def _pgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_
                 lambda: tf.tensor_scatter_nd_update(curve, [[k - 1]], [curve_value(best)]),
                 lambda: curve,
             )
-            grad = tf.where(tf.math.is_finite(grad), grad, 0.0)
-            # Feasible direction: drop components pushing pixels further out of the box.
-            step_dir = sign * grad
-            blocked = (((d <= lower + _BOX_TOLERANCE) & (step_dir < 0))
-                       | ((d >= upper - _BOX_TOLERANCE) & (step_dir > 0)))
-            grad = tf.where(blocked, 0.0, grad)
-            unit = grad / tf.maximum(l2_norm(grad), 1e-12)[:, None]
+            unit = feasible_unit_direction(grad, d, lower, upper, sign)
             eta = frac * budget * 0.5 * (1.0 + tf.cos(math.pi * tf.cast(k, tf.float32) / steps_f))
             d = project_l2_box(d + sign * eta * unit, lower, upper, budget)
             return k + 1, d, best, best_d, curve
@@ -175,15 +205,8 @@ def _pgd_phase(model, attack: Objective, images, reference, starts, budget, step
         d0 = chunk_starts.reshape(count * m, *images.shape[1:])
         args = (tf.constant(x), tf.constant(ref), tf.constant(d0), tf.constant(budget, tf.float32),
                 tf.constant(steps), tf.constant(count), tf.constant(frac, tf.float32))
-        try:
-            d, loss, chunk_curve = _pgd_function(model, attack, images.shape[1:], reference.shape[1], jit[0])(*args)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as err:
-            if not jit[0]:
-                raise
-            logger.warning("XLA could not compile the attack on this model (%s); running it without XLA.",
-                           str(err).strip().splitlines()[0][:200])
-            jit[0] = False
-            d, loss, chunk_curve = _pgd_function(model, attack, images.shape[1:], reference.shape[1], False)(*args)
+        d, loss, chunk_curve = call_compiled(
+            lambda xla: _pgd_function(model, attack, images.shape[1:], reference.shape[1], xla), args, jit)
         d = d.numpy().reshape(count, m, *images.shape[1:])
         loss = loss.numpy().reshape(count, m)
         order = np.argsort(attack.ranking_key(loss), axis=0, kind="stable")[:keep]
@@ -202,6 +225,13 @@ def pgd_phases(config: AttackConfig, objective=MAX_DAMAGE) -> list[tuple[int, in
         return [(r, s, a)]
     return [(config.exploration_starts * r, max(1, -(-s // EXPLORATION_STEPS_DIVISOR)), a),
             (r, s, a * REFINE_STEP_FACTOR)]
+
+
+def gradient_evaluations(config: AttackConfig, objective=MAX_DAMAGE) -> int:
+    """Gradient evaluations per image that PGD spends with `config` (fields left None: the
+    defaults of `objective`): the sum over its phases of starts x steps, e.g. 64 x 25 + 2 x 200
+    = 2000 for the maximum-damage defaults and 48 x 50 + 2 x 400 = 3200 for the latent ones."""
+    return int(sum(starts * steps for starts, steps, _ in pgd_phases(config, objective)))
 
 
 def exploration_schedule(config: AttackConfig, objective=MAX_DAMAGE) -> tuple[int, int]:
@@ -230,7 +260,8 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
     best_d = starts
     # Same float32 arithmetic as the objective evaluation inside the loop.
     adversarial = np.clip(images + best_d[0], 0.0, 1.0).astype(np.float32)
+    info = {"gradient_evaluations_per_image": int(sum(count * steps for count, steps, _ in phases))}
     if not record_curve:
-        return AttackResult(adversarial, best[0])
+        return AttackResult(adversarial, best[0], info=info)
     explore_curve = np.concatenate(curves[:-1]).astype(np.float32) if len(curves) > 1 else None
-    return AttackResult(adversarial, best[0], curves[-1].astype(np.float32), explore_curve)
+    return AttackResult(adversarial, best[0], curves[-1].astype(np.float32), explore_curve, info=info)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf.attacks import lbfgsb, objectives, paper, pgd
+from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
                                           validate_images)
 from robust_dae_tf.errors import ConfigError, DataError
@@ -39,9 +39,15 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
                 "or an object with encode(images) and decode(latents)."
             )
     reference = objective.reference(model, images, targets)
+    gradients.check_input_gradient(model, objective, images, reference, budget, int(seed))  # once per attack
     if config.method == "pgd":
         result = pgd.run(model, objective, images, reference, budget, config, int(seed), record_curve,
                          directions=objective.start_directions(images, targets))
+    elif config.method == "apgd":
+        result = apgd.run(model, objective, images, reference, budget, config.gradient_evaluations, int(seed),
+                          config.chunk_size, config.jit_compile, directions=objective.start_directions(images, targets))
+    elif config.method == "ensemble":
+        result = ensemble.run(model, objective, images, targets, reference, budget, config, int(seed))
     elif config.method == "paper":
         result = paper.run(model, objective, images, reference, budget, config, int(seed), record_curve)
     else:
@@ -99,3 +105,24 @@ def attack_loss(model, objective, adversarial: np.ndarray, reference: np.ndarray
         x, ref = tf.constant(adversarial[i:i + batch]), tf.constant(reference[i:i + batch])
         outs.append(np.asarray(tf.sqrt(objective.loss_sq(model, x, ref))))
     return np.concatenate(outs)
+
+
+def reconstruct(model, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """f(g(images)) as float32 [N, H, W, C], in batches (no decode noise)."""
+    outs = []
+    for i in range(0, images.shape[0], batch):
+        outs.append(np.asarray(model.decode(model.encode(tf.constant(images[i:i + batch]))), np.float32))
+    return np.concatenate(outs).reshape(images.shape[0], *outs[0].shape[1:])
+
+
+def reconstruct_and_msssim(model, reference_images: np.ndarray, adversarial: np.ndarray,
+                           batch: int = 500) -> np.ndarray:
+    """MS-SSIM (paper convention, `ms_ssim_paper`, reference first) of `reference_images`
+    vs f(g(adversarial)), [N] float64: the main metric the strong protocol reports."""
+    from robust_dae_tf.metrics.msssim import ms_ssim_paper  # pylint: disable=import-outside-toplevel
+
+    rec = reconstruct(model, adversarial)
+    reference_images = np.asarray(reference_images, np.float32).reshape(rec.shape)
+    return np.concatenate([np.asarray(ms_ssim_paper(tf.constant(reference_images[i:i + batch]),
+                                                    tf.constant(rec[i:i + batch])), np.float64)
+                           for i in range(0, rec.shape[0], batch)])

@@ -69,9 +69,15 @@ report["protocol"]["name"]):
   1 = targets x_t (b = 0), 2 = adversarial x_a of budget number b (`decode_noise_seed`).
   The clean and target draws are shared by all budgets of an attack.
 
+Attack cost and the ensemble's log (`report["attack_runs"][attack][budget]`, every
+method): "gradient_evaluations_per_image", what the attack actually spent per image
+(mean over the images; PGD: its phases' starts x steps; L-BFGS-B and the paper's
+attacker: objective + gradient evaluations counted); for method "ensemble" also
+"member_wins" (member -> images won) and the rest of its log (`attacks.ensemble`).
+
 Resuming: with `run_cache_dir`, `evaluate_robustness` stores each finished run (attack,
 budget) as `<run_cache_dir>/<attack>_<budget>.npz` (written atomically: x_a, the per-image
-attack loss and the run's fingerprint, `_run_fingerprint`), and a later call loads a run
+attack loss, the run's log (`attack_runs`) and the run's fingerprint, `_run_fingerprint`), and a later call loads a run
 whose file holds the same fingerprint instead of attacking again; everything else is
 computed from x_a as for a fresh run, so a killed evaluation resumes at the run it was in
 and ends with the same report (report["timing"]["resumed_runs"] counts the loaded runs
@@ -359,7 +365,12 @@ def _model_identity(model, clean: dict) -> dict:
     """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
     `export.ExportedAutoencoder`) by `export.saved_model_identity` (its absolute path and the
     SHA-256 of its saved_model.pb and variables index); any other model by its class and the
-    hash of its clean reconstructions of the attacked images and targets."""
+    hash of its clean reconstructions of the attacked images and targets. A model with an
+    `identity()` method (`adapters.Adapter`: every file of an encoder/decoder pair, the pixel
+    range) is identified by it."""
+    identity = model.identity() if callable(getattr(model, "identity", None)) else None
+    if identity is not None:
+        return identity
     identity = export.saved_model_identity(getattr(model, "path", None))
     if identity is not None:
         return identity
@@ -370,9 +381,14 @@ def _model_identity(model, clean: dict) -> dict:
 def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: int) -> str:
     """The canonical JSON of everything that determines one run: `base` (protocol, model,
     hashes of the images and targets; `evaluate_robustness`), the attack, its budget, its
-    settings as resolved for the model and its seed."""
+    settings as resolved for the model and its seed. The AttackConfig fields of issue 23
+    (`_NEW_ATTACK_FIELDS`) enter only when set, so runs cached before they existed resume."""
+    attack = {k: v for k, v in attack.items() if not (k in _NEW_ATTACK_FIELDS and v is None)}
     return json.dumps({**base, "objective": objective.name, "budget": float(budget), "attack": attack,
                        "attack_seed": int(seed)}, sort_keys=True)
+
+
+_NEW_ATTACK_FIELDS = ("gradient_evaluations", "ensemble_members")
 
 
 def _run_cache_file(cache_dir: str, objective, budget: float) -> str:
@@ -380,13 +396,15 @@ def _run_cache_file(cache_dir: str, objective, budget: float) -> str:
 
 
 def _load_run(path: str, fingerprint: str, shape: tuple):
-    """(x_a, attack loss) stored at `path` for `fingerprint`, or None (with a warning when a
-    file is there but was written for another run or cannot be read)."""
+    """(x_a, attack loss, run log or None for a file written before logs were stored) stored
+    at `path` for `fingerprint`, or None (with a warning when a file is there but was written
+    for another run or cannot be read)."""
     if not os.path.exists(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             stored, x_a, loss = str(npz["fingerprint"][()]), npz["x_a"], npz["loss"]
+            info = json.loads(str(npz["info"][()])) if "info" in npz.files else None
     except Exception as err:  # a damaged file: numpy and zipfile raise many types
         logger.warning("Ignoring the cached attack run %s (unreadable: %s); attacking again.", path, err)
         return None
@@ -398,12 +416,24 @@ def _load_run(path: str, fingerprint: str, shape: tuple):
         logger.warning("Ignoring the cached attack run %s (arrays of shape %s and %s); attacking again.", path,
                        x_a.shape, loss.shape)
         return None
-    return x_a, loss
+    return x_a, loss, info
 
 
-def _store_run(path: str, fingerprint: str, x_a: np.ndarray, loss: np.ndarray) -> None:
+def _store_run(path: str, fingerprint: str, x_a: np.ndarray, loss: np.ndarray, info: dict) -> None:
     fileio.atomic_write(path, lambda f: np.savez(f, fingerprint=np.array(fingerprint), x_a=np.asarray(x_a),
-                                                 loss=np.asarray(loss)))
+                                                 loss=np.asarray(loss), info=np.array(json.dumps(info))))
+
+
+def _run_log(result_info: dict, config: AttackConfig, objective) -> dict:
+    """The report's `attack_runs` entry of one run: the optimiser's log (`AttackResult.info`);
+    for PGD runs loaded from a cache written without one, its cost from the config."""
+    if result_info is None:
+        if config.method != "pgd":
+            return None
+        from robust_dae_tf.attacks import pgd  # pylint: disable=import-outside-toplevel
+
+        result_info = {"gradient_evaluations_per_image": pgd.gradient_evaluations(config, objective)}
+    return dict(result_info)
 
 
 # --------------------------------------------------------------------------
@@ -437,7 +467,8 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
 
 
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
-                        progress: bool = True, run_cache_dir: str | None = None) -> dict:
+                        progress: bool = True, run_cache_dir: str | None = None,
+                        per_image_out: dict | None = None) -> dict:
     """Runs the protocol; returns the report dict (see the module docstring and README).
 
     Args:
@@ -450,6 +481,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
       run_cache_dir: where each finished attack run is stored, and loaded from by a later
         call with the same protocol, model, images and targets (resuming; module docstring);
         None: no cache.
+      per_image_out: a dict filled with the value of every image behind each cell,
+        {attack: {budget key: {metric: float64 [trials * num_images], trial-major}}}
+        (`robust_dae_tf.per_image`); None: not kept.
     """
     from tqdm.auto import tqdm
 
@@ -478,6 +512,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             "msssim_convention": MSSSIM_CONVENTION,
         },
         **{o.name: {} for o in objectives},
+        "attack_runs": {o.name: {} for o in objectives},
         "success_levels": _success_levels(objectives, x, x_t, clean, trials),
     }
     k = min(NUM_EXAMPLES, n)
@@ -500,16 +535,20 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             fingerprint = _run_fingerprint(cache_base, objective, budget,
                                            report["protocol"]["attack_by_kind"][objective.name], seed)
             cached = _load_run(cache_file, fingerprint, x.shape)
+            if cached is not None and _run_log(cached[2], protocol.attack, objective) is None:
+                cached = None  # a run stored without its log: attack again (the report needs it)
         if cached is not None:
-            x_a, attack_loss = cached
+            x_a, attack_loss, run_log = cached
+            run_log = _run_log(run_log, objective.resolve(protocol.attack), objective)
             resumed += 1
             if progress:
                 bar.write(f"[robustness] {objective.name} lambda={budget:g}: resumed from cache {cache_file}")
         else:
             result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
-            x_a, attack_loss = result.adversarial, result.loss
+            x_a, attack_loss, run_log = result.adversarial, result.loss, dict(result.info)
             if run_cache_dir:
-                _store_run(cache_file, fingerprint, x_a, attack_loss)
+                _store_run(cache_file, fingerprint, x_a, attack_loss, run_log)
+        report["attack_runs"][objective.name][budget_key(budget)] = run_log
         std = protocol.decode_noise_std(objective)
         rec_a = _reconstruct(model, x_a, std, decode_noise_seed(protocol, objective, NOISE_ADVERSARIAL, b_index))
         rec = clean[objective.name][0]
@@ -524,6 +563,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             l2_input: _l2(x, x_a),
         }
         report[objective.name][budget_key(budget)] = {key: _summary(v, trials) for key, v in per_image.items()}
+        if per_image_out is not None:
+            per_image_out.setdefault(objective.name, {})[budget_key(budget)] = {
+                key: np.asarray(v, np.float64).reshape(-1) for key, v in per_image.items()}
         if budget == max_budget:
             ex = {
                 "budget": float(budget),

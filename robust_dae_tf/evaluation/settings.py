@@ -24,6 +24,12 @@ class EvaluationSettings:
 
     examples: str | None = None
     dataset: str | None = None
+    # Models the project did not train (robust_dae_tf.adapters): an encoder/decoder pair instead of
+    # --model, the prior for the FD ("standard_normal" or a GMM JSON file) and the model's pixel range.
+    encoder: str | None = None
+    decoder: str | None = None
+    prior: str | None = None
+    pixel_range: tuple | None = None
     data_dir: str | None = None
     tfds_data_dir: str | None = None
     trust_model: bool = False

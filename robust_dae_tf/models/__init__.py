@@ -31,4 +31,6 @@ def build_model(config, image_shape) -> Autoencoder:
 
     `config` must be valid (`config_lib.validate`, which a run applies once where it
     starts: `pipeline.run_training_pipeline`, or `fit.train` called directly)."""
-    return registry.build(config, image_shape)
+    model = registry.build(config, image_shape)
+    model.remember_build(config, image_shape)  # what `Autoencoder.get_config` saves for model.save(".keras")
+    return model

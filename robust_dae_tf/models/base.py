@@ -66,6 +66,12 @@ class Autoencoder(keras.Model):
     #: True for models whose training crafts adversarial inputs.
     is_adversarial: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        # Every model class is known to Keras by name, so `keras.models.load_model` finds it
+        # (`get_config` / `from_config`: a saved model is rebuilt from its run config).
+        super().__init_subclass__(**kwargs)
+        keras.saving.register_keras_serializable(package="robust_dae_tf")(cls)
+
     def __init__(self, encoder, decoder, prior, *, seed: int = 0, loss_weights=None, metric_names=None, **kwargs):
         super().__init__(**kwargs)
         if metric_names is not None:
@@ -80,6 +86,41 @@ class Autoencoder(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    # -- saving (model.save("x.keras") / keras.models.load_model) ---------------------
+
+    def remember_build(self, config, image_shape) -> None:
+        """Records the run config and image shape `models.build_model` built this model from."""
+        from robust_dae_tf import config_lib  # pylint: disable=import-outside-toplevel
+
+        self._build_args = {"run_config": config_lib.to_json(config), "image_shape": [int(d) for d in image_shape]}
+
+    def get_config(self):
+        """The run config (JSON) and image shape the model was built from: `from_config`
+        rebuilds the same architecture and Keras then loads the weights into it. Only models
+        made by `models.build_model` (or `robust_dae_tf.build_model`) can be saved this way."""
+        if getattr(self, "_build_args", None) is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} was not built by robust_dae_tf.models.build_model(config, image_shape), so "
+                "its config is unknown; build it with robust_dae_tf.build_model(...) to save it as .keras, or "
+                "export it with robust_dae_tf.export.export_saved_model.")
+        return {"name": self.name, **self._build_args}
+
+    @classmethod
+    def from_config(cls, config):
+        import json  # pylint: disable=import-outside-toplevel
+
+        from robust_dae_tf import config_lib, models  # pylint: disable=import-outside-toplevel
+
+        run_config = config_lib.from_dict(json.loads(config["run_config"]))
+        return models.build_model(run_config, tuple(config["image_shape"]))
+
+    def compile_from_config(self, config):
+        # Keras compiles a loaded model, then loads the optimizer's variables: build them first
+        # so the saved optimizer state (moments, step count) is restored, not skipped.
+        super().compile_from_config(config)
+        if getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
 
     # -- inference ------------------------------------------------------------------
 

@@ -21,7 +21,11 @@ their names.
 Each component validates its inputs before any long computation and raises ONE
 `UserError` naming the problem:
 
-* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`);
+* the SavedModel lacks `encode` / `decode` endpoints (`ExportError`); models of other forms
+  (.keras files, model.export() pairs: `settings.encoder` / `decoder`) are opened by
+  `adapters.open_model` in `_evaluate` and put into the model cache, so the components see
+  one interface; their contract (rank-2 float latents, reconstructions of the inputs'
+  shape inside the pixel range) and the declared prior are checked before any component;
 * its image shape (metadata `image_shape`, else the `encode` signature) differs from
   the dataset's (`DataError`);
 * the model returns NaN / Inf on a probe batch of test images, or any reported number
@@ -57,13 +61,14 @@ import dataclasses
 import os
 import shutil
 
-from robust_dae_tf import fileio, locking, reporting
+from robust_dae_tf import adapters, fileio, locking, per_image, reporting
 from robust_dae_tf.errors import ConfigError, DataError, ExportError
 from robust_dae_tf.evaluation import settings as settings_lib
 from robust_dae_tf.evaluation.settings import (PROTOCOL_CHOICES, SPLITS, EvaluationSettings, check_budgets,
                                                check_pool_size, check_settings, check_split, evaluation_protocols)
-from robust_dae_tf.pipeline.artifacts import MARKER, Artifact, read_artifact, write_artifact
-from robust_dae_tf.pipeline.evaluation_inputs import (EXAMPLES, SAVED_MODEL, examples_identity, load_model,
+from robust_dae_tf.pipeline.artifacts import MARKER, Artifact, load_examples, read_artifact, write_artifact
+from robust_dae_tf.pipeline.evaluation_inputs import (_MODEL_CACHE, _PROBE_IMAGES, EXAMPLES, SAVED_MODEL,
+                                                      examples_identity, load_model,
                                                       model_identity, model_info, read_model_metadata,
                                                       saved_model_artifact, validated_model)
 from robust_dae_tf.pipeline.evaluators import (CLASSIFIER_REPORT, CLASSIFIER_SAVED_MODEL, EVALUATION_REPORT,
@@ -79,10 +84,10 @@ __all__ = [  # the API of this module before the settings, inputs and components
     "CLASSIFIER_REPORT", "CLASSIFIER_SAVED_MODEL", "EVALUATION_REPORT", "EXAMPLES", "FEATURE_EXTRACTOR", "FID_REPORT",
     "PROTOCOL_CHOICES", "REPORT_FILES", "SAVED_MODEL", "SPLITS", "ClassifierEvaluator", "EvaluationSettings",
     "FidEvaluator", "RobustnessEvaluator", "check_budgets", "check_pool_size", "check_settings", "check_split",
-    "copy_report", "evaluation_protocols", "examples_identity", "heldout_start", "load_feature_extractor",
-    "load_model", "load_or_train_feature_extractor", "model_identity", "model_info", "read_model_metadata",
-    "read_report", "read_robustness", "robustness_pool", "run_cache_dir", "run_evaluation_pipeline",
-    "saved_model_artifact", "select_examples", "validated_model",
+    "copy_report", "evaluation_data", "evaluation_protocols", "examples_identity", "heldout_start",
+    "load_feature_extractor", "load_model", "load_or_train_feature_extractor", "model_identity", "model_info",
+    "read_model_metadata", "read_report", "read_robustness", "robustness_pool", "run_cache_dir",
+    "run_evaluation_pipeline", "saved_model_artifact", "select_examples", "validated_model",
 ]
 
 
@@ -112,9 +117,29 @@ def select_examples(metadata: dict, dataset: str, output: str, settings: Evaluat
     return gen({"examples": os.path.join(output, "examples")})["examples"]
 
 
+def evaluation_data(metadata: dict, examples: Artifact, split: str) -> dict | None:
+    """What an evaluation ran on, {"dataset", "data_dir", "examples", "split", "label"},
+    when it is not the model's own training data: another dataset, or another source
+    (--data_dir / --examples from other files than the training's data.data_dir); None when
+    it is (the model's metadata names the dataset and config.data.data_dir it trained on).
+    Recorded in summary.json as "evaluation_data", and `label` is appended to the row's
+    name, so every table (report, bin/compare.py) shows on which data the numbers were taken."""
+    source = examples.properties.get("source") or {}
+    dataset, data_dir = source.get("dataset"), source.get("data_dir") or ""
+    trained_dir = ((metadata.get("config") or {}).get("data") or {}).get("data_dir") or ""
+    same_dir = (os.path.abspath(data_dir) == os.path.abspath(trained_dir)) if data_dir and trained_dir \
+        else data_dir == trained_dir
+    if dataset == metadata.get("dataset") and same_dir:
+        return None
+    where = f" ({os.path.basename(os.path.normpath(data_dir))})" if data_dir else ""
+    return {"dataset": dataset, "data_dir": data_dir, "examples": os.path.abspath(examples.uri), "split": split,
+            "label": f"on {dataset}{where}"}
+
+
 def run_evaluation_pipeline(model: str, output: str | None = None, settings: EvaluationSettings | None = None) -> dict:
-    """Evaluates the SavedModel directory `model` into `output` (default
-    evaluations/<model dir name>), as bin/evaluate.py does.
+    """Evaluates the model `model` (a SavedModel directory or a .keras file; or None with
+    `settings.encoder` / `settings.decoder`, `adapters` module docstring) into `output`
+    (default evaluations/<model name>), as bin/evaluate.py does.
 
     Cheap checks first (arguments, `output` writable), then `output` is locked for the
     rest; the model is admitted (`export.admit_saved_model`, unless `trust_model`) and
@@ -122,17 +147,16 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     Returns {"output": absolute path, "row": the summary row, "markdown": the report's
     Markdown, "files": the report files, "artifacts": {part: report Artifact}}."""
     settings = settings or EvaluationSettings()
-    if not model:
-        raise ConfigError("pass --model=<SavedModel directory> (e.g. saved_models/digits_robust).")
-    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
-        raise ExportError(f"--model={model} is not a SavedModel directory (no saved_model.pb); pass a "
-                          "directory written by bin/train.py (saved_models/<run>).")
+    adapters.check_paths(model, settings.encoder, settings.decoder)  # every model form (adapters module docstring)
+    adapters.parse_pixel_range(settings.pixel_range)
+    adapters.read_prior_spec(settings.prior)  # a malformed --prior file fails before anything is loaded
     protocols = settings_lib.check_request(settings)
-    output = output or os.path.join("evaluations", os.path.basename(os.path.normpath(model)))
+    output = output or os.path.join("evaluations", os.path.splitext(os.path.basename(os.path.normpath(
+        model or settings.encoder)))[0])
     fileio.check_writable(output, "--output", directory=True)  # before loading the model, data, attacking
     # The output has one owner: a second evaluation into it is refused, naming this one.
     with locking.lock_directory(output, "--output"):
-        return _evaluate(model, output, settings, protocols)
+        return _evaluate(model or settings.encoder, output, settings, protocols)
 
 
 def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protocols: tuple) -> dict:
@@ -142,14 +166,18 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
     not depend on the protocol, is computed once and copied); `reporting.compare` on
     `output` shows both side by side."""
-    from robust_dae_tf import attacks, data, export  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import attacks, data  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.evaluation import downstream as classifier  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
 
     s = settings
-    export.admit_saved_model(model_path, trust=s.trust_model)  # refuses unsafe ops before any work
-    saved_model = saved_model_artifact(model_path)
-    metadata = read_model_metadata(model_path)
+    # Any model form (adapters): safety check (unless --trust_model) and endpoints before any work.
+    adapted = adapters.open_model(None if s.encoder else model_path, s.encoder, s.decoder, trust=s.trust_model,
+                                  pixel_range=s.pixel_range)
+    saved_model = (saved_model_artifact(model_path) if adapted.form in ("export", "signatures")
+                   else Artifact(SAVED_MODEL, model_path, {}))
+    _MODEL_CACHE[os.path.abspath(saved_model.uri)] = adapted
+    metadata = adapted.metadata
     dataset_name = s.dataset or metadata.get("dataset")
     if not dataset_name:
         raise ConfigError(f"{model_path} has no dataset in its metadata; pass --dataset.")
@@ -157,7 +185,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
     budgets, attack, config = check_settings(s)
-    loaded = load_model(saved_model)  # a corrupt SavedModel fails before the data is loaded
+    loaded = load_model(saved_model)  # the adapter opened above (its endpoints are checked)
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)
     if classifier.image_shape_of(loaded):
@@ -169,11 +197,17 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
                                                           seed=s.seed, attack=attack_of[name], name=name)
                                 for name in protocols}
     examples = select_examples(metadata, dataset, output, s)
+    # The contract on test images, then the declared prior against the latent size: before any component runs.
+    probe_images = data.to_float(data.take_arrays(load_examples(examples)["test"], _PROBE_IMAGES)[0]).numpy()
+    if classifier.image_shape_of(loaded) not in (None, tuple(probe_images.shape[1:])):
+        validated_model(saved_model, examples)  # its image-shape error, naming --dataset
+    adapters.set_prior(loaded, s.prior, adapters.probe(loaded, probe_images, model_path))
     has_labels = int(examples.properties.get("num_classes", 0)) >= 2
     if s.skip_robustness and s.skip_fid and not has_labels:
         raise ConfigError(f"{dataset} has no class labels for the classifier and --skip_robustness --skip_fid skip "
                           "the rest; drop one of them.")
     split_start = heldout_start(metadata, examples, model_path) if s.split == "heldout_train" else 0
+    other_data = evaluation_data(metadata, examples, s.split)  # None: the model's own data
     # From here on parts of an earlier evaluation in `output` may be replaced: its summary.json
     # no longer describes the directory (bin/compare.py reports it unfinished until the new one).
     outputs = {name: output if len(protocols) == 1 else os.path.join(output, name) for name in protocols}
@@ -213,8 +247,15 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
             row_parts["fid"] = read_report(artifacts["fid"])
 
         info = next(p["model"] for p in row_parts.values() if p)
-        row = reporting.make_row(info["name"], **row_parts, protocol=name, split=s.split)
-        written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard)
+        row = reporting.make_row(info["name"] + (f" {other_data['label']}" if other_data else ""), **row_parts,
+                                 protocol=name, split=s.split)
+        if other_data:
+            row["evaluation_data"] = other_data
+        row["model_source"] = adapters.report_fields(loaded, s.prior, dataset)  # form, files, range, prior, data
+        distributions = per_image.figures_for(artifacts["robustness"].uri if "robustness" in artifacts else None,
+                                              sub, info["name"])  # box plots of the per-image values
+        written = reporting.write_report(sub, row, example_arrays, tensorboard=s.tensorboard,
+                                         extra_figures=distributions)
         results[name] = {"output": os.path.abspath(sub), "row": row, "markdown": written["markdown"],
                          "files": written["files"], "artifacts": artifacts}
     # Every part is written: the attack runs cached for a restart (RobustnessEvaluator) go, also

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from robust_dae_tf import reporting
+from robust_dae_tf import adapters, reporting
 from robust_dae_tf.errors import DataError, ExportError, UserError
 from robust_dae_tf.pipeline.artifacts import MARKER, Artifact, DamagedMarkerError, load_examples, read_artifact
 
@@ -119,6 +119,7 @@ def validated_model(saved_model: Artifact, examples: Artifact):
         )
     if recon.shape[1:] != expected:
         raise ExportError(f"{saved_model.uri}: decode returns {recon.shape[1:]} images, expected {expected}.")
+    adapters.check_outputs(model, np.asarray(x), latents, recon, saved_model.uri)  # rank-2 latents, pixel range
     return model
 
 
@@ -128,6 +129,9 @@ def model_identity(saved_model: Artifact) -> dict | None:
     the directory has no saved_model.pb."""
     from robust_dae_tf import export  # pylint: disable=import-outside-toplevel
 
+    loaded = _MODEL_CACHE.get(os.path.abspath(saved_model.uri))
+    if isinstance(loaded, adapters.Adapter):  # any model form, with its declared prior and pixel range
+        return loaded.identity()
     return export.saved_model_identity(saved_model.uri, with_metadata=True)
 
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from robust_dae_tf import fileio, reporting
+from robust_dae_tf import fileio, per_image, reporting
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.evaluation.settings import SPLITS, _check_positive, check_budgets, check_pool_size, check_split
 from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, load_attributes, load_examples,
@@ -108,8 +108,9 @@ class RobustnessEvaluator(Component):
         from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
 
         cache = run_cache_dir(output_uris["report"])
+        values = {}  # the per-image values behind each cell (robust_dae_tf.per_image)
         result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress,
-                                                run_cache_dir=cache)
+                                                run_cache_dir=cache, per_image_out=values)
         examples_arrays = result.pop("examples", None) or {}
         report = {**result, "model": info, "pool_size": int(len(images)), "split": self.split,
                   "split_start": self.split_start, "examples_uri": os.path.abspath(examples.uri)}
@@ -119,6 +120,7 @@ class RobustnessEvaluator(Component):
             fileio.write_json_atomic(os.path.join(tmp, reporting.ROBUSTNESS_FILE), report)
             if examples_arrays:
                 reporting.save_examples_npz(os.path.join(tmp, reporting.EXAMPLES_FILE), examples_arrays)
+            per_image.save(os.path.join(tmp, per_image.FILE), values, self.protocol.trials)
 
         properties = {"model": info["path"], "budgets": [float(b) for b in self.protocol.budgets],
                       "num_images": self.protocol.num_images, "trials": self.protocol.trials,
@@ -416,7 +418,8 @@ class FidEvaluator(Component):
         info = model_info(model, saved_model)
         prior = (model.metadata or {}).get("prior")
         if prior is None:
-            raise ExportError(f"{saved_model.uri} has no prior in {export.METADATA_FILE}; pass --skip_fid.")
+            raise ExportError(f"{saved_model.uri} has no prior in {export.METADATA_FILE}; declare it with "
+                              "--prior=standard_normal or --prior=<gmm.json>, or pass --skip_fid.")
         probe = fid.sample_prior(prior, 2, self.seed)
         latent_dim = int(np.asarray(model.encode(np.zeros((1, *info["image_shape"]), np.float32))).shape[-1])
         if probe.shape[1] != latent_dim:

@@ -226,6 +226,10 @@ class Exporter(Component):
         with open(os.path.join(model.uri, "config.json")) as f:
             config = config_lib.from_dict(json.load(f))
         image_shape = tuple(model.properties["image_shape"])
+        # A SavedModel is about the size of its checkpoint: a full disk fails here, before the work.
+        size = fileio.checkpoint_bytes(tf.train.latest_checkpoint(os.path.join(model.uri, "checkpoints")))
+        if size:
+            fileio.check_free_space(os.path.dirname(os.path.abspath(uri)), size, f"the SavedModel {uri}")
         keras_model = fit.compile_model(config, image_shape, tf.distribute.get_strategy())
         checkpoint = tf.train.Checkpoint(model=keras_model, optimizer=keras_model.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(model.uri, "checkpoints"), max_to_keep=None)
@@ -251,7 +255,8 @@ class Exporter(Component):
         details = keras_model.export_metadata()  # e.g. the Lipschitz VAE's certificate
         if details:
             metadata["model_details"] = details
-        export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
+        with fileio.writes_to(uri, size):
+            export.export_saved_model(keras_model, uri, metadata, overwrite=self.overwrite)
         artifact = Artifact("SavedModel", uri, {"dataset": config.dataset, "variant": config.model.variant})
         write_marker(artifact, self.name)
         return {"saved_model": artifact}
@@ -279,7 +284,8 @@ def _nested(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
-def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrite: bool = False, strategy=None) -> dict:
+def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrite: bool = False, strategy=None,
+                          worker_timeout: float = multiworker.DEFAULT_WORKER_TIMEOUT) -> dict:
     """Runs the three components; returns the trainer result plus artifact locations.
 
     The one validation of the run config (`config_lib.validate`) happens here, before
@@ -287,23 +293,24 @@ def run_training_pipeline(config, workdir: str, export_dir: str | None, overwrit
     the chief runs the pipeline as a single process would; every other worker trains in
     step with it in a temporary directory of its own (examples, checkpoints, logs),
     exports nothing and removes that directory at the end, so it never touches (or
-    locks) `workdir` or `export_dir`."""
+    locks) `workdir` or `export_dir`. Every worker waits at most `worker_timeout` seconds
+    for the others to start (`multiworker.awaiting_workers`), after the cheap checks."""
     with config.unlocked():
         config.dataset = canonical_dataset(config.dataset)
     config_lib.resolve_defaults(config)  # e.g. train.jit_compile per architecture, as config.json records it
     config_lib.validate(config)
     cluster = multiworker.cluster_from_env()
     if cluster is None or cluster.is_chief:
-        return _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster)
+        return _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster, worker_timeout)
     with tempfile.TemporaryDirectory(prefix=f"robust_dae_{cluster.task_type}{cluster.task_index}-") as tmp:
         logger.info("This is %s of %d workers: it trains with the chief and writes only to %s (removed at the end).",
                     cluster.name, cluster.num_workers, tmp)
-        result = _run_pipeline(config, os.path.join(tmp, "run"), None, overwrite, strategy, cluster)
+        result = _run_pipeline(config, os.path.join(tmp, "run"), None, overwrite, strategy, cluster, worker_timeout)
     result.update(workdir=None, model_dir=None)
     return result
 
 
-def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster) -> dict:
+def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster, worker_timeout) -> dict:
     if export_dir and (_nested(export_dir, workdir) or _nested(workdir, export_dir)):
         raise ConfigError(f"--export_dir={export_dir} and --workdir={workdir} overlap; the export would replace "
                           "run files (or the reverse): give them separate directories.")
@@ -317,8 +324,10 @@ def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster) -> 
             if os.path.exists(export_dir) and not overwrite:
                 raise ConfigError(f"export path {export_dir} exists; choose another --export_dir or pass --overwrite.")
         if cluster is not None and strategy is None:
-            # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op.
-            strategy = fit.make_strategy(config.train.num_cpu_devices)
+            # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op; it
+            # waits for every worker, which is announced and bounded.
+            with multiworker.awaiting_workers(cluster, worker_timeout):
+                strategy = fit.make_strategy(config.train.num_cpu_devices)
         else:
             # Logical CPU devices must be configured before TensorFlow runs any op.
             fit.configure_cpu_devices(config.train.num_cpu_devices)

@@ -117,7 +117,13 @@ def load_evaluation(eval_dir: str) -> dict:
     protocol = summary.get("protocol") or DEFAULT_PROTOCOL
     if protocol not in PROTOCOL_TEXT:
         raise UserError(f"{summary_path}: unknown protocol {protocol!r}; {damaged}")
-    return make_row(name, **parts, protocol=protocol, split=summary.get("split") or "test")
+    other_data = summary.get("evaluation_data")  # present when not the model's own data (evaluation.evaluation_data)
+    if isinstance(other_data, dict) and other_data.get("label"):
+        name = f"{name} {other_data['label']}"
+    row = make_row(name, **parts, protocol=protocol, split=summary.get("split") or "test")
+    if other_data:
+        row["evaluation_data"] = other_data
+    return row
 
 
 def expand_evaluation_dirs(eval_dirs: list[str]) -> list[str]:
@@ -171,10 +177,11 @@ def save_examples_npz(path: str, examples: dict) -> str:
 
 
 def write_report(output_dir: str, row: dict, examples: dict | None = None, tensorboard: bool = True,
-                 digits: int = 3) -> dict:
+                 digits: int = 3, extra_figures: dict | None = None) -> dict:
     """Writes Table 1/3 (Markdown + CSV), report.md, figures, TensorBoard summaries and,
     last (it marks the evaluation finished), summary.json of one model into `output_dir`;
-    returns {"markdown": ..., "files": [...]}."""
+    returns {"markdown": ..., "files": [...]}. `extra_figures` ({name: path of a figure
+    already written}, e.g. the per-image distributions) are shown in report.md too."""
     files = []
     t1 = table1_markdown([row], digits)
     t3 = table3_markdown([row])
@@ -193,6 +200,7 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
             figures[f"grid_{attack}"] = plot_image_grid(entry, os.path.join(figures_dir, f"grid_{attack}.png"),
                                                         title=f"{row['name']}: {titles.get(attack, attack)}")
             grids[attack] = image_grid_array(entry)
+    figures.update(extra_figures or {})
     files += list(figures.values())
     if tensorboard:
         write_tensorboard(os.path.join(output_dir, TENSORBOARD_DIR), row.get("robustness"), figures, grids,

@@ -121,7 +121,8 @@ def protocol_report():
 
 def test_toy_attack_runs_through_the_protocol(protocol_report):
     model, protocol, report = protocol_report
-    assert set(report) == {"protocol", "max_damage", TOY.name, "success_levels", "examples", "timing"}
+    assert set(report) == {"protocol", "max_damage", TOY.name, "attack_runs", "success_levels", "examples", "timing"}
+    assert set(report["attack_runs"]) == {"max_damage", TOY.name}
     assert set(report["protocol"]["attack_by_kind"]) == {"max_damage", TOY.name}
     assert report["protocol"]["attack_by_kind"][TOY.name]["steps"] == 6
     for key in ("1.0", "2.0"):

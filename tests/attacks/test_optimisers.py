@@ -42,23 +42,33 @@ def _trust_region_optimum(W, r, lam):
     return np.linalg.norm(W @ d - r)
 
 
-def test_latent_linear_matches_closed_form():
+def assert_latent_closed_form(attack_fn, rtol_above=1e-3):
+    """`attack_fn(model, x, targets, lam)` -> AttackResult reaches the trust-region optimum
+    of the linear latent attack (box inactive) within 0.1 %."""
     model = LinearModel(latent_dim=6)
     rng = np.random.default_rng(4)
     x = np.full((3, *SHAPE), 0.5, np.float32)
     targets = rng.random((3, *SHAPE)).astype(np.float32)
     lam = 0.2
-    result = attacks.latent_attack(model, x, targets, lam, AttackConfig(steps=80, restarts=1))
+    result = attack_fn(model, x, targets, lam)
     W = model.W.astype(np.float64)
     for i in range(3):
         r = W @ (targets[i].ravel() - x[i].ravel())
         optimum = _trust_region_optimum(W, r, lam)
         assert optimum > 0.2  # the budget binds
-        assert optimum * (1 - 1e-4) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
+        assert optimum * (1 - 1e-4) - 1e-5 <= result.loss[i] <= optimum * (1 + rtol_above) + 1e-5, (result.loss[i],
+                                                                                                    optimum)
+    return result
 
 
-def test_latent_linear_with_active_box_matches_scipy():
-    """Convex case where the box binds (dark pixels cannot get darker): compare with SLSQP."""
+def test_latent_linear_matches_closed_form():
+    assert_latent_closed_form(lambda model, x, targets, lam: attacks.latent_attack(
+        model, x, targets, lam, AttackConfig(steps=80, restarts=1)))
+
+
+def assert_latent_active_box_optimum(attack_fn):
+    """Convex case where the box binds (dark pixels cannot get darker): `attack_fn(model, x,
+    targets, lam)` -> AttackResult reaches SLSQP's optimum within 0.1 %."""
     model = LinearModel(latent_dim=6, seed=1)
     W = model.W.astype(np.float64)
     x, targets = [], []
@@ -70,7 +80,7 @@ def test_latent_linear_with_active_box_matches_scipy():
         targets.append(rng.random(P).reshape(SHAPE))
     x, targets = np.float32(x), np.float32(targets)
     lam = 0.5
-    result = attacks.latent_attack(model, x, targets, lam, AttackConfig(steps=80, restarts=1))
+    result = attack_fn(model, x, targets, lam)
     for i in range(2):
         xi = x[i].ravel().astype(np.float64)
         r = W @ (targets[i].ravel() - xi)
@@ -84,6 +94,14 @@ def test_latent_linear_with_active_box_matches_scipy():
         # The box matters: the ball-only optimum is lower than the box-and-ball one.
         assert _trust_region_optimum(W, r, lam) < optimum - 1e-3
         assert optimum * (1 - 1e-3) - 1e-5 <= result.loss[i] <= optimum * (1 + 1e-3) + 1e-5, (result.loss[i], optimum)
+        d = result.adversarial[i].ravel().astype(np.float64) - xi
+        assert np.linalg.norm(d) <= lam * (1 + 1e-5) and np.all(result.adversarial[i] >= 0)
+    return result
+
+
+def test_latent_linear_with_active_box_matches_scipy():
+    assert_latent_active_box_optimum(lambda model, x, targets, lam: attacks.latent_attack(
+        model, x, targets, lam, AttackConfig(steps=80, restarts=1)))
 
 
 # ------------------------------------------------------------------ update rule
@@ -322,4 +340,7 @@ def test_conv_attack_chunks_give_the_result_of_one_big_chunk(kind):
         results[chunk] = attacks.run(kind, model, x, 0.5, config, targets=targets, seed=11)
     for chunk in (1, 2):
         np.testing.assert_allclose(results[chunk].adversarial, results[1000].adversarial, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5)
+        # The conv kernels' float32 accumulation order depends on the batch size (oneDNN picks
+        # its blocking per shape and CPU), so a small loss may differ in its last bits (3.7e-8 at
+        # 0.0032 on an AMD EPYC); a different start or step would move it far more than 1e-6.
+        np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5, atol=1e-6)

@@ -62,13 +62,17 @@ def report(model, test_split):
 
 
 def test_report_format(report):
-    assert set(report) == {"protocol", "latent", "max_damage", "success_levels", "examples", "timing"}
+    assert set(report) == {"protocol", "latent", "max_damage", "attack_runs", "success_levels", "examples", "timing"}
     proto = report["protocol"]
     assert proto["num_images"] == 6 and proto["trials"] == 2 and proto["budgets"] == [1.0, 2.0]
     assert proto["seed"] == 3 and len(proto["trial_seeds"]) == 2
     assert proto["attack"] == {"steps": 6, "restarts": 1, "exploration_starts": 4,
                                "initial_step_fraction": FAST.initial_step_fraction,
-                               "chunk_size": None, "method": "pgd", "jit_compile": None}
+                               "chunk_size": None, "method": "pgd", "jit_compile": None,
+                               "gradient_evaluations": None, "ensemble_members": None}
+    # What each run spent: (4 starts x ceil(6/8) steps) + 6 refinement steps.
+    assert report["attack_runs"] == {name: {b: {"gradient_evaluations_per_image": 4 * 1 + 6} for b in ("1.0", "2.0")}
+                                     for name in ("latent", "max_damage")}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
     assert proto["attack_by_kind"]["latent"]["steps"] == 6
     # The automatic fields as the attacks ran: an FC model on 32x32x1 images.
@@ -362,6 +366,25 @@ def test_cached_runs_of_other_settings_model_or_images_are_not_reused(model, tes
     calls = count_attack_runs(monkeypatch)  # the files were overwritten for the new settings
     robustness.evaluate_robustness(other_model, other_x, y, protocol, progress=False, run_cache_dir=cache)
     assert calls == []
+
+
+def test_pgd_runs_cached_before_run_logs_existed_are_reused(model, test_split, report, tmp_path, monkeypatch):
+    """A cache file without the run log (written before issue 23, whose fingerprint did not
+    have the new AttackConfig fields: they enter it only when set) of a PGD run is reused;
+    its `attack_runs` entry is PGD's cost from the config, as the attack records it."""
+    x, y = test_split
+    cache = str(tmp_path / "runs")
+    robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    path = os.path.join(cache, "latent_1.0.npz")
+    with np.load(path) as npz:
+        old = {key: npz[key] for key in ("fingerprint", "x_a", "loss")}
+    stored = json.loads(str(old["fingerprint"][()]))
+    assert "gradient_evaluations" not in stored["attack"] and "ensemble_members" not in stored["attack"]
+    np.savez(path, **old)
+    calls = count_attack_runs(monkeypatch)
+    resumed = robustness.evaluate_robustness(model, x, y, RESUME_PROTOCOL, progress=False, run_cache_dir=cache)
+    assert calls == [] and resumed["timing"]["resumed_runs"] == 4
+    _assert_same_report(resumed, report)
 
 
 def test_damaged_cache_files_are_attacked_again(model, test_split, report, tmp_path, monkeypatch, caplog):

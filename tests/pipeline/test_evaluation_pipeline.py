@@ -95,7 +95,7 @@ def test_bad_inputs_raise_one_clear_error_and_leave_no_marker(setup, tmp_path, c
 
 
 def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypatch):
-    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
+    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
         return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
 
     monkeypatch.setattr(robustness, "evaluate_robustness", nan_report)
@@ -109,7 +109,7 @@ def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypa
 def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None):
+    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
         seen.update(n=len(images), images=images, labels=labels, lo=float(images.min()), hi=float(images.max()))
         x = images[:2]
         rec = np.asarray(model.reconstruct(x))
@@ -387,7 +387,7 @@ def test_run_evaluation_pipeline_checks_arguments_and_output_before_the_model(se
     afile.write_text("")
     cases = [
         ("", {}, ConfigError, "pass --model="),
-        (str(tmp_path / "nope"), {}, ExportError, "no saved_model.pb"),
+        (str(tmp_path / "nope"), {}, ExportError, "nope does not exist; pass a SavedModel directory or a .keras file"),
         (setup.paths["good"], {"budgets": ("1", "x")}, ConfigError, "--budgets must be comma-separated numbers"),
         (setup.paths["good"], {"skip_robustness": True, "skip_classifier": True, "skip_fid": True}, ConfigError,
          "all evaluations were skipped"),
@@ -437,22 +437,29 @@ def test_bin_evaluate_end_to_end(setup, bin_evaluation, tmp_path):
     assert proc.stdout.count("| tiny (digits) [eval #2] |") == 2
 
 
-def test_bin_check_attacks_writes_consistent_gaps(setup, tmp_path):
+def test_bin_check_attacks_writes_consistent_tables(setup, tmp_path):
+    """pgd, its 4x reference and L-BFGS-B side by side (the ensemble: tests/attacks/test_check_attacks.py):
+    the configs run as given, the table's "vs pgd" is each method's relative strength."""
     out = tmp_path / "check"
     proc = _run("check_attacks.py", f"--model={setup.paths['good']}", f"--output={out}", "--num_images=3",
-                "--budgets=1,2", "--steps=4", "--restarts=1", "--strong_factor=2", "--lbfgsb_steps=4",
-                "--lbfgsb_restarts=1")  # --exploration_starts left at its per-attack default
+                "--budgets=1,2", "--steps=4", "--restarts=1", "--reference_factor=2", "--lbfgsb_steps=4",
+                "--lbfgsb_restarts=1", "--methods=pgd,reference,lbfgsb")  # --exploration_starts: per-attack default
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "summary.md").exists() and (out / "convergence.png").exists()
+    assert (out / "summary.md").exists()
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["pgd"] == {"latent": [4, 1, 24], "max_damage": [4, 1, 32]}
-    for kind, sign in (("latent", 1.0), ("max_damage", -1.0)):
+    configs = results["meta"]["configs"]
+    assert [configs[k]["pgd"][f] for k in ("latent", "max_damage") for f in ("steps", "restarts",
+                                                                             "exploration_starts")] == [4, 1, 24, 4, 1, 32]
+    assert configs["latent"]["reference"]["steps"] == 8 and configs["latent"]["reference"]["restarts"] == 2
+    summary = (out / "summary.md").read_text()
+    for kind, sign in (("latent", -1.0), ("max_damage", 1.0)):
         for budget in ("1.0", "2.0"):
             entry = results["results"][kind][budget]
-            means = {name: np.mean(entry[name]["per_image"]) for name in ("pgd", "pgd_4x", "lbfgsb")}
-            for other in ("pgd_4x", "lbfgsb"):
-                expected = sign * (means["pgd"] - means[other]) / abs(means[other])
-                np.testing.assert_allclose(entry[f"gap_vs_{other}"], expected, rtol=1e-5, atol=1e-7)
+            pgd = np.mean(entry["pgd"]["loss"])
+            for other in ("reference", "lbfgsb"):
+                mean = np.mean(entry[other]["loss"])
+                assert f"| {kind} | {float(budget):g} | {other} | {mean:.4f} | {100 * sign * (mean - pgd) / abs(pgd):+.2f}% |" \
+                    in summary
     proc = _run("check_attacks.py", f"--model={setup.paths['good']}", "--exploration_starts=0", timeout=120)
     assert proc.returncode == 1 and "--exploration_starts must be >= 1" in proc.stderr
 
@@ -639,3 +646,32 @@ def test_a_restarted_evaluation_reuses_the_finished_components(setup, tmp_path, 
         with pytest.raises(_Called, match="the classifier"):
             run(dataclasses.replace(settings, classifier_epochs=2))
     assert calls == []
+
+
+def test_an_evaluation_on_other_data_than_the_models_records_and_shows_it(tmp_path):
+    """A digits model evaluated on an MNIST .npz: summary.json records the evaluation data and
+    the row (report, bin/compare.py) says it; on the model's own data neither appears."""
+    model = _export_tiny(str(tmp_path / "model"))  # metadata: trained on digits (32x32, as padded MNIST)
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, 28, 28), np.uint8), y_train=np.arange(60) % 10,
+             x_test=rng.integers(0, 256, (60, 28, 28), np.uint8), y_test=np.arange(60) % 10)
+    settings = evaluation.EvaluationSettings(
+        dataset="mnist", data_dir=str(npz), num_images=2, trials=1, budgets=(1.0,), attack_steps=2,
+        attack_restarts=1, attack_exploration_starts=1, pool_size=50, attack_xla=False, skip_classifier=True,
+        skip_fid=True, tensorboard=False)
+    output = tmp_path / "eval"
+    evaluation.run_evaluation_pipeline(model, str(output), settings)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["name"] == "tiny (digits) on mnist (mnist.npz)"
+    assert {k: summary["evaluation_data"][k] for k in ("dataset", "data_dir", "split")} == {
+        "dataset": "mnist", "data_dir": str(npz), "split": "test"}
+    assert summary["evaluation_data"]["examples"] == str(output / "examples")
+    table = reporting.compare([str(output)])["markdown"]
+    assert "| tiny (digits) on mnist (mnist.npz) |" in table
+    # The model's own data (its metadata: digits, no data_dir): nothing is added.
+    meta = {"dataset": "digits", "config": {"data": {"data_dir": ""}}}
+    own = artifacts.Artifact("Examples", str(tmp_path), {"source": {"dataset": "digits", "data_dir": ""}})
+    assert evaluation.evaluation_data(meta, own, "test") is None
+    other_dir = artifacts.Artifact("Examples", str(tmp_path), {"source": {"dataset": "digits", "data_dir": "/x/d"}})
+    assert evaluation.evaluation_data(meta, other_dir, "test")["label"] == "on digits (d)"

@@ -195,3 +195,41 @@ def test_example_gen_records_the_split_and_rebuilds_a_cache_split_another_way(tm
     stamp = os.path.getmtime(os.path.join(uri, "artifact.json"))
     again = ExampleGen("celeb_a", str(root))({"examples": uri})["examples"]
     assert again.properties == by_identity.properties and os.path.getmtime(os.path.join(uri, "artifact.json")) == stamp
+
+
+def _tiny_config():
+    config = _quick_config()
+    config.model.hidden_units = (32,)
+    config.data.max_train_examples = 200
+    config.loss.weight_estimation_batches = 5
+    return config
+
+
+def test_a_full_disk_is_one_error_naming_the_path_and_the_space(tmp_path, monkeypatch):
+    """Checkpoint writes: TensorFlow's ResourceExhaustedError (SaveV2) becomes one DiskFullError
+    naming the checkpoint directory; export: the free space is checked against the checkpoint's
+    size before the model is rebuilt and traced, and nothing is written."""
+    from unittest import mock
+
+    from robust_dae_tf import fileio, pipeline
+    from robust_dae_tf import fit as training
+    from robust_dae_tf.errors import DiskFullError
+
+    workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "sm")
+    full = tf.errors.ResourceExhaustedError(None, None, f"{workdir}/trainer/checkpoints/ckpt-2_temp/part-00000; "
+                                            "No space left on device [Op:SaveV2]")
+    with mock.patch.object(tf.train.CheckpointManager, "save", side_effect=full):
+        with pytest.raises(DiskFullError, match=r"no space left on the device of .*/trainer/checkpoints"):
+            pipeline.run_training_pipeline(_tiny_config(), workdir, export_dir)
+    assert not os.path.exists(export_dir)
+
+    pipeline.run_training_pipeline(_tiny_config(), workdir, None)  # trained, not exported
+    size = fileio.checkpoint_bytes(tf.train.latest_checkpoint(os.path.join(workdir, "trainer", "checkpoints")))
+    monkeypatch.setattr(fileio, "free_bytes", lambda path: 1000)
+    compiled, compile_model = [], training.compile_model
+    monkeypatch.setattr(training, "compile_model", lambda *a, **k: compiled.append(1) or compile_model(*a, **k))
+    with pytest.raises(DiskFullError, match=rf"SavedModel {export_dir}.*needs about {fileio.format_bytes(size)}, "
+                                            r"1000 bytes are free"):
+        pipeline.run_training_pipeline(_tiny_config(), workdir, export_dir)
+    # The Trainer built its model (the run was finished: nothing trained); the Exporter stopped before.
+    assert len(compiled) == 1 and not os.path.exists(export_dir) and not glob.glob(f"{export_dir}.tmp-*")

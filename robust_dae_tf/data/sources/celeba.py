@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from robust_dae_tf.data.sources.base import FileSplits, LocalSource, image_files
+from robust_dae_tf.data.sources.base import IMAGE_SUFFIXES, FileSplits, LocalSource, image_files
 from robust_dae_tf.data.sources.base import read_files as read  # noqa: F401  (this format's `read`)
 from robust_dae_tf.data.specs import DatasetSpec, get_spec
 from robust_dae_tf.errors import DataError
@@ -24,8 +24,17 @@ ATTRIBUTE_FILES = ("list_attr_celeba.txt",)
 
 def detect(spec: DatasetSpec, path: pathlib.Path) -> LocalSource | None:
     """A directory (or its img_align_celeba/) holding image files."""
-    if path.is_dir() and image_files(flat_image_dir(path)):
+    if not path.is_dir():
+        return None
+    image_dir = flat_image_dir(path)
+    if image_files(image_dir):
         return LocalSource("celeba", "files", *_flat_folder_files(spec, path))
+    if image_dir != path:  # the expected layout, without its images
+        found = sorted(p.name for p in image_dir.iterdir())[:5]
+        raise DataError(
+            f"{image_dir} holds no images (found: {', '.join(found) or 'nothing'}); put the dataset's image files "
+            f"({', '.join(IMAGE_SUFFIXES)}) in it, e.g. by unpacking CelebA's img_align_celeba.zip into {path}."
+        )
     return None
 
 

@@ -1,0 +1,63 @@
+"""bin/check_attacks.py end to end on a tiny exported model with tiny budgets: the table and
+JSON (loss, MS-SSIM, images won, gradient evaluations, seconds, CPU), resuming per cell, and
+one clear error for bad flags."""
+
+import json
+import os
+
+import numpy as np
+
+from tests.helpers import export_tiny_autoencoder
+from tests.test_bad_input import assert_one_error_line, run_script
+
+
+def test_check_attacks_end_to_end_and_resume(tmp_path):
+    model = export_tiny_autoencoder(str(tmp_path / "model"))
+    out = str(tmp_path / "check")
+    args = [f"--model={model}", "--trust_model", "--num_images=3", "--budgets=0.5,1", "--attacks=latent,max_damage",
+            "--steps=8", "--restarts=1", "--exploration_starts=2", "--reference_factor=2",
+            "--ensemble_evaluations=80", f"--output={out}"]
+    done = run_script("check_attacks.py", *args, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("attacking 3 images") == 2 * 2 * 3
+    with open(os.path.join(out, "results.json")) as f:
+        payload = json.load(f)
+    meta, results = payload["meta"], payload["results"]
+    assert meta["cpu"] and meta["cpu"] in open(os.path.join(out, "summary.md")).read()
+    for attack, maximize in (("latent", False), ("max_damage", True)):
+        for budget in ("0.5", "1.0"):
+            cells = results[attack][budget]
+            losses = np.array([cells[m]["loss"] for m in ("ensemble", "pgd", "reference")])
+            best = losses.max(0) if maximize else losses.min(0)
+            assert cells["images_won"] == {m: int(np.sum(losses[i] == best))
+                                           for i, m in enumerate(("ensemble", "pgd", "reference"))}
+            assert sum(cells["images_won"].values()) >= 3
+            # Spent gradient evaluations: pgd 2 x ceil(8/8) + 8 = 10, the reference 2 x 2 starts x 2 + 2 x 16 = 40.
+            assert cells["pgd"]["gradient_evaluations_per_image"] == 10
+            assert cells["reference"]["gradient_evaluations_per_image"] == 40
+            assert 0 < cells["ensemble"]["gradient_evaluations_per_image"] <= 80
+            assert sum(cells["ensemble"]["log"]["member_wins"].values()) == 3
+            for m in ("ensemble", "pgd", "reference"):
+                assert np.isclose(cells[m]["mean_loss"], np.mean(cells[m]["loss"]))
+                assert 0 <= cells[m]["mean_msssim"] <= 1 and cells[m]["seconds"] > 0
+    summary = open(os.path.join(out, "summary.md")).read()
+    assert summary.count("| latent | 0.5 |") == 3 and "| max_damage | 1 | ensemble |" in summary
+    # A rerun reuses every finished cell; a removed cell is attacked again, with the same result.
+    cell = os.path.join(out, "cells", "max_damage_1.0_pgd.json")
+    os.remove(cell)
+    again = run_script("check_attacks.py", *args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reused") == 11 and again.stdout.count("attacking 3 images") == 1
+    with open(os.path.join(out, "results.json")) as f:
+        rerun = json.load(f)["results"]
+    assert rerun["max_damage"]["1.0"]["pgd"]["loss"] == results["max_damage"]["1.0"]["pgd"]["loss"]
+
+
+def test_check_attacks_bad_flags(tmp_path):
+    model = export_tiny_autoencoder(str(tmp_path / "model"))
+    done = run_script("check_attacks.py", f"--model={model}", "--trust_model", "--methods=pgd,fab",
+                      f"--output={tmp_path}/c")
+    assert_one_error_line(done, "--methods", "fab")
+    done = run_script("check_attacks.py", f"--model={model}", "--trust_model", "--ensemble_evaluations=10",
+                      f"--output={tmp_path}/c")
+    assert_one_error_line(done, "ensemble", "at least 80")
