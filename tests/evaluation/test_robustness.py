@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from robust_dae_tf import attacks
-from robust_dae_tf.evaluation import robustness
+from robust_dae_tf.evaluation import robustness, speed
 from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
@@ -209,7 +209,7 @@ def test_bad_inputs(model, test_split):
 
 def test_speedup_helper(model, test_split):
     x, _ = test_split
-    out = robustness.attack_one_at_a_time_speedup(model, x[:12], budget=1.0, config=AttackConfig(steps=4, restarts=1),
+    out = speed.attack_one_at_a_time_speedup(model, x[:12], budget=1.0, config=AttackConfig(steps=4, restarts=1),
                                                  n=2)
     assert out["images"] == 12 and out["one_at_a_time_images_measured"] == 2
     assert out["batched_seconds"] > 0 and out["speedup"] > 0
