@@ -16,8 +16,8 @@ images; `svhn_cropped` (32x32x3) and `celeb_a` (64x64x3) are the convolutional n
 Data are synthetic (random uniform uint8 images of the dataset's shape, 10,000 of
 them), fed through the real input pipeline
 (`data.training_batches`: cache, per-epoch shuffle, batch, uint8 -> float, prefetch)
-into `model.fit(..., steps_per_epoch=...)`, i.e. exactly the way `training.train`
-drives the model. Each model is compiled like `training.train` compiles it, with
+into `model.fit(..., steps_per_epoch=...)`, i.e. exactly the way `fit.train`
+drives the model. Each model is compiled like `fit.train` compiles it, with
 `jit_compile` False ("XLA off") or True ("XLA on") and the config's
 `train.steps_per_execution` (--steps_per_execution). Every model of `--model`
 (gmm_dae, augmented, robust and the six baselines) can be timed; ratios are given to
@@ -286,7 +286,7 @@ def synthetic_batches(batch_size, image_shape):
 def build_tf_model(dataset, variant, xla, batch_size, steps_per_execution):
     import tensorflow as tf
 
-    from robust_dae_tf import training
+    from robust_dae_tf import fit as training
 
     config = workload_config(dataset)
     config.model.variant = variant
@@ -296,7 +296,7 @@ def build_tf_model(dataset, variant, xla, batch_size, steps_per_execution):
     # instead of 100 keep the set-up of the ~6-10 models short.
     config.loss.weight_estimation_batches = 10
     model = training.compile_model(config, WORKLOADS[dataset], tf.distribute.get_strategy(), steps_per_execution)
-    model.prepare(NUM_EXAMPLES)  # as training.train does (beta-TCVAE's estimator needs N)
+    model.prepare(NUM_EXAMPLES)  # as fit.train does (beta-TCVAE's estimator needs N)
     return model
 
 
@@ -464,7 +464,7 @@ def tf_parts(model, batches, xla):
 
 
 def training_callbacks(model, preview):
-    """`training.train`'s callbacks (NaN guard, checkpoints, TensorBoard) in a CallbackList,
+    """`fit.train`'s callbacks (NaN guard, checkpoints, TensorBoard) in a CallbackList,
     set so that no checkpoint or summary falls in the timed window."""
     import atexit
     import shutil

@@ -70,7 +70,8 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from robust_dae_tf import attacks, robustness
+    from robust_dae_tf import attacks
+    from robust_dae_tf.evaluation import robustness, speed
     from robust_dae_tf.attacks import paper as paper_attacker
 
     model, dataset, images, labels = cli.load_model_and_test_images()
@@ -116,7 +117,7 @@ def main(argv):
         pool = images[np.random.default_rng(FLAGS.seed).choice(len(images), FLAGS.num_images * FLAGS.trials,
                                                                replace=len(images) < FLAGS.num_images * FLAGS.trials)]
         t0 = time.perf_counter()
-        speed = robustness.attack_one_at_a_time_speedup(model, pool, budget=max(budgets), config=config,
+        speed = speed.attack_one_at_a_time_speedup(model, pool, budget=max(budgets), config=config,
                                                         n=FLAGS.sequential_n)
         out["speedup"] = speed
         print(f"batched vs one image per call (max damage, lambda={max(budgets):g}, {speed['images']} images): "

@@ -94,8 +94,9 @@ def main(argv):
 
     output = fileio.check_writable(FLAGS.output, "--output", directory=True)  # before any long work
 
-    from robust_dae_tf import attacks, data, export, robustness
+    from robust_dae_tf import attacks, data, export
     from robust_dae_tf.attacks import check
+    from robust_dae_tf.evaluation import robustness
 
     budgets = robustness.validate_budgets(budgets)
     objectives = [attacks.objective(name) for name in FLAGS.attacks]

@@ -23,7 +23,7 @@ by side. --protocol=strong|paper keeps only that protocol's rows.
 
 --paper=<dataset> (mnist, fashion_mnist, svhn_cropped or celeb_a) appends tables in
 which each evaluated model is preceded by the numbers published for it in the paper
-(Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.paper_results`).
+(Tables 1, 2 and 3 of Saseendran et al., NeurIPS 2022; `robust_dae_tf.reporting.paper`).
 """
 
 import os
@@ -46,7 +46,8 @@ flags.DEFINE_string("paper", None, "Also print each model next to the paper's pu
 
 
 def main(argv):
-    from robust_dae_tf import fileio, paper_results, reporting
+    from robust_dae_tf import fileio, reporting
+    from robust_dae_tf.reporting import paper as paper_results
     from robust_dae_tf.errors import ConfigError
 
     if FLAGS.paper is not None and FLAGS.paper not in paper_results.DATASETS:

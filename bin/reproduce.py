@@ -39,7 +39,8 @@ flags.DEFINE_string("paper", None, "Compare with the paper's rows of this datase
 def main(argv):
     import os
 
-    from robust_dae_tf import config_lib, fileio, paper_results, reporting
+    from robust_dae_tf import config_lib, fileio, reporting
+    from robust_dae_tf.reporting import paper as paper_results
     from robust_dae_tf.errors import ConfigError, UserError
     from robust_dae_tf.pipeline import experiments
 

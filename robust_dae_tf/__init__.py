@@ -3,8 +3,9 @@
 Implements Saseendran et al., "Trading off Image Quality for Robustness is not
 Necessary with Regularized Deterministic Autoencoders" (NeurIPS 2022) in Keras 3 /
 TensorFlow: the GMM prior (`priors`), the regularization losses (`losses`), the
-three model variants (`models`), data pipelines (`data`), training, export and the
-TFX-style components that chain them and the evaluation (`pipeline`).
+three model variants (`models`), data sources and pipelines (`data`), the fit loop
+(`fit`), export, the evaluation's measurements (`evaluation`) and reports (`reporting`),
+and the TFX-style components that chain them (`pipeline`).
 """
 
 import os
@@ -40,3 +41,11 @@ def __getattr__(name):
 
         return getattr(api, name)
     raise AttributeError(f"module 'robust_dae_tf' has no attribute {name!r}")
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes):
+    `tf_startup.install()`, which importing the package already did; ROBUST_DAE_TF_VERBOSE_TF=1
+    shows it. Here, not in `cli`, so that a sweep's workers (`pipeline.experiments`) call it
+    without importing the command line module (`cli.quiet_tensorflow` is this function)."""
+    _tf_startup.install()

@@ -77,7 +77,7 @@ class EvaluationResult:
 
 
 def _protocol(name: str, num_images: int, trials: int, budgets, seed: int, attack_config):
-    from robust_dae_tf import robustness  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.attacks import AttackConfig  # pylint: disable=import-outside-toplevel
 
     robustness.check_protocol_name(name, "protocol")
@@ -124,7 +124,8 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
     >>> round(result.mean("max_damage", 0.5, "attack_loss"), 3)
     0.5
     """
-    from robust_dae_tf import attacks, reporting, robustness  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import attacks, reporting  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
 
     adapted = adapters.from_object(model, pixel_range=pixel_range, name=name)
     x = adapters.check_images(images, pixel_range, "images")
@@ -218,7 +219,8 @@ def build_model(variant: str = "robust", image_shape=(32, 32, 1), overrides: dic
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from robust_dae_tf import config_lib, training  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import config_lib  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import fit as training  # pylint: disable=import-outside-toplevel
 
     config = config_lib.from_dict(config.to_dict()) if config is not None else config_lib.base_config()
     config.model.variant = variant

@@ -23,6 +23,7 @@ import sys
 
 from absl import app
 
+from robust_dae_tf import quiet_tensorflow  # noqa: F401  (moved to the package; also cli.quiet_tensorflow)
 from robust_dae_tf.errors import UserError
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -189,15 +190,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
         raise _config_error(f"{err} (see --help).") from None
 
 
-def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter (CUDA probes on CPU machines, oneDNN notes):
-    `tf_startup.install()`, which importing the package already did; ROBUST_DAE_TF_VERBOSE_TF=1
-    shows it."""
-    from robust_dae_tf import tf_startup
-
-    tf_startup.install()
-
-
 def show_progress_messages() -> None:
     """Shows this library's INFO messages (stage starts, resume notes) on stderr and
     raises absl's threshold (where TensorFlow writes its INFO chatter) to WARNING;
@@ -286,7 +278,7 @@ def define_sweep_flags(default_output: str) -> None:
 
     from absl import flags
 
-    from robust_dae_tf.pipeline.evaluation import EvaluationSettings
+    from robust_dae_tf.evaluation.settings import EvaluationSettings
 
     flags.DEFINE_string("dataset", DEFAULT_DATASET, "mnist | fashion_mnist | svhn_cropped | celeb_a | digits; picks "
                         "configs/<dataset>.py unless --config is given.")

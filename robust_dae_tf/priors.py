@@ -9,7 +9,7 @@ D-dimensional latent space. It is built on TensorFlow Probability:
   std^2 I + sum_k w_k (mu_k - mu_bar)(mu_k - mu_bar)^T;
 * `sample(n)` draws from the mixture and `sample_mode(k, n)` from one mode (used for
   generation grids); `sample_numpy(n, seed)` draws on the host with NumPy (the prior
-  samples of the Frechet distance, `fid.sample_prior`, from `from_dict(metadata)`).
+  samples of the Frechet distance, `evaluation.fidelity.sample_prior`, from `from_dict(metadata)`).
 
 Centers follow the reference code: `one_hot` places center k at `scale * e_k`
 (MNIST / Fashion-MNIST use scale 10; the base GMM-DAE used 1), `sobol` spreads K

@@ -45,10 +45,10 @@ def two_cpu_strategy():
     so tests share this one, as a training process does."""
     import tensorflow as tf
 
-    from robust_dae_tf import training
+    from robust_dae_tf import fit
 
     assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest splits the CPU into two logical devices"
-    return training.make_strategy(2)
+    return fit.make_strategy(2)
 
 
 def assert_baseline_export_round_trip(model, path, metadata=None):

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import adapters, per_image, robustness
+from robust_dae_tf import adapters, per_image
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.pipeline import evaluation
 from robust_dae_tf.pipeline.training import ExampleGen
@@ -161,7 +162,7 @@ def test_declared_gmm_prior(tmp_path):
                                 "stds": [0.5, 0.5]}))
     prior = adapters.resolve_prior(str(path), LATENT)
     assert prior["centers"] == [[0, 0, 0, 0], [1, 1, 1, 1]] and prior["std"] == 0.5 and prior["weights"] == [0.25, 0.75]
-    from robust_dae_tf import fid
+    from robust_dae_tf.evaluation import fidelity as fid
 
     samples = fid.sample_prior(prior, 20000, 0)
     np.testing.assert_allclose(samples.mean(0), 0.75, atol=0.02)  # sum_k w_k mu_k
@@ -313,7 +314,8 @@ def test_user_error_base():
 def test_classifier_and_fd_run_on_an_adapted_keras_model(setup, tmp_path):
     """Table 3 (the classifier SavedModel exports encoder + MLP through the adapter) and the
     FD from a declared prior, on the .keras pair."""
-    from robust_dae_tf import classifier, fid
+    from robust_dae_tf.evaluation import downstream as classifier
+    from robust_dae_tf.evaluation import fidelity as fid
     from robust_dae_tf.pipeline.artifacts import Artifact
 
     class MeanPixels(fid.FeatureExtractor):

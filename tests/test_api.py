@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import robust_dae_tf
-from robust_dae_tf import api, robustness
+from robust_dae_tf import api
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError
 
 SHAPE = (16, 16, 1)

@@ -153,7 +153,7 @@ def test_sigterm_during_training_checkpoints_the_partial_epoch(tmp_path):
 
 
 def tf_latest_step(directory):
-    from robust_dae_tf.training import checkpoint_steps
+    from robust_dae_tf.fit import checkpoint_steps
 
     return checkpoint_steps(str(directory))[-1]
 
@@ -181,7 +181,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from robust_dae_tf.pipeline.training import ExampleGen  # noqa: E402
-from tests.test_data import write_class_folders, write_png  # noqa: E402
+from tests.data.test_sources import write_class_folders, write_png  # noqa: E402
 
 # 3 classes x 2 training images (+ 1 test image each): 2 steps of 3 images.
 TINY_MNIST = ["--dataset=mnist", "--noexport", "--epochs=1", "--config.train.batch_size=3",
@@ -291,8 +291,8 @@ def test_damaged_data_cache_without_its_source_is_refused(tmp_path, damage):
 
 
 # SVHN's official .mat files and CelebA's identity split (writers and words shared with the
-# unit tests in tests/test_data.py): one error line naming the file, no examples written.
-from tests.test_data import CELEB_A_ATTRIBUTE_FAULTS, CELEB_A_IDENTITY_FAULTS, SVHN_MAT_FAULTS  # noqa: E402
+# unit tests in tests/data/test_sources.py): one error line naming the file, no examples written.
+from tests.data.test_sources import CELEB_A_ATTRIBUTE_FAULTS, CELEB_A_IDENTITY_FAULTS, SVHN_MAT_FAULTS  # noqa: E402
 
 SVHN_CELEB_A_CASES = {
     **{f"svhn_{name}": ("svhn", SVHN_MAT_FAULTS[name][0], [*SVHN_MAT_FAULTS[name][1], "test_32x32.mat"]) for name in (

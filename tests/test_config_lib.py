@@ -7,7 +7,7 @@ import tensorflow as tf
 from absl import flags
 from ml_collections import config_flags
 
-from robust_dae_tf import config_lib, training
+from robust_dae_tf import config_lib, fit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def test_jit_compile_defaults_to_xla_for_fc_and_not_for_conv(architecture, expec
     config = tiny(architecture)
     assert config.train.jit_compile is None  # unset: decided by the architecture
     assert config_lib.training_jit_compile(config) is expected
-    model = training.compile_model(config, (16, 16, 3), tf.distribute.get_strategy())
+    model = fit.compile_model(config, (16, 16, 3), tf.distribute.get_strategy())
     assert model.jit_compile is expected
     config_lib.resolve_defaults(config)  # what config.json records
     assert config.train.jit_compile is expected
@@ -43,7 +43,7 @@ def test_an_explicit_jit_compile_is_kept(architecture, value):
     assert config_lib.training_jit_compile(config) is value
     config_lib.resolve_defaults(config)
     assert config.train.jit_compile is value
-    assert training.compile_model(config, (16, 16, 3), tf.distribute.get_strategy()).jit_compile is value
+    assert fit.compile_model(config, (16, 16, 3), tf.distribute.get_strategy()).jit_compile is value
 
 
 @pytest.mark.parametrize("dataset, expected", [("mnist", True), ("fashion_mnist", True),

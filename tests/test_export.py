@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, config_lib, export, model_safety, models
+from robust_dae_tf import config_lib, export, model_safety, models
+from robust_dae_tf.evaluation import downstream as classifier
 from robust_dae_tf.errors import ExportError
 from tests.helpers import digits_arrays, small_config
 from tests.test_model_safety import save_crafted

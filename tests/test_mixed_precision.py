@@ -1,13 +1,13 @@
 """`train.mixed_precision` on CPU: Keras "mixed_float16" (float16 compute in the hidden
 layers, float32 variables, dynamic loss scaling), with latents, decoder outputs and
-every loss term in float32 (training.precision_policy, networks, models/base.py)."""
+every loss term in float32 (fit.precision_policy, networks, models/base.py)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, training
+from robust_dae_tf import config_lib, fit
 from robust_dae_tf.errors import ConfigError
 from tests.helpers import digits_arrays, small_config
 
@@ -17,7 +17,7 @@ SHAPE = (32, 32, 1)
 def _model(variant, mixed):
     config = small_config(variant, mixed_precision=mixed)
     config.model.hidden_units = (32, 32)
-    return training.compile_model(config, SHAPE, tf.distribute.get_strategy())
+    return fit.compile_model(config, SHAPE, tf.distribute.get_strategy())
 
 
 @pytest.mark.parametrize("variant", ["robust", "gmm_dae", "vae"])
@@ -90,7 +90,7 @@ def test_mixed_precision_trains_on_two_replicas(tmp_path):
 
     config = small_config("robust", epochs=1, num_cpu_devices=2, mixed_precision=True)
     config.model.hidden_units = (32, 32)
-    result = training.train(config, str(tmp_path), digits_splits(), SHAPE)
+    result = fit.train(config, str(tmp_path), digits_splits(), SHAPE)
     model = result["model"]
     assert isinstance(model.distribute_strategy, tf.distribute.MirroredStrategy)
     assert model.distribute_strategy.num_replicas_in_sync == 2

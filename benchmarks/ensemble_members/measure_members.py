@@ -1,6 +1,7 @@
 """Per-image losses of candidate members on the digits model (not a reported model)."""
 import numpy as np, time, sys, json
-from robust_dae_tf import attacks, export, data, robustness
+from robust_dae_tf import attacks, export, data
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.attacks import AttackConfig, ensemble, runner
 from robust_dae_tf.attacks.ensemble import Member
 m = export.load_saved_model("/tmp/ens_digits/model", trust=True)

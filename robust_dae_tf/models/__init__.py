@@ -30,7 +30,7 @@ def build_model(config, image_shape) -> Autoencoder:
     """Builds the (uncompiled) model `config.model.variant` names (see `registry`).
 
     `config` must be valid (`config_lib.validate`, which a run applies once where it
-    starts: `pipeline.run_training_pipeline`, or `training.train` called directly)."""
+    starts: `pipeline.run_training_pipeline`, or `fit.train` called directly)."""
     model = registry.build(config, image_shape)
     model.remember_build(config, image_shape)  # what `Autoencoder.get_config` saves for model.save(".keras")
     return model

@@ -4,12 +4,14 @@ and the two functions that run them (what `bin/train.py` and `bin/evaluate.py` c
     artifacts   Artifact, the artifact.json marker, Component (the base of every stage),
                 write_artifact, reading an Examples artifact (load_examples)
     training    ExampleGen -> Trainer -> Exporter, run_training_pipeline
-    evaluation  RobustnessEvaluator, ClassifierEvaluator, FidEvaluator,
-                run_evaluation_pipeline
-    experiments sweeps: Point, parse_grid, run_point (train -> export -> evaluate one
-                point, resumable), run_sweep (local or Ray engine), the sweep's report
+    evaluation_inputs  the SavedModel artifact, loading and validating the model
+    evaluators  RobustnessEvaluator, ClassifierEvaluator, FidEvaluator
+    evaluation  run_evaluation_pipeline (re-exports the components and the settings)
+    grid        what a sweep runs: Point, parse_grid, make_points, parse_settings
+    experiments sweeps: run_point (train -> export -> evaluate one point, resumable),
+                run_sweep (local or Ray engine), the sweep's report
 
-The layers below (models, training loop, attacks, metrics) take arrays, datasets and
+The layers below (data, models, the fit loop, attacks, metrics, `evaluation`) take arrays, datasets and
 configs and return results; reading and writing artifacts happens here.
 
 The names below are re-exported lazily (`from robust_dae_tf import pipeline;

@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, fileio, locking, multiworker, training
+from robust_dae_tf import config_lib, data, export, fileio, fit, locking, multiworker
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.pipeline.artifacts import (ATTRIBUTES_FILE, MARKER, Artifact, Component, DamagedMarkerError,
                                               examples_damage, load_examples, read_artifact, write_marker)
@@ -193,7 +193,7 @@ class Trainer(Component):
             )
         image_shape = tuple(examples.properties["image_shape"])
         # The config was validated where the run started (run_training_pipeline).
-        self.result = training.train(self.config, uri, load_examples(examples), image_shape, self.strategy,
+        self.result = fit.train(self.config, uri, load_examples(examples), image_shape, self.strategy,
                                      validate=False)
         properties = {
             "image_shape": list(image_shape),
@@ -230,10 +230,10 @@ class Exporter(Component):
         size = fileio.checkpoint_bytes(tf.train.latest_checkpoint(os.path.join(model.uri, "checkpoints")))
         if size:
             fileio.check_free_space(os.path.dirname(os.path.abspath(uri)), size, f"the SavedModel {uri}")
-        keras_model = training.compile_model(config, image_shape, tf.distribute.get_strategy())
+        keras_model = fit.compile_model(config, image_shape, tf.distribute.get_strategy())
         checkpoint = tf.train.Checkpoint(model=keras_model, optimizer=keras_model.optimizer)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(model.uri, "checkpoints"), max_to_keep=None)
-        if training.restore_latest(checkpoint, manager) is None:
+        if fit.restore_latest(checkpoint, manager) is None:
             raise UserError(f"{model.uri} has no checkpoint to export; train first.")
         metadata = {
             "dataset": config.dataset,
@@ -267,7 +267,7 @@ def _float32_copy(config, image_shape, model):
     SavedModel computes in float32 (mixed precision is a training option)."""
     float_config = config_lib.from_dict(config.to_dict())
     float_config.train.mixed_precision = False
-    copy = training.compile_model(float_config, image_shape, tf.distribute.get_strategy())
+    copy = fit.compile_model(float_config, image_shape, tf.distribute.get_strategy())
     copy.set_weights(model.get_weights())
     return copy
 
@@ -327,10 +327,10 @@ def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster, wor
             # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op; it
             # waits for every worker, which is announced and bounded.
             with multiworker.awaiting_workers(cluster, worker_timeout):
-                strategy = training.make_strategy(config.train.num_cpu_devices)
+                strategy = fit.make_strategy(config.train.num_cpu_devices)
         else:
             # Logical CPU devices must be configured before TensorFlow runs any op.
-            training.configure_cpu_devices(config.train.num_cpu_devices)
+            fit.configure_cpu_devices(config.train.num_cpu_devices)
 
         examples = ExampleGen(
             config.dataset, config.data.data_dir, config.data.tfds_data_dir, config.data.download

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import attacks, robustness
+from robust_dae_tf import attacks
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.attacks import AttackConfig, AttackResult, ensemble, runner
 from robust_dae_tf.attacks.ensemble import Member
 from robust_dae_tf.errors import ConfigError, DataError

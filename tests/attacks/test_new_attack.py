@@ -12,12 +12,13 @@ import tensorflow as tf
 from matplotlib import image as mpimg
 from scipy import optimize
 
-from robust_dae_tf import attacks, reporting, robustness
+from robust_dae_tf import attacks, reporting
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import DataError
 from tests.attacks.toy_models import SHAPE, LinearModel
 from tests.helpers import digits_arrays
-from tests.test_robustness import TinyAutoencoder
+from tests.evaluation.test_robustness import TinyAutoencoder
 
 
 class TargetedReconstructionAttack(attacks.Objective):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import attacks, robustness
+from robust_dae_tf import attacks
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.errors import ConfigError, DataError
 from tests.attacks.toy_models import SHAPE, LinearModel
 

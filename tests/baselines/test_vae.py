@@ -7,7 +7,8 @@ import pytest
 import scipy.special
 import tensorflow as tf
 
-from robust_dae_tf import fid, models
+from robust_dae_tf import models
+from robust_dae_tf.evaluation import fidelity as fid
 from robust_dae_tf.baselines import vae
 from robust_dae_tf.errors import ConfigError
 from tests.helpers import (

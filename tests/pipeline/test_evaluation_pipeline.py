@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, data, export, fid, fileio, reporting, robustness
+from robust_dae_tf import data, export, fileio, reporting
+from robust_dae_tf.evaluation import downstream as classifier
+from robust_dae_tf.evaluation import fidelity as fid
+from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.metrics.frechet import frechet_distance_from_features
-from robust_dae_tf.pipeline import artifacts, evaluation
+from robust_dae_tf.pipeline import artifacts, evaluation, evaluators
 from robust_dae_tf.pipeline.training import ExampleGen
 from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
 from tests.helpers import Killed, count_attack_runs, digits_arrays
@@ -614,7 +617,7 @@ def test_a_restarted_evaluation_reuses_the_finished_components(setup, tmp_path, 
         return f"[{part}] reusing the finished {type_name} in {out / part}"
 
     with monkeypatch.context() as patch:  # killed in the FD, before its feature net is trained
-        patch.setattr(evaluation, "load_or_train_feature_extractor", _refuse("the FD"))
+        patch.setattr(evaluators, "load_or_train_feature_extractor", _refuse("the FD"))  # FidEvaluator's module
         with pytest.raises(_Called, match="the FD"):
             run()
     assert os.path.exists(out / "classifier" / artifacts.MARKER) and not os.path.exists(out / "fid")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.pipeline import artifacts
 from robust_dae_tf.pipeline.training import ExampleGen
-from tests.test_data import write_class_folders
+from tests.data.test_sources import write_class_folders
 
 
 def _source(tmp_path):
@@ -174,7 +174,7 @@ def test_example_gen_records_the_split_and_rebuilds_a_cache_split_another_way(tm
     """CelebA without a partition file is split by identity; the Examples artifact says so,
     and a cache written under another split rule (here: before the identity file existed,
     the last 10% of file names) is rebuilt, never reused with a different split."""
-    from tests.test_data import write_celeb_a_identities
+    from tests.data.test_sources import write_celeb_a_identities
 
     root = tmp_path / "celeba"
     write_celeb_a_identities(root, list(range(1, 11)))
@@ -211,7 +211,8 @@ def test_a_full_disk_is_one_error_naming_the_path_and_the_space(tmp_path, monkey
     size before the model is rebuilt and traced, and nothing is written."""
     from unittest import mock
 
-    from robust_dae_tf import fileio, pipeline, training
+    from robust_dae_tf import fileio, pipeline
+    from robust_dae_tf import fit as training
     from robust_dae_tf.errors import DiskFullError
 
     workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "sm")

@@ -1,4 +1,4 @@
-"""Tests for robust_dae_tf.robustness: the paper's protocol, report format, seeds, errors."""
+"""Tests for robust_dae_tf.evaluation.robustness: the paper's protocol, report format, seeds, errors."""
 
 import dataclasses
 import json
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import attacks, robustness
+from robust_dae_tf import attacks
+from robust_dae_tf.evaluation import robustness, speed
 from robust_dae_tf.attacks import AttackConfig
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
-from robust_dae_tf.robustness import Protocol
+from robust_dae_tf.evaluation.robustness import Protocol
 from tests.helpers import Killed, count_attack_runs, digits_arrays
 
 FAST = AttackConfig(steps=6, restarts=1, exploration_starts=4)
@@ -208,7 +209,7 @@ def test_bad_inputs(model, test_split):
 
 def test_speedup_helper(model, test_split):
     x, _ = test_split
-    out = robustness.attack_one_at_a_time_speedup(model, x[:12], budget=1.0, config=AttackConfig(steps=4, restarts=1),
+    out = speed.attack_one_at_a_time_speedup(model, x[:12], budget=1.0, config=AttackConfig(steps=4, restarts=1),
                                                  n=2)
     assert out["images"] == 12 and out["one_at_a_time_images_measured"] == 2
     assert out["batched_seconds"] > 0 and out["speedup"] > 0

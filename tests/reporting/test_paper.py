@@ -1,4 +1,4 @@
-"""robust_dae_tf.paper_results against the paper's own table lines.
+"""robust_dae_tf.reporting.paper (formerly paper_results) against the paper's own table lines.
 
 PAPER_TABLES is a copy of the table lines of the paper's text
 (../shared/paper/000_de1321b0c751bb81.txt: Table 1 lines 146-186, Table 2 lines
@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from robust_dae_tf import config_lib, paper_results
+from robust_dae_tf import config_lib
+from robust_dae_tf.reporting import paper as paper_results
 
 PAPER_TABLES = r"""
 MNIST  Latent space attack            Maximum damage attack            FID(\downarrow)

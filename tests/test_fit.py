@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import training
+from robust_dae_tf import fit as training
 from robust_dae_tf.errors import CheckpointError, ConfigError, TrainingDivergedError
 from tests.helpers import digits_splits, small_config
 
@@ -209,7 +209,7 @@ def test_a_damaged_state_file_is_rebuilt_and_the_run_resumes_from_the_newest_che
     history_before = json.load(open(os.path.join(workdir, "history.json")))
     seen = StepsRun()
     config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4, keep_checkpoints=2)
-    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+    with caplog.at_level("WARNING", logger="robust_dae_tf.fit"):
         result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
     assert seen.steps == [7, 8, 9, 10, 11, 12]  # resumed at step 6, not restarted at 0
     assert "unreadable" in caplog.text and "ckpt-4, ckpt-6" in caplog.text
@@ -243,7 +243,7 @@ def test_a_corrupt_or_deleted_newest_checkpoint_falls_back_to_the_previous_one(t
                 f.truncate(100)
     seen = StepsRun()
     config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4)
-    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+    with caplog.at_level("WARNING", logger="robust_dae_tf.fit"):
         result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
     assert seen.steps[0] == 5 and result["steps"] == 12
     assert "ckpt-4" in caplog.text and ("not usable" if damage == "truncate" else "newest checkpoint on disk") in caplog.text
@@ -256,7 +256,7 @@ def test_a_resumed_run_uses_the_learning_rate_its_config_records(tmp_path, caplo
     first = _one_epoch_run(workdir, learning_rate=1e-3)
     np.testing.assert_allclose(float(first["model"].optimizer.learning_rate), 1e-3, rtol=1e-6)
     config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4, learning_rate=2e-4)
-    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+    with caplog.at_level("WARNING", logger="robust_dae_tf.fit"):
         resumed = training.train(config, workdir, digits_splits(), (32, 32, 1))
     assert resumed["steps"] == 12
     np.testing.assert_allclose(float(resumed["model"].optimizer.learning_rate), 2e-4, rtol=1e-6)
@@ -309,7 +309,7 @@ def test_a_non_finite_checkpoint_is_rolled_back_on_resume(tmp_path, caplog):
     tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=3).save(checkpoint_number=7)
     seen = StepsRun()
     config = small_config("gmm_dae", epochs=2, steps_per_execution=1, checkpoint_every_steps=4)
-    with caplog.at_level("WARNING", logger="robust_dae_tf.training"):
+    with caplog.at_level("WARNING", logger="robust_dae_tf.fit"):
         result = training.train(config, workdir, digits_splits(), (32, 32, 1), extra_callbacks=[seen])
     assert "non-finite values" in caplog.text and "ckpt-7" in caplog.text
     assert seen.steps[0] == 7 and result["steps"] == 12  # resumed from ckpt-6

@@ -1,4 +1,4 @@
-"""Tests of robust_dae_tf.fid: prior sampling, feature extractors and the Frechet score."""
+"""Tests of robust_dae_tf.evaluation.fidelity (formerly fid): prior sampling, feature extractors and the Frechet score."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import tensorflow as tf
 import numpy as np
 import pytest
 
-from robust_dae_tf import fid, priors
+from robust_dae_tf import priors
+from robust_dae_tf.evaluation import fidelity as fid
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.metrics.frechet import frechet_distance_from_features
 from tests.helpers import digits_arrays

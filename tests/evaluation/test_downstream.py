@@ -1,4 +1,4 @@
-"""Tests of robust_dae_tf.classifier (downstream classifier of Table 3)."""
+"""Tests of robust_dae_tf.evaluation.downstream (formerly classifier; downstream classifier of Table 3)."""
 
 import os
 import types
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import classifier, export, priors
+from robust_dae_tf import export, priors
+from robust_dae_tf.evaluation import downstream as classifier
 from robust_dae_tf.errors import ConfigError, DataError
 
 K = 4  # classes
