@@ -63,20 +63,16 @@ import os
 
 import numpy as np
 
-from robust_dae_tf.errors import ConfigError, DataError, ExportError
+from robust_dae_tf.declared_prior import (  # noqa: F401  (re-exported: the --prior flag's readers)
+    PRIOR_JSON_EXAMPLE, STANDARD_NORMAL, describe_prior, read_prior_spec, resolve_prior)
+from robust_dae_tf.errors import ConfigError, DataError, ExportError, first_line
 
 # TensorFlow and Keras are imported inside the functions: the pipeline's cheap checks
 # (`check_paths`) run before TensorFlow is imported.
 
 FORMS = ("export", "signatures", "keras", "keras_pair", "export_pair", "in_memory")
-STANDARD_NORMAL = "standard_normal"
-PRIOR_JSON_EXAMPLE = {"type": "gmm", "weights": [0.5, 0.5], "means": [[-2.0, 0.0], [2.0, 0.0]], "stds": [1.0, 1.0]}
 _RANGE_TOLERANCE = 1e-3  # decoded pixels may exceed the declared range by this fraction of it (rounding)
 _PROBE_IMAGES = 8
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
 
 
 # ------------------------------------------------------------------ cheap checks (no TensorFlow)
@@ -133,93 +129,6 @@ def parse_pixel_range(value) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ConfigError(f"--pixel_range must be finite numbers lo < hi, got {lo:g},{hi:g}.")
     return (lo, hi)
-
-
-# ------------------------------------------------------------------ the prior
-
-
-def read_prior_spec(spec) -> dict | None:
-    """The prior `spec` names, as a description with "latent_dim" still to be checked:
-    None -> None; "standard_normal" -> {"type": "normal"}; a JSON file path (or a dict) ->
-    the GMM, validated (module docstring) -> {"type": "gmm", "centers", "std", "weights"}.
-    One ConfigError naming --prior and the file for anything else."""
-    if spec is None or spec == "":
-        return None
-    if isinstance(spec, str) and spec.strip().lower() in (STANDARD_NORMAL, "normal"):
-        return {"type": "normal"}
-    source = "the prior"
-    if isinstance(spec, str):
-        source = f"--prior={spec}"
-        if not os.path.isfile(spec):
-            raise ConfigError(f"{source}: no such file; pass --prior=standard_normal or a JSON file like "
-                              f"{json.dumps(PRIOR_JSON_EXAMPLE)}.")
-        try:
-            with open(spec) as f:
-                spec = json.load(f)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"{source} is not readable JSON ({_first_line(err)}).") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{source} must be a JSON object like {json.dumps(PRIOR_JSON_EXAMPLE)}, got a "
-                          f"{type(spec).__name__}.")
-    kind = str(spec.get("type", "gmm")).lower()
-    if kind in (STANDARD_NORMAL, "normal"):
-        return {"type": "normal"}
-    if kind != "gmm":
-        raise ConfigError(f"{source}: type {spec.get('type')!r} is unknown; use \"gmm\" (weights, means, stds) or "
-                          "--prior=standard_normal.")
-    missing = [key for key in ("weights", "means", "stds") if key not in spec]
-    if missing:
-        raise ConfigError(f"{source} lacks {', '.join(missing)}; a GMM prior is "
-                          f"{json.dumps(PRIOR_JSON_EXAMPLE)} (K weights, K x D means, K stds).")
-    try:
-        weights = np.asarray(spec["weights"], np.float64)
-        means = np.asarray(spec["means"], np.float64)
-        stds = np.asarray(spec["stds"], np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: weights, means and stds must be numbers (lists of numbers).") from None
-    if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
-        raise ConfigError(f"{source}: means must be a K x D list of lists, got shape {means.shape}.")
-    k = means.shape[0]
-    if weights.shape != (k,) or stds.reshape(-1).shape not in ((k,), (1,)):
-        raise ConfigError(f"{source}: {k} means need {k} weights and {k} stds, got {weights.size} weights and "
-                          f"{stds.size} stds.")
-    if not (np.isfinite(weights).all() and np.isfinite(means).all() and np.isfinite(stds).all()):
-        raise ConfigError(f"{source}: weights, means and stds must be finite numbers.")
-    if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-        raise ConfigError(f"{source}: weights must be >= 0 and sum to 1, got {weights.tolist()} (sum "
-                          f"{weights.sum():.6g}).")
-    stds = stds.reshape(-1)
-    if (stds <= 0).any():
-        raise ConfigError(f"{source}: stds must be > 0, got {stds.tolist()}.")
-    if not np.allclose(stds, stds[0]):
-        raise ConfigError(f"{source}: stds differ between modes ({stds.tolist()}); this version samples mixtures "
-                          "whose modes share one std (priors.GMMPrior), give the same std for every mode.")
-    return {"type": "gmm", "centers": means.tolist(), "std": float(stds[0]), "weights": weights.tolist(),
-            "num_modes": int(k), "latent_dim": int(means.shape[1])}
-
-
-def resolve_prior(spec, latent_dim: int, source: str = "--prior") -> dict | None:
-    """`read_prior_spec(spec)` with its dimension set or checked against the model's
-    `latent_dim` (ConfigError when a GMM's means have another dimension)."""
-    prior = read_prior_spec(spec)
-    if prior is None:
-        return None
-    if prior["type"] == "normal":
-        return {"type": "normal", "latent_dim": int(latent_dim)}
-    if prior["latent_dim"] != int(latent_dim):
-        raise ConfigError(f"{source}: the prior's means are {prior['latent_dim']}-dimensional but the model's latents "
-                          f"have {int(latent_dim)} dimensions; give means of length {int(latent_dim)}.")
-    return prior
-
-
-def describe_prior(prior: dict | None) -> str | None:
-    """A short text for reports: "standard_normal (D=8)", "gmm (K=10, D=8)", or None."""
-    if not prior:
-        return None
-    if str(prior.get("type")).lower() == "normal":
-        return f"standard_normal (D={prior.get('latent_dim')})"
-    centers = prior.get("centers") or []
-    return f"gmm (K={len(centers)}, D={len(centers[0]) if centers else '?'})"
 
 
 # ------------------------------------------------------------------ the adapter
@@ -337,7 +246,7 @@ def _load_keras_file(path: str, trust: bool, flag: str):
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not trust)
     except Exception as err:  # Keras raises many types for corrupt files, unknown classes, unsafe lambdas
-        text = _first_line(err)
+        text = first_line(err)
         hint = ""
         if "safe_mode" in text or "lambda" in text.lower():
             hint = (" It holds Python code (a Lambda layer), which safe mode refuses: load it only if you trust its "
@@ -395,7 +304,7 @@ def _saved_model(path: str, trust: bool, flag: str):
     try:
         return tf.saved_model.load(path)
     except Exception as err:  # corrupt variables or functions: TensorFlow raises many types
-        raise ExportError(f"cannot load the SavedModel {flag}={path}: {_first_line(err)}.") from None
+        raise ExportError(f"cannot load the SavedModel {flag}={path}: {first_line(err)}.") from None
 
 
 def _signature_keys(loaded, name: str):
@@ -602,7 +511,7 @@ def probe(model, images01: np.ndarray, source: str) -> int:
     except (ExportError, DataError, ConfigError):
         raise
     except Exception as err:  # TensorFlow / Keras raise many types for wrong shapes or dtypes
-        raise ExportError(f"{source}: encode/decode failed on {x.shape[1:]} images: {_first_line(err)}") from None
+        raise ExportError(f"{source}: encode/decode failed on {x.shape[1:]} images: {first_line(err)}") from None
     check_outputs(model, x, latents, recon, source)
     if not (np.isfinite(latents).all() and np.isfinite(recon).all()):
         raise DataError(f"{source} returns NaN/Inf latents or reconstructions on the probe images.")

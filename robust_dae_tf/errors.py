@@ -47,3 +47,9 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str, terminated: bool = False):
         super().__init__(message)
         self.terminated = terminated
+
+
+def first_line(err: BaseException, limit: int = 240) -> str:
+    """The first line of an exception's message (its type name when empty), at most `limit`
+    characters: what an `error:` line quotes of a library's multi-line error."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]

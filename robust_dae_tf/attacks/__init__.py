@@ -22,7 +22,9 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
     config.py       `AttackConfig` (validated when built; `for_model` sets its automatic
                     memory-bounded chunk size and XLA choice), `AttackResult`, input checks
     runner.py       `run(objective, model, images, budget, ...)`, `latent_attack`,
-                    `max_damage_attack`, `attack_loss`
+                    `max_damage_attack`
+    measures.py     `attack_loss`, `reconstruct`, `reconstruct_and_msssim` (measuring attacked images)
+    budgets.py      gradient evaluations per image: PGD's cost, the ensemble's members and split
 
 Every attack returns an `AttackResult` whose `loss` is the achieved objective (not
 squared) at exactly the returned `adversarial` images. Method, defaults and the strength
@@ -93,7 +95,7 @@ _LAZY = {
     "run_validated": "runner",
     "latent_attack": "runner",
     "max_damage_attack": "runner",
-    "attack_loss": "runner",
+    "attack_loss": "measures",
 }
 
 __all__ = [

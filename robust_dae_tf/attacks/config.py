@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from robust_dae_tf.attacks import budgets
 from robust_dae_tf.errors import ConfigError, DataError
 
 METHODS = ("pgd", "lbfgsb", "paper", "apgd", "ensemble")
@@ -57,10 +58,10 @@ class AttackConfig:
         32x32x3, and more memory).
       gradient_evaluations: "apgd" and "ensemble" only, their one setting: gradient
         evaluations per image (the ensemble's total over its members); None = the
-        objective's default (`ensemble.default_evaluations`: a quarter of PGD's default
+        objective's default (`budgets.default_evaluations`: a quarter of PGD's default
         cost, 500 maximum damage, 800 latent). "apgd" runs one start from the objective's
         start direction (the latent attack: towards the target) or a random point.
-      ensemble_members: "ensemble" only: names from `ensemble.MEMBER_NAMES` (None = all);
+      ensemble_members: "ensemble" only: names from `budgets.MEMBER_NAMES` (None = all);
         their budget shares are renormalised over the selection.
     """
 
@@ -92,18 +93,16 @@ class AttackConfig:
         if evaluations is not None and (isinstance(evaluations, bool) or not isinstance(evaluations, (int, np.integer))
                                         or evaluations < 1):
             raise ConfigError(f"attack gradient_evaluations must be an integer >= 1, got {evaluations!r}.")
-        from robust_dae_tf.attacks import ensemble  # pylint: disable=import-outside-toplevel  (no TensorFlow)
-
         if self.ensemble_members is not None:
             if isinstance(self.ensemble_members, str):
                 raise ConfigError(f"attack ensemble_members must be a sequence of names, got {self.ensemble_members!r}.")
             object.__setattr__(self, "ensemble_members", tuple(self.ensemble_members))
         if self.method == "ensemble":
-            ensemble.check(evaluations, self.ensemble_members)
+            budgets.check(evaluations, self.ensemble_members)
         elif self.ensemble_members is not None:
             raise ConfigError(f"attack ensemble_members applies to method 'ensemble' only, not {self.method!r}.")
-        if self.method == "apgd" and evaluations is not None and evaluations < ensemble.APGD_MIN_EVALUATIONS:
-            raise ConfigError(f"APGD needs at least {ensemble.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
+        if self.method == "apgd" and evaluations is not None and evaluations < budgets.APGD_MIN_EVALUATIONS:
+            raise ConfigError(f"APGD needs at least {budgets.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
                               f"got {evaluations}.")
 
 

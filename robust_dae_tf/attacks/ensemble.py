@@ -35,7 +35,8 @@ run also records (`AttackResult.info`):
   the attack's at its image); those images fall back to the other members. An image for
   which every member failed gets a NaN loss (the runner then raises DataError).
 
-No TensorFlow at import time (`config.py` checks member names and budgets with it).
+The members' specification, the budget split and the default budget are in `budgets.py`
+(TensorFlow-free, used by `config.py` when a config is built); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -45,80 +46,19 @@ import math
 
 import numpy as np
 
+from robust_dae_tf.attacks.budgets import (  # noqa: F401  (re-exported)
+    APGD_MIN_EVALUATIONS, DEFAULT_BUDGET_FRACTION, DEFAULT_MEMBERS, GENERIC_MEMBERS, MEMBER_NAMES, MEMBERS, PGD_MIN_EVALUATIONS,
+    Member, allocate, check, minimum_evaluations, select)
+from robust_dae_tf.attacks import budgets
 from robust_dae_tf.errors import ConfigError
 
-APGD_MIN_EVALUATIONS = 5  # per start; `apgd.MIN_EVALUATIONS`
-PGD_MIN_EVALUATIONS = 16  # 8 exploration starts x 1 step + 8 refinement steps
-DEFAULT_BUDGET_FRACTION = 0.25  # of today's PGD default cost
 
+def restarts_for(member: Member, objective) -> int:
+    """APGD starts per image of `member` on `objective`: one (the target-directed start) when
+    the objective has a start direction (the latent attack), else `member.restarts` random starts."""
+    from robust_dae_tf.attacks.objectives import Objective  # pylint: disable=import-outside-toplevel
 
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """One ensemble member: `optimiser` "apgd" or "pgd"; `surrogate` "msssim" / "cosine"
-    (`surrogates.py`) or None (the attack's own objective); `share` of the total budget."""
-
-    name: str
-    optimiser: str
-    surrogate: str | None
-    share: float
-    restarts: int = 1  # APGD: starts per image (start 0 from the start direction, if any)
-
-    @property
-    def min_evaluations(self) -> int:
-        return PGD_MIN_EVALUATIONS if self.optimiser == "pgd" else APGD_MIN_EVALUATIONS * self.restarts
-
-
-    def restarts_for(self, objective) -> int:
-        """APGD starts per image on `objective`: one (the target-directed start) when the
-        objective has a start direction (the latent attack), else `restarts` random starts."""
-        from robust_dae_tf.attacks.objectives import Objective  # pylint: disable=import-outside-toplevel
-
-        return 1 if type(objective).start_directions is not Objective.start_directions else self.restarts
-
-
-# Members and shares chosen by measured gain per gradient evaluation on the digits model
-# (40 test images, not a reported model; docs/attacks.md "Ensemble"): several random
-# starts matter for maximum damage (APGD with 4 starts beat 1 start by 2-8 %), the
-# target-directed start for the latent attack; PGD's exploration won most images; the
-# MS-SSIM member rarely wins on the attack loss but is by far the strongest on the
-# reported MS-SSIM; the cosine member added nothing measurable at these budgets, so it is
-# available (`ensemble_members`) but not a default.
-MEMBERS = (
-    Member("apgd", "apgd", None, 0.25, restarts=4),
-    Member("apgd_msssim", "apgd", "msssim", 0.25),
-    Member("apgd_cosine", "apgd", "cosine", 0.25),
-    Member("pgd", "pgd", None, 0.5),
-)
-MEMBER_NAMES = tuple(m.name for m in MEMBERS)
-DEFAULT_MEMBERS = ("apgd", "apgd_msssim", "pgd")
-_GENERIC = ("apgd", "pgd")  # members for objectives other than the paper's two
-
-
-def select(names=None) -> tuple[Member, ...]:
-    """The members named (None = `DEFAULT_MEMBERS`), in `MEMBERS` order; ConfigError for an
-    unknown or repeated name or an empty selection."""
-    names = DEFAULT_MEMBERS if names is None else tuple(names)
-    unknown = [n for n in names if n not in MEMBER_NAMES]
-    if unknown or not names or len(set(names)) != len(names):
-        raise ConfigError(f"ensemble members must be distinct names from {', '.join(MEMBER_NAMES)}; got "
-                          f"{list(names)}" + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else "") + ".")
-    return tuple(m for m in MEMBERS if m.name in names)
-
-
-def minimum_evaluations(members) -> int:
-    """The smallest total budget that gives every member its minimum at its share."""
-    total = sum(m.share for m in members)
-    return int(max(math.ceil(m.min_evaluations * total / m.share - 1e-9) for m in members))
-
-
-def check(evaluations, names=None) -> None:
-    """ConfigError unless `evaluations` (total gradient evaluations per image, None =
-    default) covers the minimum of the selected members."""
-    members = select(names)
-    minimum = minimum_evaluations(members)
-    if evaluations is not None and evaluations < minimum:
-        raise ConfigError(f"the attack ensemble needs at least {minimum} gradient evaluations per image for its "
-                          f"members ({', '.join(m.name for m in members)}), got {evaluations}.")
+    return 1 if type(objective).start_directions is not Objective.start_directions else member.restarts
 
 
 def members_for(objective, names=None) -> tuple[Member, ...]:
@@ -129,32 +69,16 @@ def members_for(objective, names=None) -> tuple[Member, ...]:
     members = select(names)
     if objective.name in (objectives.LATENT, objectives.MAX_DAMAGE):
         return members
-    generic = tuple(m for m in members if m.name in _GENERIC)
-    return generic or select(_GENERIC)
-
-
-def allocate(total: int, members) -> dict[str, int]:
-    """Gradient evaluations per image each member may spend: floor(share * total) with the
-    shares renormalised over `members`; "pgd" rounded down to a multiple of 16 (2 S, S a
-    multiple of 8). The sum never exceeds `total`."""
-    norm = sum(m.share for m in members)
-    out = {}
-    for m in members:
-        value = int(math.floor(total * m.share / norm + 1e-9))
-        if m.optimiser == "pgd":
-            value -= value % PGD_MIN_EVALUATIONS
-        out[m.name] = value
-    return out
+    generic = tuple(m for m in members if m.name in GENERIC_MEMBERS)
+    return generic or select(GENERIC_MEMBERS)
 
 
 def default_evaluations(objective) -> int:
-    """DEFAULT_BUDGET_FRACTION of what PGD spends with its defaults for `objective`
-    (2000 maximum damage, 3200 latent -> 500, 800), at least the members' minimum."""
-    from robust_dae_tf.attacks import pgd  # pylint: disable=import-outside-toplevel
+    """The ensemble's default budget for `objective` (`budgets.default_evaluations`: a
+    quarter of PGD's default cost, 500 maximum damage and 800 latent)."""
     from robust_dae_tf.attacks.config import AttackConfig  # pylint: disable=import-outside-toplevel
 
-    cost = pgd.gradient_evaluations(AttackConfig(), objective)
-    return max(minimum_evaluations(select()), int(cost * DEFAULT_BUDGET_FRACTION))
+    return budgets.default_evaluations(objective.resolve(AttackConfig()))
 
 
 def _surrogate(objective, kind):
@@ -184,7 +108,7 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
                        directions=objective.start_directions(images, targets))
     target = _surrogate(objective, member.surrogate)
     ref = reference if target is objective else target.reference(model, images, targets)
-    restarts = member.restarts_for(target)
+    restarts = restarts_for(member, target)
     # The same rows per compiled call as the config's memory bound (chunk_size x restarts).
     chunk = max(1, config.chunk_size * config.restarts // restarts)
     return apgd.run(model, target, images, ref, budget, evaluations, seed, chunk, config.jit_compile,
@@ -194,7 +118,7 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
 def _reported_msssim(model, objective, images, targets, clean_rec, adversarial):
     """[N] reported MS-SSIM of the adversarial images, or None when it does not exist here
     (images below MS-SSIM's 16x16, or an objective without `compared_with`)."""
-    from robust_dae_tf.attacks.runner import reconstruct_and_msssim  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.attacks.measures import reconstruct_and_msssim  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.errors import DataError  # pylint: disable=import-outside-toplevel
 
     try:
@@ -209,7 +133,7 @@ def run(model, objective, images, targets, reference, budget: float, config, see
     objective and model (its `gradient_evaluations` set). `members` overrides the
     selection (a sequence of `Member`; tests). Returns an `AttackResult` (module docstring)."""
     from robust_dae_tf.attacks.config import AttackResult  # pylint: disable=import-outside-toplevel
-    from robust_dae_tf.attacks.runner import attack_loss, reconstruct  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.attacks.measures import attack_loss, reconstruct  # pylint: disable=import-outside-toplevel
 
     members = tuple(members) if members is not None else members_for(objective, config.ensemble_members)
     budgets = allocate(int(config.gradient_evaluations), members)

@@ -171,12 +171,12 @@ class Objective:
 
     def resolve(self, config: AttackConfig) -> AttackConfig:
         """`config` with `steps` / `exploration_starts` left None set to this objective's defaults,
-        and for methods "apgd" / "ensemble" `gradient_evaluations` (`ensemble.default_evaluations`)."""
+        and for methods "apgd" / "ensemble" `gradient_evaluations` (`budgets.default_evaluations`)."""
         evaluations = config.gradient_evaluations
         if evaluations is None and config.method in ("apgd", "ensemble"):
-            from robust_dae_tf.attacks import ensemble  # pylint: disable=import-outside-toplevel
+            from robust_dae_tf.attacks import budgets  # pylint: disable=import-outside-toplevel
 
-            evaluations = ensemble.default_evaluations(self)
+            evaluations = budgets.default_evaluations(self.resolve(AttackConfig()))
         return dataclasses.replace(
             config,
             steps=self.default_steps if config.steps is None else config.steps,

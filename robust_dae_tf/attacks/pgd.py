@@ -45,7 +45,8 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf.attacks.config import AttackConfig, AttackResult
-from robust_dae_tf.attacks import objectives
+from robust_dae_tf.attacks import budgets, objectives
+from robust_dae_tf.attacks.budgets import EXPLORATION_STEPS_DIVISOR, REFINE_STEP_FACTOR  # noqa: F401  (re-exported)
 from robust_dae_tf.attacks.objectives import MAX_DAMAGE, Objective, flatten
 from robust_dae_tf.attacks.projection import l2_norm, project_l2_box
 from robust_dae_tf.attacks.starts import StartStream
@@ -53,9 +54,7 @@ from robust_dae_tf.attacks.starts import StartStream
 logger = logging.getLogger(__name__)
 
 # Exploration phase: ceil(steps / EXPLORATION_STEPS_DIVISOR) steps per start; the
-# refinement's first step is REFINE_STEP_FACTOR * initial_step_fraction * lambda.
-EXPLORATION_STEPS_DIVISOR = 8
-REFINE_STEP_FACTOR = 0.25
+# refinement's first step is REFINE_STEP_FACTOR * initial_step_fraction * lambda (`budgets.py`).
 # A pixel counts as on the box boundary within this distance (pixel units).
 _BOX_TOLERANCE = 1e-6
 
@@ -219,19 +218,14 @@ def _pgd_phase(model, attack: Objective, images, reference, starts, budget, step
 def pgd_phases(config: AttackConfig, objective=MAX_DAMAGE) -> list[tuple[int, int, float]]:
     """[(starts per image, steps, first step as a fraction of lambda)] of each PGD phase,
     with the fields of `config` left None set to the defaults of `objective` (or its name)."""
-    config = objectives.resolve(config, objective)
-    a, s, r = config.initial_step_fraction, config.steps, config.restarts
-    if config.exploration_starts <= 1:
-        return [(r, s, a)]
-    return [(config.exploration_starts * r, max(1, -(-s // EXPLORATION_STEPS_DIVISOR)), a),
-            (r, s, a * REFINE_STEP_FACTOR)]
+    return budgets.pgd_phases_of(objectives.resolve(config, objective))
 
 
 def gradient_evaluations(config: AttackConfig, objective=MAX_DAMAGE) -> int:
     """Gradient evaluations per image that PGD spends with `config` (fields left None: the
     defaults of `objective`): the sum over its phases of starts x steps, e.g. 64 x 25 + 2 x 200
     = 2000 for the maximum-damage defaults and 48 x 50 + 2 x 400 = 3200 for the latent ones."""
-    return int(sum(starts * steps for starts, steps, _ in pgd_phases(config, objective)))
+    return budgets.pgd_cost(objectives.resolve(config, objective))
 
 
 def exploration_schedule(config: AttackConfig, objective=MAX_DAMAGE) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import tensorflow as tf
 from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
                                           validate_images)
+from robust_dae_tf.attacks.measures import attack_loss, reconstruct, reconstruct_and_msssim  # noqa: F401  (re-exported)
 from robust_dae_tf.errors import ConfigError, DataError
 
 
@@ -93,36 +94,3 @@ def max_damage_attack(model, images, budget: float, config: AttackConfig = Attac
                       record_curve: bool = False) -> AttackResult:
     """Maximum-damage attack (eq. 13): max ||f(g(x + d)) - f(g(x))||_2, ||d||_2 <= budget, x + d in [0, 1]."""
     return run(objectives.MAX_DAMAGE_OBJECTIVE, model, images, budget, config, None, seed, record_curve)
-
-
-def attack_loss(model, objective, adversarial: np.ndarray, reference: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """The objective value (not squared) at given adversarial images, [N] (`reference` as
-    `Objective.reference` computes it)."""
-    objective = objectives.objective(objective)
-    adversarial, reference = adversarial.astype(np.float32), reference.astype(np.float32)
-    outs = []
-    for i in range(0, adversarial.shape[0], batch):
-        x, ref = tf.constant(adversarial[i:i + batch]), tf.constant(reference[i:i + batch])
-        outs.append(np.asarray(tf.sqrt(objective.loss_sq(model, x, ref))))
-    return np.concatenate(outs)
-
-
-def reconstruct(model, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """f(g(images)) as float32 [N, H, W, C], in batches (no decode noise)."""
-    outs = []
-    for i in range(0, images.shape[0], batch):
-        outs.append(np.asarray(model.decode(model.encode(tf.constant(images[i:i + batch]))), np.float32))
-    return np.concatenate(outs).reshape(images.shape[0], *outs[0].shape[1:])
-
-
-def reconstruct_and_msssim(model, reference_images: np.ndarray, adversarial: np.ndarray,
-                           batch: int = 500) -> np.ndarray:
-    """MS-SSIM (paper convention, `ms_ssim_paper`, reference first) of `reference_images`
-    vs f(g(adversarial)), [N] float64: the main metric the strong protocol reports."""
-    from robust_dae_tf.metrics.msssim import ms_ssim_paper  # pylint: disable=import-outside-toplevel
-
-    rec = reconstruct(model, adversarial)
-    reference_images = np.asarray(reference_images, np.float32).reshape(rec.shape)
-    return np.concatenate([np.asarray(ms_ssim_paper(tf.constant(reference_images[i:i + batch]),
-                                                    tf.constant(rec[i:i + batch])), np.float64)
-                           for i in range(0, rec.shape[0], batch)])

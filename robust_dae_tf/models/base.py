@@ -110,10 +110,13 @@ class Autoencoder(keras.Model):
     def from_config(cls, config):
         import json  # pylint: disable=import-outside-toplevel
 
-        from robust_dae_tf import config_lib, models  # pylint: disable=import-outside-toplevel
+        from robust_dae_tf import config_lib  # pylint: disable=import-outside-toplevel
+        from robust_dae_tf.models import registry  # pylint: disable=import-outside-toplevel  (not the package: no cycle)
 
-        run_config = config_lib.from_dict(json.loads(config["run_config"]))
-        return models.build_model(run_config, tuple(config["image_shape"]))
+        run_config, image_shape = config_lib.from_dict(json.loads(config["run_config"])), tuple(config["image_shape"])
+        model = registry.build(run_config, image_shape)  # what models.build_model does
+        model.remember_build(run_config, image_shape)
+        return model
 
     def compile_from_config(self, config):
         # Keras compiles a loaded model, then loads the optimizer's variables: build them first
