@@ -27,6 +27,7 @@ moves an `.old` copy back when the kill came between the two renames of a replac
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,17 @@ import numpy as np
 from robust_dae_tf.errors import ConfigError, DiskFullError, ExportError
 
 logger = logging.getLogger(__name__)
+
+
+def array_digest(*arrays) -> str:
+    """SHA-256 hex digest of arrays, each with its dtype and shape: what identifies the
+    images of a cached attack run (`evaluation.robustness`, `attacks.check`)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> str:

@@ -170,3 +170,14 @@ def test_a_full_disk_anywhere_in_a_command_is_one_error_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: no space left on the device of {tmp_path}/summary.json")
+
+
+def test_array_digest_names_dtype_and_shape_as_well_as_bytes():
+    import hashlib
+
+    a = np.arange(6, dtype=np.float32)
+    expected = hashlib.sha256(b"<f4(6,)" + a.tobytes()).hexdigest()  # independent construction
+    assert fileio.array_digest(a) == expected
+    assert fileio.array_digest(a) != fileio.array_digest(a.reshape(2, 3))  # same bytes, other shape
+    assert fileio.array_digest(a) != fileio.array_digest(a.view(np.int32))  # same bytes, other dtype
+    assert fileio.array_digest(a[::2]) == fileio.array_digest(np.ascontiguousarray(a[::2]))

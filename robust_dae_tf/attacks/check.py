@@ -18,7 +18,6 @@ of all methods of the check (ties count for every tied method).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -43,15 +42,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def cell_path(output: str, objective, budget: float, method: str) -> str:
@@ -91,7 +81,7 @@ def check_attacks(model, images, targets, budgets, attack_objectives, methods: d
     """
     from robust_dae_tf.attacks import runner  # pylint: disable=import-outside-toplevel
 
-    base = {"format": CELL_FORMAT, "model": model_id, "images": _digest(images), "targets": _digest(targets)}
+    base = {"format": CELL_FORMAT, "model": model_id, "images": fileio.array_digest(images), "targets": fileio.array_digest(targets)}
     clean_rec = None
     results = {}
     total = len(budgets) * len(attack_objectives) * len(methods)

@@ -91,7 +91,6 @@ objectives), once; the attacks it runs do not check them again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -352,15 +351,6 @@ def _clean_reconstructions(model, x, x_t, protocol: Protocol) -> dict:
 # The run cache (resuming; module docstring)
 
 
-def _sha256(*arrays) -> str:
-    digest = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.dtype.str}{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
 def _model_identity(model, clean: dict) -> dict:
     """What identifies the model of a cached run: a SavedModel (`model.path`, e.g. an
     `export.ExportedAutoencoder`) by `export.saved_model_identity` (its absolute path and the
@@ -375,7 +365,7 @@ def _model_identity(model, clean: dict) -> dict:
     if identity is not None:
         return identity
     return {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "reconstructions": _sha256(*(a for pair in clean.values() for a in pair))}
+            "reconstructions": fileio.array_digest(*(a for pair in clean.values() for a in pair))}
 
 
 def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: int) -> str:
@@ -521,7 +511,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
     runs = [(b_index, budget, objective) for b_index, budget in enumerate(budgets) for objective in objectives]
     if run_cache_dir:
         cache_base = {"format": RUN_CACHE_FORMAT, "model": _model_identity(model, clean),
-                      "images": _sha256(x), "targets": _sha256(x_t),
+                      "images": fileio.array_digest(x), "targets": fileio.array_digest(x_t),
                       "protocol": {key: report["protocol"][key] for key in ("name", "seed", "trials", "num_images",
                                                                             "budgets", "decode_noise_std")}}
     resumed = 0
