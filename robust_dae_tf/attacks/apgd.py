@@ -188,7 +188,8 @@ def run(model, objective, images: np.ndarray, reference: np.ndarray, budget: flo
     the objective's reference [N, K], the L2 budget lambda; `evaluations` gradient
     evaluations per image, split over `restarts` starts (N = evaluations // restarts each,
     at least MIN_EVALUATIONS); starts from `StartStream(budget, restarts, seed)`, start 0
-    the projection of `directions` when given. Returns the best iterate per image;
+    the projection of `directions` [N, H, W, C] when given, or starts 0 .. k-1 those of
+    `directions` [k, N, H, W, C] (k <= restarts). Returns the best iterate per image;
     `AttackResult.info["gradient_evaluations_per_image"]` = restarts * N (spent)."""
     attack = objectives.objective(objective)
     steps = int(evaluations) // int(restarts)
@@ -204,7 +205,8 @@ def run(model, objective, images: np.ndarray, reference: np.ndarray, budget: flo
     for i in range(0, n, per_call):
         j = min(n, i + per_call)
         m = j - i
-        d0 = stream.next(images[i:j], None if directions is None else directions[i:j])
+        d0 = stream.next(images[i:j], None if directions is None else (
+            directions[:, i:j] if directions.ndim == images.ndim + 1 else directions[i:j]))
         args = (tf.constant(np.concatenate([images[i:j]] * restarts)),
                 tf.constant(np.concatenate([reference[i:j]] * restarts).astype(np.float32)),
                 tf.constant(d0.reshape(restarts * m, *images.shape[1:])), tf.constant(budget, tf.float32),

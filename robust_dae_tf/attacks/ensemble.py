@@ -2,20 +2,26 @@
 
 One setting: the total gradient evaluations per image, `AttackConfig.gradient_evaluations`
 (None = `default_evaluations(objective)`, a quarter of what today's PGD defaults spend:
-500 for maximum damage, 800 for the latent attack). The members (`DEFAULT_MEMBERS` of `MEMBERS`) share it in
-fixed fractions (`Member.share`, renormalised over the members selected by
-`AttackConfig.ensemble_members`; `allocate`):
+500 for maximum damage, 800 for the latent attack). The members (`MEMBERS`; the defaults
+of each attack in `DEFAULT_MEMBERS`, others selectable by `AttackConfig.ensemble_members`)
+share it in fixed fractions (`Member.share`, renormalised over the members that run;
+`allocate`):
 
 * "apgd" (1/4): APGD (`apgd.py`) on the attack's own objective; for an objective with a
   start direction (the latent attack: x_t - x) one run from there (the target-directed
   start), otherwise 4 random starts in the ball sharing the member's budget;
+* "apgd_towards" (1/2) and "apgd_towards_long" (1/4): APGD on the attack's own objective
+  from 4 (resp. 2, so longer runs) starts towards other images of the batch
+  (`starts.towards_other_images`; the latent attack's start 0 stays the target-directed one);
 * "apgd_msssim" (1/4): APGD on the reported metric, MS-SSIM in the paper's convention
   (`surrogates.LatentMsssim` / `MaxDamageMsssim`; latent: from the target-directed start);
 * "pgd" (1/2): today's PGD (`pgd.py`) at the member's share: 1 restart, 8 exploration
   starts, S refinement steps with S a multiple of 8 and 2 S <= share (it spends 2 S);
-* "apgd_cosine" (1/4, not a default, selectable): APGD on the scale-free cosine distance
-  of latents (`surrogates.LatentCosine` / `MaxDamageCosine`).
+* "apgd_cosine" (1/4): APGD on the scale-free cosine distance of latents
+  (`surrogates.LatentCosine` / `MaxDamageCosine`).
 
+Defaults: maximum damage "apgd", "apgd_towards", "apgd_towards_long" (125 + 250 + 125 of
+500); the latent attack "apgd", "apgd_msssim", "pgd" (200 + 200 + 400 of 800).
 Objectives other than the paper's two get "apgd" and "pgd". Every member runs on all
 images; per image the result is the member whose adversarial image is the strongest
 attack on the attack's OWN loss (`Objective.better`; ties go to the earlier member in
@@ -48,25 +54,48 @@ import numpy as np
 
 from robust_dae_tf.attacks.budgets import (  # noqa: F401  (re-exported)
     APGD_MIN_EVALUATIONS, DEFAULT_BUDGET_FRACTION, DEFAULT_MEMBERS, GENERIC_MEMBERS, MEMBER_NAMES, MEMBERS, PGD_MIN_EVALUATIONS,
-    Member, allocate, check, minimum_evaluations, select)
+    Member, allocate, check, default_members, minimum_evaluations, select)
 from robust_dae_tf.attacks import budgets
 from robust_dae_tf.errors import ConfigError
 
 
-def restarts_for(member: Member, objective) -> int:
-    """APGD starts per image of `member` on `objective`: one (the target-directed start) when
-    the objective has a start direction (the latent attack), else `member.restarts` random starts."""
+def _has_start_direction(objective) -> bool:
     from robust_dae_tf.attacks.objectives import Objective  # pylint: disable=import-outside-toplevel
 
-    return 1 if type(objective).start_directions is not Objective.start_directions else member.restarts
+    return type(objective).start_directions is not Objective.start_directions
+
+
+def restarts_for(member: Member, objective) -> int:
+    """APGD starts per image of `member` on `objective`: `member.restarts`, except for random
+    starts on an objective with a start direction (the latent attack): one, the
+    target-directed start."""
+    if member.starts == "random" and _has_start_direction(objective):
+        return 1
+    return member.restarts
+
+
+def start_directions(member: Member, objective, images, targets, seed: int):
+    """The directed starts of `member`'s APGD run: None, [N, H, W, C] (start 0) or
+    [k, N, H, W, C] (starts 0 .. k-1): the objective's own start direction first (if any),
+    then for `starts="towards"` directions towards other images of the batch."""
+    from robust_dae_tf.attacks.starts import towards_other_images  # pylint: disable=import-outside-toplevel
+
+    own = objective.start_directions(images, targets)
+    if member.starts != "towards":
+        return own
+    others = towards_other_images(images, restarts_for(member, objective) - (own is not None), seed)
+    if others is None:
+        return own
+    return others if own is None else np.concatenate([own[None], others])
 
 
 def members_for(objective, names=None) -> tuple[Member, ...]:
-    """The members that run on `objective`: the selection; for objectives other than the
-    paper's two only "apgd" and "pgd" of it (all of them when none of those is selected)."""
+    """The members that run on `objective`: the selection (None: the attack's default
+    members, `DEFAULT_MEMBERS`); for objectives other than the paper's two only "apgd" and
+    "pgd" of it (all of them when none of those is selected)."""
     from robust_dae_tf.attacks import objectives  # pylint: disable=import-outside-toplevel
 
-    members = select(names)
+    members = select(names, objective.name)
     if objective.name in (objectives.LATENT, objectives.MAX_DAMAGE):
         return members
     generic = tuple(m for m in members if m.name in GENERIC_MEMBERS)
@@ -78,7 +107,7 @@ def default_evaluations(objective) -> int:
     quarter of PGD's default cost, 500 maximum damage and 800 latent)."""
     from robust_dae_tf.attacks.config import AttackConfig  # pylint: disable=import-outside-toplevel
 
-    return budgets.default_evaluations(objective.resolve(AttackConfig()))
+    return budgets.default_evaluations(objective.resolve(AttackConfig()), objective.name)
 
 
 def _surrogate(objective, kind):
@@ -112,7 +141,7 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
     # The same rows per compiled call as the config's memory bound (chunk_size x restarts).
     chunk = max(1, config.chunk_size * config.restarts // restarts)
     return apgd.run(model, target, images, ref, budget, evaluations, seed, chunk, config.jit_compile,
-                    directions=target.start_directions(images, targets), restarts=restarts)
+                    directions=start_directions(member, target, images, targets, seed), restarts=restarts)
 
 
 def _reported_msssim(model, objective, images, targets, clean_rec, adversarial):

@@ -5,6 +5,10 @@ normalised and a radius lambda * u^(1/P) (uniform in the L2 ball of P pixels), t
 exact projection onto the box (`projection.project_l2_box`). Starts are drawn image after
 image, so a prefix of images (a chunk) or of starts gives the same values as a larger
 call, and results do not depend on how images are chunked.
+
+Directed starts replace random ones: the latent attack's target direction (start 0,
+`Objective.start_directions`), and `towards_other_images` (directions from each image to
+other images of the same batch; the ensemble's members for maximum damage use them).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ class StartStream:
 
         With `directions` ([m, H, W, C], e.g. the latent attack's x_t - x, see
         `Objective.start_directions`), start 0 of each image is the projection of its
-        direction (the point of that segment at the budget) instead of a random point.
+        direction (the point of that segment at the budget) instead of a random point;
+        with [k, m, H, W, C] (k <= count) starts 0 .. k-1 are those of the k directions.
         """
         m = images.shape[0]
         p = int(np.prod(images.shape[1:]))
@@ -40,7 +45,10 @@ class StartStream:
             radius = self.budget * rad_rng.random(m) ** (1.0 / p)
             out[r] = (direction * radius[:, None]).astype(np.float32)
         if directions is not None:
-            out[0] = directions.reshape(m, p)
+            directed = directions.reshape(-1, m, p)
+            if directed.shape[0] > self.count:
+                raise ValueError(f"{directed.shape[0]} start directions for {self.count} starts per image")
+            out[:directed.shape[0]] = directed
         lower = np.broadcast_to(-flat_x, out.shape).reshape(-1, p)
         upper = np.broadcast_to(1.0 - flat_x, out.shape).reshape(-1, p)
         projected = project_l2_box(out.reshape(-1, p), lower, upper, self.budget).numpy()
@@ -50,3 +58,23 @@ class StartStream:
 def random_starts(images: np.ndarray, budget: float, restarts: int, seed: int) -> np.ndarray:
     """[restarts, N, H, W, C] start perturbations: uniform in the L2 ball, projected on the box."""
     return StartStream(budget, restarts, seed).next(images)
+
+
+def towards_other_images(images: np.ndarray, count: int, seed: int) -> np.ndarray | None:
+    """[count, N, H, W, C] start directions x_{pi_k(i)} - x_i from each image to other images
+    of the same batch: pi_k(i) = (i + s_k) mod N with shifts s_k drawn without replacement
+    from 1 .. N-1 (with replacement once count > N - 1) by `np.random.default_rng([seed, 2])`,
+    so no image is its own direction. None for a batch of one (no other image: random starts).
+
+    Used for maximum damage, whose strongest points are rare basins that random starts in
+    the ball seldom reach (docs/attacks.md "Ensemble"): a start towards another image moves
+    the code towards another region of the latent space. Only the images being attacked are
+    used (no labels, no other data); the starts depend on which images share the batch, and
+    the ensemble builds them once for the whole batch before any chunking."""
+    n = images.shape[0]
+    if n < 2 or count < 1:
+        return None
+    rng = np.random.default_rng([int(seed), 2])
+    shifts = rng.choice(np.arange(1, n), size=count, replace=count > n - 1)
+    index = (np.arange(n)[None, :] + shifts[:, None]) % n
+    return (images[index] - images[None]).astype(np.float32)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from robust_dae_tf import attacks
 from robust_dae_tf.evaluation import robustness
-from robust_dae_tf.attacks import AttackConfig, AttackResult, ensemble, runner
+from robust_dae_tf.attacks import AttackConfig, AttackResult, ensemble, runner, starts
 from robust_dae_tf.attacks.ensemble import Member
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
@@ -67,10 +67,10 @@ def test_worst_case_over_members(kind, lam, mlp16, images16, monkeypatch):
         return results[-1][1]
 
     monkeypatch.setattr(ensemble, "run_member", recording)
-    total = 96  # the latent attack: 24 + 24 + 48; maximum damage: APGD 4 starts x 6 + 24 + 48
+    total = 96  # the latent attack: 24 + 24 + 48; maximum damage: APGD 4 starts x 6 + 4 x 12 + 2 x 12
     out = attacks.run(objective, mlp16, images16, lam, AttackConfig(method="ensemble", gradient_evaluations=total),
                       targets=targets, seed=3)
-    assert [m.name for m, _ in results] == list(ensemble.DEFAULT_MEMBERS)
+    assert [m.name for m, _ in results] == list(ensemble.default_members(objective.name))
     ref = objective.reference(mlp16, images16, targets)
     member_loss = np.stack([attacks.attack_loss(mlp16, objective, r.adversarial, ref) for _, r in results])
     # The returned loss is the attack loss at exactly the returned images, and the best over members.
@@ -84,7 +84,7 @@ def test_worst_case_over_members(kind, lam, mlp16, images16, monkeypatch):
     # Budget: what the members spent, summed; never more than the total.
     spent = [r.info["gradient_evaluations_per_image"] for _, r in results]
     assert out.info["gradient_evaluations_per_image"] == sum(spent) <= total
-    assert spent == list(ensemble.allocate(total, ensemble.select()).values())
+    assert spent == list(ensemble.allocate(total, ensemble.select(None, objective.name)).values())
     # The other rule: per image the strongest reported MS-SSIM over members.
     clean = mlp16.decode(mlp16.encode(tf.constant(images16))).numpy()
     compared = objective.compared_with(images16, targets, clean)
@@ -94,7 +94,7 @@ def test_worst_case_over_members(kind, lam, mlp16, images16, monkeypatch):
     assert out.info["worst_by_msssim"]["metric"] == objective.main_metric
     np.testing.assert_allclose(out.info["msssim_of_returned"], _msssim_of(mlp16, compared, out.adversarial).mean(),
                                rtol=1e-5)
-    assert out.info["nan_fallback"] == {name: 0 for name in ensemble.DEFAULT_MEMBERS}
+    assert out.info["nan_fallback"] == {name: 0 for name in ensemble.default_members(objective.name)}
     # Inside the ball and the box.
     d = (out.adversarial - images16).reshape(len(images16), -1).astype(np.float64)
     assert np.all(np.linalg.norm(d, axis=1) <= lam * (1 + 1e-5))
@@ -151,9 +151,10 @@ def test_nan_member_images_fall_back_to_the_others(mlp16, images16):
 
 
 def test_config_errors_at_build_time():
-    members = ensemble.select()
+    members = ensemble.select(None, "max_damage")
     minimum = ensemble.minimum_evaluations(members)
     assert minimum == 80  # APGD with 4 starts of >= 5 evaluations at a quarter of the budget
+    assert ensemble.minimum_evaluations(ensemble.select(None, "latent")) == 80
     # Independent: every member needs its minimum at its share of the total.
     norm = sum(m.share for m in members)
     assert all(np.floor(minimum * m.share / norm + 1e-9) >= m.min_evaluations for m in members)
@@ -172,9 +173,10 @@ def test_config_errors_at_build_time():
 
 
 @pytest.mark.parametrize("total", [80, 97, 500, 800, 1234])
-@pytest.mark.parametrize("names", [None, ensemble.MEMBER_NAMES])
-def test_allocation(total, names):
-    members = ensemble.select(names)
+@pytest.mark.parametrize("names,attack", [(None, "latent"), (None, "max_damage"), (None, None),
+                                          (ensemble.MEMBER_NAMES, None)])
+def test_allocation(total, names, attack):
+    members = ensemble.select(names, attack)
     split = ensemble.allocate(total, members)
     norm = sum(m.share for m in members)
     assert sum(split.values()) <= total
@@ -220,3 +222,31 @@ def test_small_images_and_other_objectives_run_without_msssim(mlp, mlp_images):
     assert set(out.info["member_wins"]) == {"apgd", "pgd"} and sum(out.info["member_wins"].values()) == 6
     assert out.info["worst_by_msssim"] is None and out.info["msssim_of_returned"] is None
     assert np.isfinite(out.loss).all()
+
+
+def test_default_members_per_attack_and_their_starts():
+    """Maximum damage: APGD from random starts and from starts towards other images of the
+    batch; the latent attack keeps its target-directed start 0 in every APGD member."""
+    assert ensemble.default_members("max_damage") == ("apgd", "apgd_towards", "apgd_towards_long")
+    assert ensemble.default_members("latent") == ("apgd", "apgd_msssim", "pgd")
+    assert ensemble.default_members("toy") == ensemble.GENERIC_MEMBERS
+    rng = np.random.default_rng(4)
+    images = rng.random((5, 16, 16, 1)).astype(np.float32)
+    targets = rng.random((5, 16, 16, 1)).astype(np.float32)
+    towards, = ensemble.select(["apgd_towards"])
+    random_member, = ensemble.select(["apgd"])
+    # Maximum damage: the 4 starts are the directions towards other images, nothing else.
+    got = ensemble.start_directions(towards, attacks.MAX_DAMAGE_OBJECTIVE, images, None, seed=8)
+    np.testing.assert_array_equal(got, starts.towards_other_images(images, 4, 8))
+    assert ensemble.start_directions(random_member, attacks.MAX_DAMAGE_OBJECTIVE, images, None, 8) is None
+    assert ensemble.restarts_for(random_member, attacks.MAX_DAMAGE_OBJECTIVE) == 4
+    # Latent: start 0 towards the target, then 3 towards other images; the random member: one start.
+    got = ensemble.start_directions(towards, attacks.LATENT_OBJECTIVE, images, targets, seed=8)
+    np.testing.assert_array_equal(got[0], targets - images)
+    np.testing.assert_array_equal(got[1:], starts.towards_other_images(images, 3, 8))
+    assert ensemble.restarts_for(towards, attacks.LATENT_OBJECTIVE) == 4
+    assert ensemble.restarts_for(random_member, attacks.LATENT_OBJECTIVE) == 1
+    # A batch of one has no other image: random starts (and the latent attack's target start).
+    assert ensemble.start_directions(towards, attacks.MAX_DAMAGE_OBJECTIVE, images[:1], None, 8) is None
+    np.testing.assert_array_equal(
+        ensemble.start_directions(towards, attacks.LATENT_OBJECTIVE, images[:1], targets[:1], 8), targets[:1] - images[:1])
