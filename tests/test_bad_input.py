@@ -39,9 +39,12 @@ import json  # noqa: E402 - imports of this section kept in it (one section per 
 
 import pytest  # noqa: E402
 
+# No XLA for these runs (as tests/helpers.small_config): compiling the training step cost
+# ~8 s of each ~20 s run and none of these faults depends on it; bin/train.py with the default
+# (XLA for the fc nets) runs end to end in tests/test_train_cli.py and tests/test_multiworker.py.
 QUICK_TRAINING = ["--model=gmm_dae", "--epochs=1", "--config.data.max_train_examples=200",
                   "--config.model.hidden_units=(32,)", "--config.loss.weight_estimation_batches=5",
-                  "--config.train.verbose=0"]
+                  "--config.train.verbose=0", "--config.train.jit_compile=false"]
 
 # (arguments, words of the error line); {tmp} is the test's directory, which holds
 # syntax_error.py, no_get_config.py and a_file (a regular file).
@@ -533,7 +536,7 @@ def test_loading_a_crafted_model_with_trust_model_runs_it(tmp_path):
     path, target = _loading_model(tmp_path, "writes_at_load")
     args = [f"--model={path}", f"--output={tmp_path / 'out'}", "--num_images=2", "--trials=1", "--budgets=1",
             "--attack_steps=2", "--attack_restarts=1", "--attack_exploration_starts=1", "--pool_size=20",
-            "--skip_classifier", "--skip_fid", "--tensorboard=false"]
+            "--attack_xla=false", "--skip_classifier", "--skip_fid", "--tensorboard=false"]
     done = run_script("evaluate.py", *args, "--trust_model")
     assert done.returncode == 0, done.stderr[-3000:]
     assert target.read_text() == "written while the model was loaded"  # trusted: its initializer ran

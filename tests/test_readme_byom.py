@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Evaluating your own autoencoder"
 TINY_FLAGS = ["--num_images=2", "--trials=1", "--budgets=1", "--attack_steps=2", "--attack_restarts=1",
               "--attack_exploration_starts=1", "--pool_size=50", "--skip_classifier", "--skip_fid",
-              "--notensorboard"]
+              "--notensorboard", "--attack_xla=false"]  # XLA's compile would be most of a 2-step attack
 FORMS = {"my_ae_savedmodel": "signatures", "my_ae.keras": "keras", "my_encoder.keras": "keras_pair",
          "my_encoder_export": "export_pair"}
 

@@ -15,6 +15,12 @@ from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
 
 SHAPE16 = (16, 16, 1)  # the smallest size MS-SSIM (5 scales) takes
+# The worst-case / report tests run the members in plain graph mode: XLA-compiling every member
+# cost ~75 % of their time and does not change what they check (the selection over the members'
+# own results); the ensemble under XLA (the fc default) still runs in
+# test_small_images_and_other_objectives_run_without_msssim, APGD under XLA in test_apgd.py, and
+# XLA against graph mode is compared in test_optimisers.py.
+NO_XLA = False
 
 
 class MLP16:
@@ -68,7 +74,8 @@ def test_worst_case_over_members(kind, lam, mlp16, images16, monkeypatch):
 
     monkeypatch.setattr(ensemble, "run_member", recording)
     total = 96  # the latent attack: 24 + 24 + 48; maximum damage: APGD 4 starts x 6 + 4 x 12 + 2 x 12
-    out = attacks.run(objective, mlp16, images16, lam, AttackConfig(method="ensemble", gradient_evaluations=total),
+    out = attacks.run(objective, mlp16, images16, lam,
+                      AttackConfig(method="ensemble", gradient_evaluations=total, jit_compile=NO_XLA),
                       targets=targets, seed=3)
     assert [m.name for m, _ in results] == list(ensemble.default_members(objective.name))
     ref = objective.reference(mlp16, images16, targets)
@@ -79,8 +86,16 @@ def test_worst_case_over_members(kind, lam, mlp16, images16, monkeypatch):
     assert np.all(~objective.better(member_loss, out.loss[None] * (1 + 1e-5 * objective.sign)))
     wins = out.info["member_wins"]
     assert sum(wins.values()) == len(images16)
-    winner = np.argmin(objective.ranking_key(member_loss), axis=0)
-    assert wins == {m.name: int(np.sum(winner == i)) for i, (m, _) in enumerate(results)}
+    # Members that converge to the same point (the two "towards" members can share a start)
+    # tie within float noise: the loss the ensemble ranked (the member's own, from its loop)
+    # and the one recomputed here may order them differently. So each member's wins lie
+    # between the images it alone is best on and the images it is best on within 1e-5.
+    key = objective.ranking_key(member_loss)
+    best_key = key.min(axis=0)
+    near = key <= best_key + 1e-5 * np.abs(best_key) + 1e-6
+    for i, (m, _) in enumerate(results):
+        alone = near[i] & (near.sum(axis=0) == 1)
+        assert alone.sum() <= wins[m.name] <= near[i].sum(), (m.name, wins, near.sum(axis=1))
     # Budget: what the members spent, summed; never more than the total.
     spent = [r.info["gradient_evaluations_per_image"] for _, r in results]
     assert out.info["gradient_evaluations_per_image"] == sum(spent) <= total
@@ -119,7 +134,8 @@ class _Fixed:
 def _ensemble(model, images, members, kind=attacks.MAX_DAMAGE, total=80):
     objective = attacks.objective(kind)
     targets = np.roll(images, 1, axis=0)
-    config = attacks.for_model(objective.resolve(AttackConfig(method="ensemble", gradient_evaluations=total)),
+    config = attacks.for_model(objective.resolve(AttackConfig(method="ensemble", gradient_evaluations=total,
+                                                              jit_compile=NO_XLA)),
                                model, images.shape[1:])
     ref = objective.reference(model, images, targets)
     return ensemble.run(model, objective, images, targets, ref, 0.5, config, 0, members=members)
@@ -193,7 +209,7 @@ def test_allocation(total, names, attack):
 def test_report_records_cost_and_member_wins(mlp16, images16, tmp_path):
     labels = np.arange(len(images16)) % 2
     for method, config in (("pgd", AttackConfig(steps=8, restarts=1, exploration_starts=2)),
-                           ("ensemble", AttackConfig(method="ensemble", gradient_evaluations=96))):
+                           ("ensemble", AttackConfig(method="ensemble", gradient_evaluations=96, jit_compile=NO_XLA))):
         protocol = robustness.Protocol(num_images=3, trials=1, budgets=(0.5,), attack=config)
         report = robustness.evaluate_robustness(mlp16, images16, labels, protocol, progress=False,
                                                 run_cache_dir=str(tmp_path / method))
