@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from robust_dae_tf import attacks
-from robust_dae_tf.attacks import AttackConfig, apgd
+from robust_dae_tf.attacks import AttackConfig, apgd, starts
 from robust_dae_tf.attacks.objectives import Objective
 from robust_dae_tf.errors import ConfigError, DataError
 from tests.attacks.test_optimisers import assert_latent_active_box_optimum, assert_latent_closed_form
@@ -178,6 +178,21 @@ def test_result_invariants_and_restarts(kind, mlp, mlp_images):
         np.testing.assert_allclose(result.loss, attacks.attack_loss(mlp, objective, result.adversarial, ref),
                                    rtol=1e-5, atol=1e-6)
     assert np.all(~objective.better(one.loss, four.loss * (1 + 1e-6 * objective.sign) + 1e-6 * objective.sign))
+
+
+def test_several_directed_starts_do_not_depend_on_chunking(mlp, mlp_images):
+    """Directions [k, N, ...] (starts 0 .. k-1) are sliced with the images: chunks of 2 images
+    give the result of one chunk; and the directed starts are used (the result differs from
+    random starts alone)."""
+    objective = attacks.MAX_DAMAGE_OBJECTIVE
+    directions = starts.towards_other_images(mlp_images, 2, seed=1)
+    ref = objective.reference(mlp, mlp_images, None)
+    whole = apgd.run(mlp, objective, mlp_images, ref, 1.0, 60, 0, 1000, False, directions=directions, restarts=3)
+    chunked = apgd.run(mlp, objective, mlp_images, ref, 1.0, 60, 0, 2, False, directions=directions, restarts=3)
+    np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-5)
+    np.testing.assert_allclose(chunked.adversarial, whole.adversarial, atol=1e-5)
+    randomly = apgd.run(mlp, objective, mlp_images, ref, 1.0, 60, 0, 1000, False, restarts=3)
+    assert not np.allclose(randomly.adversarial, whole.adversarial, atol=1e-4)
 
 
 def test_nan_rows_give_nan_loss_and_the_runner_refuses(mlp_images):
