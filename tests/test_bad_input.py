@@ -113,8 +113,12 @@ def _signal_training(workdir, signum):
     args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), f"--workdir={workdir}", "--noexport",
             *QUICK_TRAINING, "--epochs=500", "--config.data.max_train_examples=1000", "--config.train.batch_size=8",
             "--config.train.steps_per_execution=1", "--config.train.checkpoint_every_steps=100000"]
+    # A suite started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python keeps an ignored SIGINT: give the training the default disposition, as a
+    # terminal's foreground job has, so that the Ctrl-C under test reaches it.
     process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while not (workdir / "trainer" / "checkpoints" / "ckpt-125.index").exists():  # epoch 1's end
