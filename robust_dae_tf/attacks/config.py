@@ -61,8 +61,9 @@ class AttackConfig:
         objective's default (`budgets.default_evaluations`: a quarter of PGD's default
         cost, 500 maximum damage, 800 latent). "apgd" runs one start from the objective's
         start direction (the latent attack: towards the target) or a random point.
-      ensemble_members: "ensemble" only: names from `budgets.MEMBER_NAMES` (None = all);
-        their budget shares are renormalised over the selection.
+      ensemble_members: "ensemble" only: names from `budgets.MEMBER_NAMES` (None = each
+        attack's default members, `budgets.DEFAULT_MEMBERS`); their budget shares are
+        renormalised over the selection, which replaces the defaults of every attack.
     """
 
     steps: int | None = None
