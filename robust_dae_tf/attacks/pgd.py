@@ -197,7 +197,8 @@ def _pgd_phase(model, attack: Objective, images, reference, starts, budget, step
     for i in range(0, n, per_call):
         j = min(n, i + per_call)
         m = j - i
-        chunk_starts = (starts.next(images[i:j], None if directions is None else directions[i:j])
+        chunk_starts = (starts.next(images[i:j], None if directions is None else (
+            directions[:, i:j] if directions.ndim == images.ndim + 1 else directions[i:j]))
                         if isinstance(starts, StartStream) else starts[:, i:j])
         x = np.concatenate([images[i:j]] * count)
         ref = np.concatenate([reference[i:j]] * count)
@@ -240,7 +241,8 @@ def run(model, objective: Objective, images: np.ndarray, reference: np.ndarray, 
            config: AttackConfig, seed: int, record_curve: bool, directions: np.ndarray | None = None) -> AttackResult:
     """PGD on validated inputs (`runner.run_validated` prepares them): images [N, H, W, C],
     the objective's reference [N, K], a config resolved for the objective and the model
-    (`Objective.resolve`, `config.for_model`); `directions` replace start 0."""
+    (`Objective.resolve`, `config.for_model`); `directions` [N, H, W, C] replace the first
+    exploration start, [k, N, H, W, C] the first k (`starts.StartStream.next`)."""
     chunk_rows = config.chunk_size * config.restarts
     phases = pgd_phases(config, objective)
     starts = StartStream(budget, phases[0][0], seed)

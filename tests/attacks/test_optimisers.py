@@ -344,3 +344,23 @@ def test_conv_attack_chunks_give_the_result_of_one_big_chunk(kind):
         # its blocking per shape and CPU), so a small loss may differ in its last bits (3.7e-8 at
         # 0.0032 on an AMD EPYC); a different start or step would move it far more than 1e-6.
         np.testing.assert_allclose(results[chunk].loss, results[1000].loss, rtol=1e-5, atol=1e-6)
+
+
+def test_pgd_several_directed_exploration_starts_do_not_depend_on_chunking(mlp, mlp_images):
+    """Directions [k, N, ...] replace the first k exploration starts and are sliced with the
+    images: chunks of 2 images give the result of one chunk, and the starts are used."""
+    from robust_dae_tf.attacks import starts
+
+    objective = attacks.MAX_DAMAGE_OBJECTIVE
+    directions = starts.towards_other_images(mlp_images, 3, seed=2)
+    ref = objective.reference(mlp, mlp_images, None)
+
+    def run(chunk, dirs):
+        config = objective.resolve(AttackConfig(steps=16, restarts=1, exploration_starts=4, chunk_size=chunk,
+                                                jit_compile=False))
+        return pgd.run(mlp, objective, mlp_images, ref, 1.0, config, 0, False, directions=dirs)
+
+    whole, chunked = run(1000, directions), run(2, directions)
+    np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-5)
+    np.testing.assert_allclose(chunked.adversarial, whole.adversarial, atol=1e-5)
+    assert not np.allclose(run(1000, None).adversarial, whole.adversarial, atol=1e-4)
