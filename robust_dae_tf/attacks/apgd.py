@@ -56,7 +56,7 @@ from robust_dae_tf.attacks.config import AttackResult
 from robust_dae_tf.attacks.objectives import flatten
 from robust_dae_tf.attacks.pgd import call_compiled, feasible_unit_direction, model_cache
 from robust_dae_tf.attacks.projection import project_l2_box
-from robust_dae_tf.attacks.starts import StartStream
+from robust_dae_tf.attacks.starts import StartStream, directions_of_chunk
 
 MOMENTUM = 0.75  # alpha
 RHO = 0.75  # condition 1: fraction of improving steps between checkpoints
@@ -205,8 +205,7 @@ def run(model, objective, images: np.ndarray, reference: np.ndarray, budget: flo
     for i in range(0, n, per_call):
         j = min(n, i + per_call)
         m = j - i
-        d0 = stream.next(images[i:j], None if directions is None else (
-            directions[:, i:j] if directions.ndim == images.ndim + 1 else directions[i:j]))
+        d0 = stream.next(images[i:j], directions_of_chunk(directions, images, i, j))
         args = (tf.constant(np.concatenate([images[i:j]] * restarts)),
                 tf.constant(np.concatenate([reference[i:j]] * restarts).astype(np.float32)),
                 tf.constant(d0.reshape(restarts * m, *images.shape[1:])), tf.constant(budget, tf.float32),

@@ -49,7 +49,7 @@ from robust_dae_tf.attacks import budgets, objectives
 from robust_dae_tf.attacks.budgets import EXPLORATION_STEPS_DIVISOR, REFINE_STEP_FACTOR  # noqa: F401  (re-exported)
 from robust_dae_tf.attacks.objectives import MAX_DAMAGE, Objective, flatten
 from robust_dae_tf.attacks.projection import l2_norm, project_l2_box
-from robust_dae_tf.attacks.starts import StartStream
+from robust_dae_tf.attacks.starts import StartStream, directions_of_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +197,7 @@ def _pgd_phase(model, attack: Objective, images, reference, starts, budget, step
     for i in range(0, n, per_call):
         j = min(n, i + per_call)
         m = j - i
-        chunk_starts = (starts.next(images[i:j], None if directions is None else (
-            directions[:, i:j] if directions.ndim == images.ndim + 1 else directions[i:j]))
+        chunk_starts = (starts.next(images[i:j], directions_of_chunk(directions, images, i, j))
                         if isinstance(starts, StartStream) else starts[:, i:j])
         x = np.concatenate([images[i:j]] * count)
         ref = np.concatenate([reference[i:j]] * count)

@@ -60,6 +60,14 @@ def random_starts(images: np.ndarray, budget: float, restarts: int, seed: int) -
     return StartStream(budget, restarts, seed).next(images)
 
 
+def directions_of_chunk(directions: np.ndarray | None, images: np.ndarray, i: int, j: int) -> np.ndarray | None:
+    """Images i..j-1 of start directions given as [N, H, W, C] (start 0) or [k, N, H, W, C]
+    (starts 0 .. k-1), for `StartStream.next` on the chunk `images[i:j]`; None stays None."""
+    if directions is None:
+        return None
+    return directions[:, i:j] if directions.ndim == images.ndim + 1 else directions[i:j]
+
+
 def towards_other_images(images: np.ndarray, count: int, seed: int) -> np.ndarray | None:
     """[count, N, H, W, C] start directions x_{pi_k(i)} - x_i from each image to other images
     of the same batch: pi_k(i) = (i + s_k) mod N with shifts s_k drawn without replacement
