@@ -36,13 +36,16 @@ cli.define_model_data_flags()
 flags.DEFINE_integer("num_images", 20, "Test images to attack.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_list("attacks", ["latent", "max_damage"], "Attacks (registered objective names).")
-flags.DEFINE_list("methods", ["ensemble", "pgd", "reference"], "Methods: ensemble, pgd, reference, lbfgsb.")
+flags.DEFINE_list("methods", ["ensemble", "pgd", "reference"], "Methods: ensemble, pgd, pgd_towards, reference, lbfgsb "
+                  "(pgd_towards: pgd with --towards_starts of its starts towards other images).")
 flags.DEFINE_integer("steps", None, "PGD steps (AttackConfig.steps) of pgd (default: per attack).")
 flags.DEFINE_integer("restarts", 2, "PGD restarts (AttackConfig.restarts) of pgd.")
 flags.DEFINE_integer("exploration_starts", None, "AttackConfig.exploration_starts of pgd and reference "
                      "(default: per attack).")
 flags.DEFINE_integer("reference_factor", 4, "reference = pgd with this many times the steps and the restarts "
                      "(4: 16x the compute).")
+flags.DEFINE_integer("towards_starts", None, "Method pgd_towards: starts towards other images "
+                     "(AttackConfig.towards_starts; default: half of pgd's first-phase starts).")
 flags.DEFINE_integer("ensemble_evaluations", None, "Gradient evaluations per image of the ensemble "
                      "(default: a quarter of pgd's default cost per attack).")
 flags.DEFINE_integer("lbfgsb_steps", 200, "L-BFGS-B iterations per start (method lbfgsb).")
@@ -50,7 +53,7 @@ flags.DEFINE_integer("lbfgsb_restarts", 2, "L-BFGS-B random starts per image (me
 flags.DEFINE_integer("seed", 0, "Seed of the image selection and the attacks.")
 flags.DEFINE_string("output", "attack_check", "Output directory (cells/ in it make a rerun resume).")
 
-METHODS = ("ensemble", "pgd", "reference", "lbfgsb")
+METHODS = ("ensemble", "pgd", "pgd_towards", "reference", "lbfgsb")
 
 
 def method_configs(objective, methods):
@@ -63,6 +66,8 @@ def method_configs(objective, methods):
         "ensemble": objective.resolve(attacks.AttackConfig(method="ensemble",
                                                            gradient_evaluations=FLAGS.ensemble_evaluations)),
         "pgd": pgd,
+        "pgd_towards": dataclasses.replace(pgd, towards_starts=(pgd.exploration_starts * pgd.restarts // 2
+                                                                if FLAGS.towards_starts is None else FLAGS.towards_starts)),
         "reference": dataclasses.replace(pgd, steps=pgd.steps * FLAGS.reference_factor,
                                          restarts=pgd.restarts * FLAGS.reference_factor),
         "lbfgsb": attacks.AttackConfig(steps=FLAGS.lbfgsb_steps, restarts=FLAGS.lbfgsb_restarts, method="lbfgsb"),
@@ -78,7 +83,7 @@ def main(argv):
     if not FLAGS.model:
         raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
     for name in ("num_images", "steps", "restarts", "exploration_starts", "reference_factor", "lbfgsb_steps",
-                 "lbfgsb_restarts", "ensemble_evaluations"):
+                 "lbfgsb_restarts", "ensemble_evaluations", "towards_starts"):
         if FLAGS[name].value is not None and FLAGS[name].value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
     methods = list(FLAGS.methods)
@@ -132,7 +137,9 @@ def _describe(config) -> str:
         return f"ensemble of {config.gradient_evaluations} gradient evaluations"
     if config.method == "lbfgsb":
         return f"L-BFGS-B {config.steps} iterations x {config.restarts} starts"
-    return f"PGD steps {config.steps}, restarts {config.restarts}, exploration starts {config.exploration_starts}"
+    towards = f", {config.towards_starts} starts towards other images" if config.towards_starts else ""
+    return (f"PGD steps {config.steps}, restarts {config.restarts}, exploration starts {config.exploration_starts}"
+            f"{towards}")
 
 
 if __name__ == "__main__":

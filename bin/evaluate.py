@@ -69,6 +69,9 @@ flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb", "ap
                   "Attack optimiser of the strong protocol (the paper protocol always uses the paper's attacker); "
                   "ensemble: APGD members + a reduced PGD under a quarter of PGD's gradient evaluations, "
                   "per-image worst case (docs/attacks.md, Ensemble).")
+flags.DEFINE_integer("attack_towards_starts", DEFAULTS.attack_towards_starts,
+                     "PGD: how many of its first phase's starts point towards other attacked images instead of "
+                     "random points (same cost; stronger on maximum damage, docs/attacks.md); 0 = none.")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (default: a ~1 GiB memory bound from the image size, "
                      "1000 at 32x32x1, 145 at 64x64x3; lower it if memory is short).")

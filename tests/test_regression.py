@@ -36,6 +36,10 @@ Issue 24 (any autoencoder) was patched the same way (tests/data/patch_regression
 decoder encoder pixel_range prior model_source +per_image): evaluate's four new flags, the
 summaries' "model_source", and the per-image files and box plots (3 layout entries, 2 figure
 lines in each report); no recorded value changed.
+PGD's opt-in starts towards other images (issue 23) were patched the same way
+(patch_regression_new_keys.py towards_starts attack_towards_starts): the AttackConfig field
+"towards_starts" (0) wherever the attack config is recorded and evaluate's new flag
+--attack_towards_starts (default 0): 19 paths added, no recorded value changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

@@ -64,6 +64,12 @@ class AttackConfig:
       ensemble_members: "ensemble" only: names from `budgets.MEMBER_NAMES` (None = each
         attack's default members, `budgets.DEFAULT_MEMBERS`); their budget shares are
         renormalised over the selection, which replaces the defaults of every attack.
+      towards_starts: "pgd" only: how many of the first phase's exploration_starts *
+        restarts starts point towards other images of the batch
+        (`starts.towards_other_images`, after the objective's own start direction, if
+        any) instead of being random; 0 (default) = today's PGD. Same cost; stronger on
+        maximum damage, whose strongest points are rare basins (docs/attacks.md,
+        "Ensemble", round 2). At least one start stays the objective's own or random.
     """
 
     steps: int | None = None
@@ -75,6 +81,7 @@ class AttackConfig:
     jit_compile: bool | None = None
     gradient_evaluations: int | None = None
     ensemble_members: tuple | None = None
+    towards_starts: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -102,6 +109,14 @@ class AttackConfig:
             budgets.check(evaluations, self.ensemble_members)
         elif self.ensemble_members is not None:
             raise ConfigError(f"attack ensemble_members applies to method 'ensemble' only, not {self.method!r}.")
+        towards = self.towards_starts
+        if isinstance(towards, bool) or not isinstance(towards, (int, np.integer)) or towards < 0:
+            raise ConfigError(f"attack towards_starts must be an integer >= 0, got {towards!r}.")
+        if towards and self.method != "pgd":
+            raise ConfigError(f"attack towards_starts applies to method 'pgd' only, not {self.method!r}.")
+        if towards and self.exploration_starts is not None and towards >= self.exploration_starts * self.restarts:
+            raise ConfigError(f"attack towards_starts must be below the {self.exploration_starts * self.restarts} "
+                              f"starts of PGD's first phase (exploration_starts x restarts), got {towards}.")
         if self.method == "apgd" and evaluations is not None and evaluations < budgets.APGD_MIN_EVALUATIONS:
             raise ConfigError(f"APGD needs at least {budgets.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
                               f"got {evaluations}.")

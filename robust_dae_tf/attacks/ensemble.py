@@ -78,15 +78,11 @@ def start_directions(member: Member, objective, images, targets, seed: int):
     """The directed starts of `member`'s APGD run: None, [N, H, W, C] (start 0) or
     [k, N, H, W, C] (starts 0 .. k-1): the objective's own start direction first (if any),
     then for `starts="towards"` directions towards other images of the batch."""
-    from robust_dae_tf.attacks.starts import towards_other_images  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.attacks.starts import directed_starts  # pylint: disable=import-outside-toplevel
 
     own = objective.start_directions(images, targets)
-    if member.starts != "towards":
-        return own
-    others = towards_other_images(images, restarts_for(member, objective) - (own is not None), seed)
-    if others is None:
-        return own
-    return others if own is None else np.concatenate([own[None], others])
+    towards = restarts_for(member, objective) - (own is not None) if member.starts == "towards" else 0
+    return directed_starts(own, images, towards, seed)
 
 
 def members_for(objective, names=None) -> tuple[Member, ...]:

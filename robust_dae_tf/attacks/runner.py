@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd
+from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd, starts
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
                                           validate_images)
 from robust_dae_tf.attacks.measures import attack_loss, reconstruct, reconstruct_and_msssim  # noqa: F401  (re-exported)
@@ -42,8 +42,10 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
     reference = objective.reference(model, images, targets)
     gradients.check_input_gradient(model, objective, images, reference, budget, int(seed))  # once per attack
     if config.method == "pgd":
+        directions = starts.directed_starts(objective.start_directions(images, targets), images,
+                                            config.towards_starts, int(seed))
         result = pgd.run(model, objective, images, reference, budget, config, int(seed), record_curve,
-                         directions=objective.start_directions(images, targets))
+                         directions=directions)
     elif config.method == "apgd":
         result = apgd.run(model, objective, images, reference, budget, config.gradient_evaluations, int(seed),
                           config.chunk_size, config.jit_compile, directions=objective.start_directions(images, targets))

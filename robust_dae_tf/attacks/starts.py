@@ -8,7 +8,8 @@ call, and results do not depend on how images are chunked.
 
 Directed starts replace random ones: the latent attack's target direction (start 0,
 `Objective.start_directions`), and `towards_other_images` (directions from each image to
-other images of the same batch; the ensemble's members for maximum damage use them).
+other images of the same batch; the ensemble's members for maximum damage and PGD with
+`AttackConfig.towards_starts` use them); `directed_starts` puts the two together.
 """
 
 from __future__ import annotations
@@ -86,3 +87,15 @@ def towards_other_images(images: np.ndarray, count: int, seed: int) -> np.ndarra
     shifts = rng.choice(np.arange(1, n), size=count, replace=count > n - 1)
     index = (np.arange(n)[None, :] + shifts[:, None]) % n
     return (images[index] - images[None]).astype(np.float32)
+
+
+def directed_starts(own: np.ndarray | None, images: np.ndarray, towards: int, seed: int) -> np.ndarray | None:
+    """The directed starts of one attack run, for `StartStream.next`: the objective's own
+    start direction `own` ([N, H, W, C] or None; `Objective.start_directions`) as start 0,
+    then `towards` directions towards other images of the batch (`towards_other_images`
+    with `seed`). Returns None (all starts random), `own` alone, or [k, N, H, W, C] with
+    k = (own is not None) + towards; a batch of one gets no towards directions."""
+    others = towards_other_images(images, towards, seed) if towards > 0 else None
+    if others is None:
+        return own
+    return others if own is None else np.concatenate([own[None], others])

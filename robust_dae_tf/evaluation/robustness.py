@@ -179,6 +179,7 @@ class Protocol:
         if not objectives or len(set(names)) != len(names):
             raise ConfigError(f"protocol objectives must be one or more attacks with distinct names, got {names}.")
         object.__setattr__(self, "objectives", objectives)
+        check_attack_for(self.attack, objectives)
         if self.name == "paper":
             if self.attack.method != "paper":
                 raise ConfigError(f"the paper protocol attacks with method 'paper', got an AttackConfig with method "
@@ -187,6 +188,16 @@ class Protocol:
             if missing:
                 raise ConfigError(f"the paper protocol has no decode noise for the attack(s) {', '.join(missing)} "
                                   "(set paper_decode_noise_std); evaluate them under the strong protocol.")
+
+
+def check_attack_for(attack: AttackConfig, objectives=attacks.PAPER_OBJECTIVES) -> None:
+    """ConfigError naming the attack unless `attack` is valid once each objective's defaults
+    are filled in (e.g. `towards_starts` below that attack's number of PGD starts)."""
+    for objective in objectives:
+        try:
+            attacks.objective(objective).resolve(attack)
+        except ConfigError as error:
+            raise ConfigError(f"the {attacks.objective(objective).name} attack: {error}") from None
 
 
 def trial_seeds(protocol: Protocol) -> list[int]:

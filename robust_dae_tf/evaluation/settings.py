@@ -43,6 +43,7 @@ class EvaluationSettings:
     attack_xla: bool | None = _ATTACK_DEFAULTS.jit_compile
     attack_method: str = _ATTACK_DEFAULTS.method
     attack_chunk_size: int | None = _ATTACK_DEFAULTS.chunk_size
+    attack_towards_starts: int = _ATTACK_DEFAULTS.towards_starts
     pool_size: int = 5000
     seed: int = 0
     protocol: str = "strong"
@@ -142,9 +143,12 @@ def check_settings(settings: EvaluationSettings) -> tuple:
     attack = attacks.AttackConfig(steps=s.attack_steps, restarts=s.attack_restarts,
                                   exploration_starts=s.attack_exploration_starts,
                                   chunk_size=s.attack_chunk_size, method=s.attack_method,
-                                  jit_compile=s.attack_xla)
+                                  jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts)
     attacks.validate_config(attack)
     if not s.skip_robustness:
+        from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
+
+        robustness.check_attack_for(attack)
         check_pool_size(s.pool_size)
     config = classifier.ClassifierConfig(
         hidden_units=_numbers(s.classifier_hidden, "classifier_hidden", int), dropout=s.classifier_dropout,

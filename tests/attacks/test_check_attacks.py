@@ -61,3 +61,25 @@ def test_check_attacks_bad_flags(tmp_path):
     done = run_script("check_attacks.py", f"--model={model}", "--trust_model", "--ensemble_evaluations=10",
                       f"--output={tmp_path}/c")
     assert_one_error_line(done, "ensemble", "at least 80")
+
+
+def test_check_attacks_pgd_towards_is_pgd_with_starts_towards_other_images(tmp_path):
+    """Method pgd_towards: the pgd cell's settings with half of the first phase's starts
+    towards other images (here 1 of 2): the same gradient evaluations, described in the meta."""
+    model = export_tiny_autoencoder(str(tmp_path / "model"))
+    out = str(tmp_path / "check")
+    done = run_script("check_attacks.py", f"--model={model}", "--trust_model", "--num_images=3", "--budgets=1",
+                      "--attacks=max_damage", "--methods=pgd,pgd_towards", "--steps=8", "--restarts=1",
+                      "--exploration_starts=2", f"--output={out}", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(os.path.join(out, "results.json")) as f:
+        payload = json.load(f)
+    cells = payload["results"]["max_damage"]["1.0"]
+    assert cells["pgd_towards"]["gradient_evaluations_per_image"] == cells["pgd"]["gradient_evaluations_per_image"] == 10
+    assert payload["meta"]["configs"]["max_damage"]["pgd_towards"]["towards_starts"] == 1
+    assert payload["meta"]["configs"]["max_damage"]["pgd"]["towards_starts"] == 0
+    assert "1 starts towards other images" in payload["meta"]["methods"]["pgd_towards"]
+    assert cells["pgd_towards"]["loss"] != cells["pgd"]["loss"]  # a different start was used
+    done = run_script("check_attacks.py", f"--model={model}", "--trust_model", "--methods=pgd_towards",
+                      "--towards_starts=0", f"--output={tmp_path}/c")
+    assert_one_error_line(done, "--towards_starts", ">= 1")

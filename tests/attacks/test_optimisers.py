@@ -364,3 +364,57 @@ def test_pgd_several_directed_exploration_starts_do_not_depend_on_chunking(mlp, 
     np.testing.assert_allclose(chunked.loss, whole.loss, rtol=1e-5)
     np.testing.assert_allclose(chunked.adversarial, whole.adversarial, atol=1e-5)
     assert not np.allclose(run(1000, None).adversarial, whole.adversarial, atol=1e-4)
+
+
+@pytest.mark.parametrize("objective", [attacks.MAX_DAMAGE_OBJECTIVE, attacks.LATENT_OBJECTIVE], ids=lambda o: o.name)
+def test_pgd_towards_starts_are_the_towards_directions_after_the_objectives_own(mlp, mlp_images, objective):
+    """AttackConfig(towards_starts=k) runs PGD from k starts towards other images of the batch
+    (after the latent attack's target direction) at unchanged cost: the same result as
+    pgd.run given those directions explicitly, and not the result without them."""
+    from robust_dae_tf.attacks import starts
+
+    targets = mlp_images[::-1].copy() if objective.needs_targets else None
+    base = dict(steps=16, restarts=1, exploration_starts=4, jit_compile=False)
+    seed = 3
+    towards = attacks.run(objective, mlp, mlp_images, 1.0, AttackConfig(towards_starts=2, **base), targets=targets,
+                          seed=seed)
+    plain = attacks.run(objective, mlp, mlp_images, 1.0, AttackConfig(**base), targets=targets, seed=seed)
+    ref = objective.reference(mlp, mlp_images, targets)
+    directions = starts.directed_starts(objective.start_directions(mlp_images, targets), mlp_images, 2, seed)
+    assert directions.shape[0] == 2 + objective.needs_targets
+    explicit = pgd.run(mlp, objective, mlp_images, ref, 1.0,
+                       attacks.for_model(objective.resolve(AttackConfig(**base)), mlp, mlp_images.shape[1:]),
+                       seed, False, directions=directions)
+    np.testing.assert_allclose(towards.loss, explicit.loss, rtol=1e-6)
+    np.testing.assert_allclose(towards.adversarial, explicit.adversarial, atol=1e-6)
+    assert not np.allclose(towards.adversarial, plain.adversarial, atol=1e-4)
+    assert towards.info["gradient_evaluations_per_image"] == plain.info["gradient_evaluations_per_image"]
+
+
+def test_pgd_towards_starts_bad_values():
+    with pytest.raises(ConfigError, match="towards_starts must be an integer >= 0"):
+        AttackConfig(towards_starts=-1)
+    with pytest.raises(ConfigError, match="towards_starts must be an integer >= 0"):
+        AttackConfig(towards_starts=1.5)
+    with pytest.raises(ConfigError, match="method 'pgd' only"):
+        AttackConfig(method="apgd", towards_starts=2)
+    with pytest.raises(ConfigError, match="below the 8 starts"):
+        AttackConfig(exploration_starts=4, restarts=2, towards_starts=8)
+    with pytest.raises(ConfigError, match="below the 64 starts"):  # checked again once the defaults are filled in
+        attacks.MAX_DAMAGE_OBJECTIVE.resolve(AttackConfig(towards_starts=64))
+    assert attacks.MAX_DAMAGE_OBJECTIVE.resolve(AttackConfig(towards_starts=32)).towards_starts == 32
+
+
+def test_too_many_towards_starts_for_one_attack_of_the_protocol_fails_when_built():
+    """48 starts for the latent attack (24 x 2), 64 for maximum damage: 50 is refused for the
+    latent attack when the protocol (or the evaluation's settings) is built, not mid-run."""
+    from robust_dae_tf.evaluation import robustness
+    from robust_dae_tf.evaluation.settings import EvaluationSettings, check_settings
+
+    with pytest.raises(ConfigError, match="the latent attack: attack towards_starts must be below the 48 starts"):
+        robustness.Protocol(attack=AttackConfig(towards_starts=50))
+    with pytest.raises(ConfigError, match="the latent attack: .*below the 48 starts"):
+        check_settings(EvaluationSettings(attack_towards_starts=50))
+    protocol = robustness.Protocol(attack=AttackConfig(towards_starts=50), objectives=("max_damage",))
+    assert protocol.attack.towards_starts == 50
+    assert check_settings(EvaluationSettings(attack_towards_starts=32))[1].towards_starts == 32

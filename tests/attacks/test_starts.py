@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from robust_dae_tf.attacks.starts import StartStream, towards_other_images
+from robust_dae_tf.attacks.starts import StartStream, directed_starts, towards_other_images
 from tests.attacks.toy_models import SHAPE
 
 
@@ -65,3 +65,19 @@ def test_more_directions_than_starts_is_refused():
     x = np.zeros((2, *SHAPE), np.float32)
     with pytest.raises(ValueError, match="3 start directions for 2 starts"):
         StartStream(0.5, 2, seed=0).next(x, np.ones((3, 2, *SHAPE), np.float32))
+
+
+def test_directed_starts_put_the_objectives_own_direction_first_then_towards_other_images():
+    rng = np.random.default_rng(4)
+    x = rng.random((5, *SHAPE)).astype(np.float32)
+    own = rng.standard_normal((5, *SHAPE)).astype(np.float32)
+    both = directed_starts(own, x, 3, seed=7)
+    assert both.shape == (4, 5, *SHAPE)
+    np.testing.assert_array_equal(both[0], own)
+    np.testing.assert_array_equal(both[1:], towards_other_images(x, 3, seed=7))
+    np.testing.assert_array_equal(directed_starts(None, x, 3, seed=7), towards_other_images(x, 3, seed=7))
+    assert directed_starts(own, x, 0, seed=7) is own
+    assert directed_starts(None, x, 0, seed=7) is None
+    one = own[:1]
+    assert directed_starts(one, x[:1], 3, seed=7) is one  # a batch of one: no other image
+    assert directed_starts(None, x[:1], 3, seed=7) is None

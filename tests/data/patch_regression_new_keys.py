@@ -2,8 +2,8 @@
 
 Run: PYTHONPATH=. python tests/data/patch_regression_new_keys.py [KEY ...] (default: issue
 23's report keys). Used for issue 23 (attack_runs, gradient_evaluations, ensemble_members)
-and issue 24 (evaluate's flags encoder, decoder, pixel_range, prior; summary key
-model_source; the per-image files).
+issue 24 (evaluate's flags encoder, decoder, pixel_range, prior; summary key
+model_source; the per-image files) and PGD's towards_starts / --attack_towards_starts.
 
 Runs the recorder's commands (recorder.observe), then copies from the observation the keys
 that the recording lacks and whose names are in NEW_KEYS (nothing else), checks that the
