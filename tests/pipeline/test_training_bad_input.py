@@ -92,7 +92,10 @@ def _signal_training(workdir, signum):
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
-        while not (workdir / "trainer" / "checkpoints" / "ckpt-125.index").exists():  # epoch 1's end
+        # Epoch 1's end, once its checkpoint is recorded: the CheckpointManager writes the state
+        # file (atomically) after the checkpoint's files, and after it holds it as the latest.
+        state = workdir / "trainer" / "checkpoints" / "checkpoint"
+        while not (state.exists() and '"ckpt-125"' in state.read_text()):
             assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
             time.sleep(0.2)
         process.send_signal(signum)
