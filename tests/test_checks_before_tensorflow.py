@@ -47,6 +47,7 @@ CASES = [
     ("evaluate.py", ["--model={tmp}/model", "--protocol=paper", "--budgets=1,0"], None, ["budget", "> 0", "got 0"]),
     ("evaluate.py", ["--model={tmp}/model", "--split=heldout_train"], None, ["--skip_classifier"]),
     ("evaluate.py", ["--model={tmp}/model", "--classifier_dropout=1.5"], None, ["dropout", "[0, 1)"]),
+    ("evaluate.py", ["--model={tmp}/model", "--attack_towards_starts=1000"], None, ["towards_starts", "got 1000"]),
     ("evaluate.py", ["--model={tmp}/model", "--output={tmp}/a_file/eval"], None, ["--output=", "a_file is a file"]),
 ]
 

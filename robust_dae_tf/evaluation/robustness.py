@@ -103,7 +103,7 @@ import tensorflow as tf
 from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
-from robust_dae_tf.evaluation.settings import validate_budgets  # defined without TensorFlow
+from robust_dae_tf.evaluation.settings import check_attack_for, validate_budgets  # defined without TensorFlow
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
 
 NUM_EXAMPLES = 8
@@ -177,16 +177,6 @@ class Protocol:
             if missing:
                 raise ConfigError(f"the paper protocol has no decode noise for the attack(s) {', '.join(missing)} "
                                   "(set paper_decode_noise_std); evaluate them under the strong protocol.")
-
-
-def check_attack_for(attack: AttackConfig, objectives=attacks.PAPER_OBJECTIVES) -> None:
-    """ConfigError naming the attack unless `attack` is valid once each objective's defaults
-    are filled in (e.g. `towards_starts` below that attack's number of PGD starts)."""
-    for objective in objectives:
-        try:
-            attacks.objective(objective).resolve(attack)
-        except ConfigError as error:
-            raise ConfigError(f"the {attacks.objective(objective).name} attack: {error}") from None
 
 
 def trial_seeds(protocol: Protocol) -> list[int]:

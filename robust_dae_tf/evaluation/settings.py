@@ -2,7 +2,8 @@
 same names and defaults; `ClassifierConfig`, the Table 3 classifier's, re-exported by
 `downstream`) and their checks, in one place: `check_request` (the flags' syntax and
 combinations), `check_settings` (budgets, attack and classifier configs) and the checks
-of single values the components share (`validate_budgets`, re-exported by `robustness`).
+of single values the components share (`validate_budgets`, `check_attack_for`, re-exported
+by `robustness`).
 No TensorFlow: a wrong setting fails before the model or the data are loaded."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import dataclasses
 import numpy as np
 
 from robust_dae_tf.attacks.config import AttackConfig, budget_key, validate_budget
+from robust_dae_tf.attacks.objectives import PAPER_OBJECTIVES
+from robust_dae_tf.attacks.objectives import objective as attack_objective
 from robust_dae_tf.errors import ConfigError
 
 
@@ -130,6 +133,16 @@ def validate_budgets(budgets, flag: str = "--budgets") -> tuple[float, ...]:
     return budgets
 
 
+def check_attack_for(attack: AttackConfig, objectives=PAPER_OBJECTIVES) -> None:
+    """ConfigError naming the attack unless `attack` is valid once each objective's defaults
+    are filled in (e.g. `towards_starts` below that attack's number of PGD starts)."""
+    for objective in objectives:
+        try:
+            attack_objective(objective).resolve(attack)
+        except ConfigError as error:
+            raise ConfigError(f"the {attack_objective(objective).name} attack: {error}") from None
+
+
 def check_budgets(budgets) -> tuple:
     """The budgets as floats; the one check of a budget list is `validate_budgets`."""
     return validate_budgets(budgets)
@@ -198,9 +211,7 @@ def check_settings(settings: EvaluationSettings) -> tuple:
                                   jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts)
     attacks.validate_config(attack)
     if not s.skip_robustness:
-        from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
-
-        robustness.check_attack_for(attack)
+        check_attack_for(attack)
         check_pool_size(s.pool_size)
     config = ClassifierConfig(
         hidden_units=_numbers(s.classifier_hidden, "classifier_hidden", int), dropout=s.classifier_dropout,
