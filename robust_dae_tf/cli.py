@@ -108,7 +108,7 @@ def select_config_file(argv: list[str], config_dir: str = CONFIG_DIR) -> list[st
     """Returns argv with `--config=<config_dir>/<dataset>.py` added when no --config is given."""
     if _flag_value(argv, "config") is not None:
         return argv
-    from robust_dae_tf import data  # deferred: imports TensorFlow
+    from robust_dae_tf import data  # its get_spec imports no TensorFlow (data.catalog)
 
     dataset = _flag_value(argv, "dataset") or DEFAULT_DATASET
     try:

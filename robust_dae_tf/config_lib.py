@@ -55,8 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.conv_filters = (128, 256, 512, 1024)  # conv nets
 
     # The sections of the models (prior / loss / adversarial of the GMM models, vae,
-    # beta_tcvae, lipschitz_vae, se, avae of the baselines), each defined beside its
-    # model's module (`config_sections()`), collected in registry order.
+    # beta_tcvae, lipschitz_vae, se, avae of the baselines), collected in registry order
+    # (`registry.config_sections`; the built-in ones from `models.sections`, no TensorFlow).
     for name, section in _registry().config_sections().items():
         c[name] = section
 

@@ -91,12 +91,8 @@ def make_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     there are several, over `num_cpu_devices` logical CPUs when > 1, else the default
     (single-device) strategy."""
     cluster = multiworker.cluster_from_env()
+    multiworker.check_cpu_devices(cluster, num_cpu_devices)
     if cluster is not None:
-        if num_cpu_devices > 1:
-            raise ConfigError(
-                f"train.num_cpu_devices={num_cpu_devices} splits one machine's CPU; with TF_CONFIG "
-                f"({cluster.num_workers} workers) each worker uses its GPUs or one CPU device: leave it at 1."
-            )
         return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:

@@ -134,6 +134,17 @@ def cluster_from_env() -> Cluster | None:
     return parse_tf_config(os.environ.get("TF_CONFIG", ""))
 
 
+def check_cpu_devices(cluster: Cluster | None, num_cpu_devices: int) -> None:
+    """ConfigError for `train.num_cpu_devices` > 1 in a multi-worker run (each worker uses its
+    GPUs or one CPU device): checked by `fit.make_strategy`, and by the training pipeline
+    before it imports TensorFlow."""
+    if cluster is not None and num_cpu_devices > 1:
+        raise ConfigError(
+            f"train.num_cpu_devices={num_cpu_devices} splits one machine's CPU; with TF_CONFIG "
+            f"({cluster.num_workers} workers) each worker uses its GPUs or one CPU device: leave it at 1."
+        )
+
+
 DEFAULT_WORKER_TIMEOUT = 600.0  # seconds a worker waits for the others (bin/train.py --worker_timeout)
 
 

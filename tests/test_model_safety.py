@@ -1,8 +1,8 @@
 """The op check of untrusted SavedModels: crafted models are refused with the offending
 op named, before TensorFlow runs anything; the allowlist holds only real, harmless ops.
 
-`save_crafted` (also used by tests/test_export.py and tests/test_bad_input.py) writes
-small working autoencoders that additionally read or write files."""
+`save_crafted` (also used by tests/test_export.py and tests/pipeline/test_evaluation_bad_input.py)
+writes small working autoencoders that additionally read or write files."""
 
 import json
 import os

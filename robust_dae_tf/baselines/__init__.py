@@ -1,9 +1,9 @@
 """The VAE-family baselines compared against Saseendran et al. (NeurIPS 2022).
 
 Models (each registered in `robust_dae_tf.models.registry`, each module with its
-`config_sections()` and `build(config, image_shape)`), all subclasses of
-`vae.VariationalAutoencoder`, itself a `robust_dae_tf.models.base.Autoencoder`, that
-implement only their `compute_terms`:
+`config_sections()` (defined in `models.sections`) and `build(config, image_shape)`),
+all subclasses of `vae.VariationalAutoencoder`, itself a
+`robust_dae_tf.models.base.Autoencoder`, that implement only their `compute_terms`:
 
 * `vae`: VAE and beta-VAE (Kingma & Welling 2014; Higgins et al. 2017), the base class;
 * `beta_tcvae`: beta-TCVAE (Chen et al. 2018);

@@ -75,12 +75,12 @@ from __future__ import annotations
 import inspect
 import math
 
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf.baselines import vae_losses
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.models.sections import avae_sections as config_sections  # noqa: F401
 
 DECODER_SAMPLES = ("mean", "sample")
 COUPLING_EXPECTATIONS = ("analytic", "sample")
@@ -88,25 +88,6 @@ COUPLING_EXPECTATIONS = ("analytic", "sample")
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Std of the Gaussian likelihood the model uses (reconstruction_nll's default).
 GAUSSIAN_LIKELIHOOD_STD = float(inspect.signature(vae_losses.reconstruction_nll).parameters["gaussian_std"].default)
-
-
-def config_sections() -> dict:
-    """The `avae` section (Cemgil et al. 2020); its fields are the model's arguments."""
-    avae = ml_collections.ConfigDict()
-    # Coupling r(z'|z) = N(rho z, (1 - rho^2) I), 0 <= rho < 1: the authors' released
-    # ColorMNIST-MLP command uses 0.975 (their code's flag default is 0.8).
-    avae.rho = 0.975
-    # Weight of the self-consistency term; 1 = their bound (our name for it, paper value).
-    avae.self_consistency_weight = 1.0
-    # x' fed back to the encoder: "mean" = decoder mean (authors' code) | "sample" = a
-    # draw from p(x|z) (Bernoulli pixels / Gaussian with the likelihood's std); our choice.
-    avae.decoder_sample = "mean"
-    # True = x' is a constant (authors' code): the term trains only the encoder.
-    avae.stop_gradient_decoder_sample = True
-    # E over z in log r(z'|z): "analytic" = over q(z|x) in closed form (authors' code) |
-    # "sample" = at the z that generated x' (the chain as written); our default: analytic.
-    avae.coupling_expectation = "analytic"
-    return {"avae": avae}
 
 
 def _check_rho(rho) -> float:

@@ -50,23 +50,12 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf.baselines import vae_losses
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
-
-
-def config_sections() -> dict:
-    """The `beta_tcvae` section (Chen et al. 2018); its fields are `BetaTCVAE`'s arguments."""
-    section = ml_collections.ConfigDict()
-    section.alpha = 1.0  # mutual-information weight (paper sec. 4: alpha = 1)
-    section.beta = 6.0  # total-correlation weight (authors' README example `-beta 6 --tcvae`)
-    section.gamma = 1.0  # dimension-wise KL weight (paper sec. 4: gamma = 1)
-    section.estimator = "mws"  # TC estimator: mws (sec. 4.1, authors' default) | mss (app. C.2)
-    section.dataset_size = 0  # N of the estimators; 0 = number of training examples (set by the trainer)
-    return {"beta_tcvae": section}
+from robust_dae_tf.models.sections import beta_tcvae_sections as config_sections  # noqa: F401
 
 
 def tcvae_objective(reconstruction, terms: dict, alpha: float, beta: float, gamma: float):

@@ -81,13 +81,13 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 
 import keras
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf.baselines import lipschitz, vae_losses
 from robust_dae_tf.baselines.lipschitz import BjorckDense, GroupSort
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, check_variant
 from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.models.sections import lipschitz_vae_sections as config_sections  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -95,26 +95,6 @@ logger = logging.getLogger(__name__)
 STD_LOG_FLOOR = 1e-30
 #: The std clip radius is shrunk by this relative margin so that R(max_norm) > 0 strictly.
 STD_CLIP_MARGIN = 1e-4
-
-
-def config_sections() -> dict:
-    """The `lipschitz_vae` section (Barrett et al. 2022), read by `build`."""
-    section = ml_collections.ConfigDict()
-    # l2 Lipschitz constants of the linear stacks (authors' "l_constant"; the std net and the
-    # decoder add a 1/4-Lipschitz sigmoid). Not stated by Saseendran et al.; the authors'
-    # MNIST scripts train 6-10, Fashion-MNIST 4; 8 is our choice.
-    section.encoder_mean_lipschitz = 8.0
-    section.encoder_std_lipschitz = 8.0
-    section.decoder_lipschitz = 8.0
-    section.group_size = 2  # GroupSort group size (authors' config: 2 = MaxMin); widths = model.hidden_units
-    section.bjorck_iters = 3  # Bjorck iterations in training (authors' training scripts)
-    section.bjorck_inference_iters = 20  # ... in evaluation / export (Anil et al.; authors' config)
-    # r_s of the ||sigma||_2 clip that makes the certificate at r_s positive; 0 = sigmoid bound
-    # only (authors' default config; their constrained-std config uses 5.0).
-    section.std_norm_r = 0.0
-    section.certificate_r = 8.0  # r of the reported r-robustness radius (authors' margin script default)
-    section.certificate_p = 0.5  # probability of r-robustness (their definition: 1/2)
-    return {"lipschitz_vae": section}
 
 
 @keras.saving.register_keras_serializable(package="robust_dae_tf")

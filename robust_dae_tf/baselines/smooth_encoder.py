@@ -108,7 +108,6 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf import adversarial
@@ -116,43 +115,13 @@ from robust_dae_tf.attacks import projection
 from robust_dae_tf.baselines import vae_losses, wasserstein
 from robust_dae_tf.baselines.vae import VariationalAutoencoder, build_on_gaussian_networks, check_variant
 from robust_dae_tf.errors import ConfigError
+from robust_dae_tf.models.sections import smooth_encoder_sections as config_sections  # noqa: F401
 
 THREAT_MODELS = ("linf", "l2")
 DISTANCES = ("gaussian_w2", "entropic", "sinkhorn")
 #: The selection's random streams are the training / evaluation streams plus this offset.
 SELECTION_STREAM_OFFSET = 2
 _TINY = 1e-12
-
-
-def config_sections() -> dict:
-    """The `se` section (Cemgil et al. 2020); its fields are `SmoothEncoder`'s arguments."""
-    se = ml_collections.ConfigDict()
-    se.beta = 1.0  # KL weight; SE's Algorithm 1 adds the prior-fidelity term with weight 1 (paper)
-    # Weight of W(q(z|x), q(z|x')): our choice (their Algorithm 1 adds the divergence with
-    # unit weight, its strength set inside by the coupling gamma, whose value we could not find).
-    se.weight = 1.0
-    # Selection ball: linf (default; the threat model of our FGSM training) | l2 (the
-    # threat model of the evaluation attacks).
-    se.threat_model = "linf"
-    # L-inf radius (threat_model=linf) in pixel units ([0, 1] scale). Our choice: the MNIST
-    # budget of our own adversarial training (adversarial.epsilon, Madry et al. 2018).
-    se.epsilon = 0.3
-    # L2 radius (threat_model=l2) over all pixels of an image, [0, 1] scale. Our choice: 1.0,
-    # the smallest evaluation budget lambda of the paper (not tuned).
-    se.l2_radius = 1.0
-    # PGD ascent steps. Our choice: the paper we reproduce says one SE iteration costs about
-    # twice one of its FGSM iterations, which a forward/backward count puts at ~5 PGD steps.
-    se.pgd_steps = 5
-    se.relative_step_size = 2.5  # PGD step = 2.5 * radius / pgd_steps (Madry et al. 2018 rule of thumb)
-    se.random_start = True  # PGD from a uniform random point of the ball (Madry et al. 2018)
-    # W between the posteriors: gaussian_w2 (closed-form W2^2, the zero-entropy limit of SE's
-    # entropy-regularised divergence; our default) | entropic (closed-form debiased entropic
-    # OT between the Gaussians) | sinkhorn (sample-based Sinkhorn distance; slow).
-    se.distance = "gaussian_w2"
-    se.entropy_epsilon = 0.1  # entropic regulariser of entropic / sinkhorn (our choice)
-    se.sinkhorn_samples = 16  # posterior samples per image for sinkhorn (our choice)
-    se.sinkhorn_iters = 50  # Sinkhorn sweeps for sinkhorn (our choice)
-    return {"se": se}
 
 
 # ----------------------------------------------------------------------------- distances

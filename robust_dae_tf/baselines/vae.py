@@ -30,9 +30,10 @@ Conventions:
   beta-TCVAE minibatch-weighted sampling) therefore use the local batch; with equal
   local batches this is the average of per-replica estimates.
 
-`config_sections()` defines the `vae` config section (the likelihood every VAE
-baseline shares and beta_vae's beta); `build_on_gaussian_networks` is how the
-baselines' `build` functions make their model from a run config.
+`config_sections()` (defined in `models.sections`, without TensorFlow) is the `vae`
+config section (the likelihood every VAE baseline shares and beta_vae's beta);
+`build_on_gaussian_networks` is how the baselines' `build` functions make their model
+from a run config.
 """
 
 from __future__ import annotations
@@ -40,21 +41,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf import networks
 from robust_dae_tf.baselines import vae_losses
 from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.models.base import Autoencoder
-
-
-def config_sections() -> dict:
-    """The `vae` section: the likelihood of every VAE baseline and beta_vae's beta."""
-    vae = ml_collections.ConfigDict()  # vae and beta_vae
-    vae.reconstruction = "bernoulli"  # likelihood of every VAE baseline: bernoulli | gaussian
-    vae.beta = 4.0  # beta_vae's KL weight (Higgins et al. 2017); vae always uses 1
-    return {"vae": vae}
+from robust_dae_tf.models.sections import vae_sections as config_sections  # noqa: F401
 
 
 class StandardNormalPrior:

@@ -1,9 +1,11 @@
 """Datasets and tf.data pipelines.
 
-Layout: `specs` (DatasetSpec, get_spec, the preprocessing rules), `sources` (where data is
-read from: `digits`, one module per local format registered in `sources.LOCAL_FORMATS`,
-`tfds`), `splits` (load_splits, describe_split, split_files, save_split, CelebA attributes
-per split), `batches` (the tf.data pipelines). The names below are the package's API.
+Layout: `catalog` (DatasetSpec, DATASETS, get_spec; no TensorFlow), `specs` (the
+preprocessing rules), `sources` (where data is read from: `digits`, one module per local
+format registered in `sources.LOCAL_FORMATS`, `tfds`), `splits` (load_splits,
+describe_split, split_files, save_split, CelebA attributes per split), `batches` (the
+tf.data pipelines). The names below are the package's API, re-exported lazily: importing
+the package does not import TensorFlow.
 
 Conventions
 -----------
@@ -84,13 +86,20 @@ exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
-from robust_dae_tf.data.batches import (count_examples, evaluation_batches, steps_per_epoch, take_arrays, to_float,
-                                        training_batches)
-from robust_dae_tf.data.sources.celeba import (CelebAAttributes, celeba_attribute_file, celeba_attributes,
-                                               read_celeba_attributes)
-from robust_dae_tf.data.specs import ALIASES, DATASETS, DatasetSpec, get_spec
-from robust_dae_tf.data.splits import (celeba_split_attributes, describe_split, failing_element_error, load_splits,
-                                       save_split, split_files)
+import importlib
+
+from robust_dae_tf.data.catalog import ALIASES, DATASETS, DatasetSpec, get_spec
+
+# The names of the modules that import TensorFlow are re-exported lazily: importing this
+# package (e.g. for `get_spec`) does not import TensorFlow, so a script checks --dataset first.
+_EXPORTS = {
+    "batches": ("count_examples", "evaluation_batches", "steps_per_epoch", "take_arrays", "to_float",
+                "training_batches"),
+    "sources.celeba": ("CelebAAttributes", "celeba_attribute_file", "celeba_attributes", "read_celeba_attributes"),
+    "splits": ("celeba_split_attributes", "describe_split", "failing_element_error", "load_splits", "save_split",
+               "split_files"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "ALIASES", "CelebAAttributes", "DATASETS", "DatasetSpec", "celeba_attribute_file", "celeba_attributes",
@@ -98,3 +107,13 @@ __all__ = [
     "get_spec", "load_splits", "read_celeba_attributes", "save_split", "split_files", "steps_per_epoch",
     "take_arrays", "to_float", "training_batches",
 ]
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))

@@ -29,7 +29,6 @@ written to a temporary directory and renamed into place, with
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -40,50 +39,10 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf import fileio
-from robust_dae_tf.errors import ConfigError, DataError, ExportError
+from robust_dae_tf.errors import DataError, ExportError
+from robust_dae_tf.evaluation.settings import ClassifierConfig  # defined without TensorFlow
 
 CLASSIFIER_METADATA_FILE = "robust_dae_tf_classifier.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
-    """MLP and Table 3 evaluation settings.
-
-    attack_images: test images attacked (<= 0: all test images).
-    attack_trials: independent attack trials (new targets and starts each).
-    attack: an `attacks.AttackConfig` (None: its defaults).
-    """
-
-    hidden_units: tuple = (256, 256)
-    dropout: float = 0.0
-    epochs: int = 20
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    seed: int = 0
-    encode_batch_size: int = 500
-    attack_images: int = 1000
-    attack_budget: float = 1.0
-    attack_trials: int = 1
-    attack: object = None
-
-    def validate(self) -> None:
-        if not self.hidden_units or any(int(u) < 1 for u in self.hidden_units):
-            raise ConfigError(f"classifier hidden units must be positive integers, got {self.hidden_units}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"classifier dropout must be in [0, 1), got {self.dropout}.")
-        for name in ("epochs", "batch_size", "encode_batch_size", "attack_trials"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"classifier {name} must be >= 1, got {getattr(self, name)}.")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"classifier learning rate must be > 0, got {self.learning_rate}.")
-        if not (np.isfinite(self.attack_budget) and self.attack_budget > 0):
-            raise ConfigError(f"classifier attack budget must be > 0, got {self.attack_budget}.")
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["hidden_units"] = list(self.hidden_units)
-        out["attack"] = dataclasses.asdict(self.attack) if dataclasses.is_dataclass(self.attack) else self.attack
-        return out
 
 
 # ------------------------------------------------------------------------ codes

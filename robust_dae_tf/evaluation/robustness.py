@@ -103,6 +103,7 @@ import tensorflow as tf
 from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.errors import ConfigError, DataError
+from robust_dae_tf.evaluation.settings import check_attack_for, validate_budgets  # defined without TensorFlow
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
 
 NUM_EXAMPLES = 8
@@ -121,18 +122,6 @@ def check_protocol_name(name, flag: str = "--protocol") -> str:
     if name not in PROTOCOLS:
         raise ConfigError(f"{flag}={name!r} is unknown; choose one of {', '.join(PROTOCOLS)}.")
     return name
-
-
-def validate_budgets(budgets, flag: str = "--budgets") -> tuple[float, ...]:
-    """The budgets (a number or a sequence) as a tuple of floats; ConfigError naming `flag`
-    when there is none, one is not a finite number > 0, or one repeats."""
-    budgets = tuple(budgets) if isinstance(budgets, (tuple, list)) else (budgets,)
-    if not budgets:
-        raise ConfigError(f"{flag} is empty; give at least one L2 budget > 0, e.g. {flag}=1,3,5.")
-    budgets = tuple(attacks.validate_budget(b, f"budget ({flag})") for b in budgets)
-    if len(set(budget_key(b) for b in budgets)) != len(budgets):
-        raise ConfigError(f"{flag} has repeated values {list(budgets)}; give each budget once.")
-    return budgets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,16 +177,6 @@ class Protocol:
             if missing:
                 raise ConfigError(f"the paper protocol has no decode noise for the attack(s) {', '.join(missing)} "
                                   "(set paper_decode_noise_std); evaluate them under the strong protocol.")
-
-
-def check_attack_for(attack: AttackConfig, objectives=attacks.PAPER_OBJECTIVES) -> None:
-    """ConfigError naming the attack unless `attack` is valid once each objective's defaults
-    are filled in (e.g. `towards_starts` below that attack's number of PGD starts)."""
-    for objective in objectives:
-        try:
-            attacks.objective(objective).resolve(attack)
-        except ConfigError as error:
-            raise ConfigError(f"the {attacks.objective(objective).name} attack: {error}") from None
 
 
 def trial_seeds(protocol: Protocol) -> list[int]:

@@ -1,7 +1,10 @@
 """The settings of an evaluation (`EvaluationSettings`: bin/evaluate.py's flags, with the
-same names and defaults) and their checks, in one place: `check_request` (the flags'
-syntax and combinations, no TensorFlow), `check_settings` (budgets, attack and
-classifier configs) and the checks of single values the components share."""
+same names and defaults; `ClassifierConfig`, the Table 3 classifier's, re-exported by
+`downstream`) and their checks, in one place: `check_request` (the flags' syntax and
+combinations), `check_settings` (budgets, attack and classifier configs) and the checks
+of single values the components share (`validate_budgets`, `check_attack_for`, re-exported
+by `robustness`).
+No TensorFlow: a wrong setting fails before the model or the data are loaded."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ import dataclasses
 
 import numpy as np
 
-from robust_dae_tf.attacks.config import AttackConfig
+from robust_dae_tf.attacks.config import AttackConfig, budget_key, validate_budget
+from robust_dae_tf.attacks.objectives import PAPER_OBJECTIVES
+from robust_dae_tf.attacks.objectives import objective as attack_objective
 from robust_dae_tf.errors import ConfigError
 
 
@@ -65,6 +70,47 @@ class EvaluationSettings:
     tensorboard: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """MLP and Table 3 evaluation settings.
+
+    attack_images: test images attacked (<= 0: all test images).
+    attack_trials: independent attack trials (new targets and starts each).
+    attack: an `attacks.AttackConfig` (None: its defaults).
+    """
+
+    hidden_units: tuple = (256, 256)
+    dropout: float = 0.0
+    epochs: int = 20
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    encode_batch_size: int = 500
+    attack_images: int = 1000
+    attack_budget: float = 1.0
+    attack_trials: int = 1
+    attack: object = None
+
+    def validate(self) -> None:
+        if not self.hidden_units or any(int(u) < 1 for u in self.hidden_units):
+            raise ConfigError(f"classifier hidden units must be positive integers, got {self.hidden_units}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"classifier dropout must be in [0, 1), got {self.dropout}.")
+        for name in ("epochs", "batch_size", "encode_batch_size", "attack_trials"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"classifier {name} must be >= 1, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"classifier learning rate must be > 0, got {self.learning_rate}.")
+        if not (np.isfinite(self.attack_budget) and self.attack_budget > 0):
+            raise ConfigError(f"classifier attack budget must be > 0, got {self.attack_budget}.")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["hidden_units"] = list(self.hidden_units)
+        out["attack"] = dataclasses.asdict(self.attack) if dataclasses.is_dataclass(self.attack) else self.attack
+        return out
+
+
 def _numbers(values, flag: str, kind) -> tuple:
     if isinstance(values, str):
         values = values.split(",")
@@ -75,11 +121,31 @@ def _numbers(values, flag: str, kind) -> tuple:
         raise ConfigError(f"--{flag} must be comma-separated {what}, got {','.join(map(str, values))}.") from None
 
 
-def check_budgets(budgets) -> tuple:
-    """The budgets as floats; the one check of a budget list is `robustness.validate_budgets`."""
-    from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
+def validate_budgets(budgets, flag: str = "--budgets") -> tuple[float, ...]:
+    """The budgets (a number or a sequence) as a tuple of floats; ConfigError naming `flag`
+    when there is none, one is not a finite number > 0, or one repeats."""
+    budgets = tuple(budgets) if isinstance(budgets, (tuple, list)) else (budgets,)
+    if not budgets:
+        raise ConfigError(f"{flag} is empty; give at least one L2 budget > 0, e.g. {flag}=1,3,5.")
+    budgets = tuple(validate_budget(b, f"budget ({flag})") for b in budgets)
+    if len(set(budget_key(b) for b in budgets)) != len(budgets):
+        raise ConfigError(f"{flag} has repeated values {list(budgets)}; give each budget once.")
+    return budgets
 
-    return robustness.validate_budgets(budgets)
+
+def check_attack_for(attack: AttackConfig, objectives=PAPER_OBJECTIVES) -> None:
+    """ConfigError naming the attack unless `attack` is valid once each objective's defaults
+    are filled in (e.g. `towards_starts` below that attack's number of PGD starts)."""
+    for objective in objectives:
+        try:
+            attack_objective(objective).resolve(attack)
+        except ConfigError as error:
+            raise ConfigError(f"the {attack_objective(objective).name} attack: {error}") from None
+
+
+def check_budgets(budgets) -> tuple:
+    """The budgets as floats; the one check of a budget list is `validate_budgets`."""
+    return validate_budgets(budgets)
 
 
 def _check_positive(value, flag: str) -> None:
@@ -129,12 +195,11 @@ def check_request(settings: EvaluationSettings) -> tuple:
 
 
 def check_settings(settings: EvaluationSettings) -> tuple:
-    """(budgets, attacks.AttackConfig, classifier.ClassifierConfig) of `settings`, after
-    every check that needs neither the model nor the data (one ConfigError naming the
-    flag): run by the pipeline before it loads anything, and by a sweep
+    """(budgets, attacks.AttackConfig, ClassifierConfig) of `settings`, after every check
+    that needs neither the model nor the data (one ConfigError naming the flag; no
+    TensorFlow): run by the pipeline before it loads anything, and by a sweep
     (`pipeline.experiments`) before it trains any point."""
     from robust_dae_tf import attacks  # pylint: disable=import-outside-toplevel
-    from robust_dae_tf.evaluation import downstream as classifier  # pylint: disable=import-outside-toplevel
 
     s = settings
     evaluation_protocols(s.protocol)
@@ -146,11 +211,9 @@ def check_settings(settings: EvaluationSettings) -> tuple:
                                   jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts)
     attacks.validate_config(attack)
     if not s.skip_robustness:
-        from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
-
-        robustness.check_attack_for(attack)
+        check_attack_for(attack)
         check_pool_size(s.pool_size)
-    config = classifier.ClassifierConfig(
+    config = ClassifierConfig(
         hidden_units=_numbers(s.classifier_hidden, "classifier_hidden", int), dropout=s.classifier_dropout,
         epochs=s.classifier_epochs, seed=s.seed, attack_images=s.classifier_attack_images,
         attack_budget=s.classifier_budget, attack_trials=s.classifier_attack_trials, attack=attack)

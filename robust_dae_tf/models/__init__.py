@@ -12,9 +12,21 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from robust_dae_tf.models import registry
-from robust_dae_tf.models.base import Autoencoder
-from robust_dae_tf.models.regularized import ADVERSARIAL_VARIANTS, VARIANTS, RegularizedAutoencoder
+
+if TYPE_CHECKING:
+    from robust_dae_tf.models.base import Autoencoder
+
+# The names of the modules that import TensorFlow are re-exported lazily: importing this
+# package (e.g. for `registry`, which `config_lib` reads) does not import TensorFlow.
+_EXPORTS = {
+    "base": ("Autoencoder",),
+    "regularized": ("ADVERSARIAL_VARIANTS", "VARIANTS", "RegularizedAutoencoder"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "ADVERSARIAL_VARIANTS",
@@ -24,6 +36,16 @@ __all__ = [
     "build_model",
     "registry",
 ]
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
 
 
 def build_model(config, image_shape) -> Autoencoder:

@@ -8,8 +8,10 @@ and its `config_sections()` returns the config sections the model reads (section
 registry order, so adding a model is one module plus one line here (or one
 `register(...)` call, e.g. in a test).
 
-Modules are imported only when a model is built or the config is assembled, so
-importing this module is cheap.
+The built-in models' sections are defined in `models.sections`, which imports no
+TensorFlow (the entries name it, `Entry.sections`): a config is assembled, and the
+scripts check their flags, before TensorFlow is imported. The model modules are
+imported only when a model is built, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -26,24 +28,27 @@ BASELINE = "baseline"
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """module: importable module path; builder: its function (config, image_shape) ->
-    model; family: "ours" (the paper's models) or "baseline"."""
+    model; family: "ours" (the paper's models) or "baseline"; sections: "module:function"
+    returning the model's config sections (None: `module`'s `config_sections`)."""
 
     module: str
     builder: str = "build"
     family: str = BASELINE
+    sections: str | None = None
 
 
 #: model name -> Entry, in display order (ours first, then the baselines).
+_SECTIONS = "robust_dae_tf.models.sections:"
 MODELS: dict[str, Entry] = {
-    "gmm_dae": Entry("robust_dae_tf.models.regularized", family=OURS),
-    "augmented": Entry("robust_dae_tf.models.regularized", family=OURS),
-    "robust": Entry("robust_dae_tf.models.regularized", family=OURS),
-    "vae": Entry("robust_dae_tf.baselines.vae"),
-    "beta_vae": Entry("robust_dae_tf.baselines.vae"),
-    "beta_tcvae": Entry("robust_dae_tf.baselines.beta_tcvae"),
-    "lipschitz_vae": Entry("robust_dae_tf.baselines.lipschitz_vae"),
-    "se": Entry("robust_dae_tf.baselines.smooth_encoder"),
-    "avae": Entry("robust_dae_tf.baselines.avae"),
+    "gmm_dae": Entry("robust_dae_tf.models.regularized", family=OURS, sections=_SECTIONS + "regularized_sections"),
+    "augmented": Entry("robust_dae_tf.models.regularized", family=OURS, sections=_SECTIONS + "regularized_sections"),
+    "robust": Entry("robust_dae_tf.models.regularized", family=OURS, sections=_SECTIONS + "regularized_sections"),
+    "vae": Entry("robust_dae_tf.baselines.vae", sections=_SECTIONS + "vae_sections"),
+    "beta_vae": Entry("robust_dae_tf.baselines.vae", sections=_SECTIONS + "vae_sections"),
+    "beta_tcvae": Entry("robust_dae_tf.baselines.beta_tcvae", sections=_SECTIONS + "beta_tcvae_sections"),
+    "lipschitz_vae": Entry("robust_dae_tf.baselines.lipschitz_vae", sections=_SECTIONS + "lipschitz_vae_sections"),
+    "se": Entry("robust_dae_tf.baselines.smooth_encoder", sections=_SECTIONS + "smooth_encoder_sections"),
+    "avae": Entry("robust_dae_tf.baselines.avae", sections=_SECTIONS + "avae_sections"),
 }
 
 
@@ -52,9 +57,10 @@ def names(family: str | None = None) -> tuple:
     return tuple(name for name, entry in MODELS.items() if family is None or entry.family == family)
 
 
-def register(name: str, module: str, builder: str = "build", family: str = BASELINE) -> None:
+def register(name: str, module: str, builder: str = "build", family: str = BASELINE,
+             sections: str | None = None) -> None:
     """Adds (or replaces) a model: `module.builder(config, image_shape)` makes it."""
-    MODELS[name] = Entry(module, builder, family)
+    MODELS[name] = Entry(module, builder, family, sections)
 
 
 def unregister(name: str) -> None:
@@ -74,11 +80,12 @@ def build(config, image_shape):
 
 
 def config_sections() -> dict:
-    """Section name -> ConfigDict of every registered module (each module once)."""
+    """Section name -> ConfigDict of every registered model (each sections function once)."""
     sections = {}
-    for module in dict.fromkeys(spec.module for spec in MODELS.values()):
-        for name, section in importlib.import_module(module).config_sections().items():
+    for source in dict.fromkeys(spec.sections or spec.module for spec in MODELS.values()):
+        module, _, function = source.partition(":")
+        for name, section in getattr(importlib.import_module(module), function or "config_sections")().items():
             if name in sections:
-                raise ConfigError(f"config section {name!r} is defined twice (again by {module}).")
+                raise ConfigError(f"config section {name!r} is defined twice (again by {source}).")
             sections[name] = section
     return sections

@@ -42,65 +42,24 @@ compute the same step, and a resumed run continues the same random stream.
 Every term is tracked as a metric; `test_step` reports the same terms without latent
 noise (adversarial examples are still crafted, in inference mode, from a fixed seed).
 
-The config sections these models read (`prior`, `loss`, `adversarial`) are defined
-here (`config_sections`); `build` makes the model of a run config.
+The config sections these models read (`prior`, `loss`, `adversarial`) are
+`config_sections` (defined without TensorFlow in `models.sections`); `build` makes the
+model of a run config.
 """
 
 from __future__ import annotations
 
-import ml_collections
 import tensorflow as tf
 
 from robust_dae_tf import adversarial, losses, networks, replicas
 from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.models.base import Autoencoder
+from robust_dae_tf.models.sections import regularized_sections as config_sections  # noqa: F401
 from robust_dae_tf.priors import GMMPrior
 
 #: The variants of `RegularizedAutoencoder`, in the order of the paper.
 VARIANTS = ("gmm_dae", "augmented", "robust")
 ADVERSARIAL_VARIANTS = ("augmented", "robust")
-
-
-def config_sections() -> dict:
-    """The config sections of the GMM models: `prior`, `loss` and `adversarial`."""
-    prior = ml_collections.ConfigDict()
-    prior.num_modes = 10
-    prior.centers = "one_hot"  # one_hot (scale * e_k) | sobol
-    prior.center_scale = 10.0
-    prior.std = 1.0
-    prior.min_distance = 6.0  # sobol only
-    prior.seed = 0  # sobol only
-
-    loss = ml_collections.ConfigDict()
-    loss.reconstruction_weight = 500.0  # lambda_REC (times pixel MSE)
-    loss.latent_noise_std = 0.1  # N(0, s^2 I) added to z before decoding in training
-    # Coupling alpha of eq. 10. Neither the paper nor the reference's config.ini states
-    # the value used (the reference reads a missing `coup` key). The target cross-
-    # covariance alpha * Sigma_GMM implies E||z - z_adv||^2 = 2 (1 - alpha) tr(Sigma_GMM)
-    # (tr = 100 for the MNIST prior): alpha = 0.5 would ask for shifts as large as the
-    # mode spacing, so we default to 0.9 (expected shift ~4.5 vs spacing ~14).
-    loss.coupling = 0.9
-    # Cross-covariance block of eqs. 8 / 10: "target" compares it with alpha * Sigma_GMM
-    # (0 for augmented, eq. 8 as written); "ignore" leaves it unconstrained (only
-    # cov(z) and cov(z_adv) are matched to Sigma_GMM), the other reading of eq. 8.
-    loss.cross_covariance = "target"
-    loss.weight_estimation_batches = 100  # prior batches for lambda_KS / lambda_CV
-    # Loss weights and adversarial objective (gmm_dae is the same under both):
-    # "paper": eqs. 7 / 9 as printed (2/3 KS_aug + 1/3 two-sample), weights from one
-    #   prior batch (eq. 4 KS, eq. 5 covariance), so lambda_CV does not depend on alpha
-    #   and alpha sets the coupling strength directly;
-    # "reference": the reference code's total (KS of z and z_adv pooled into one 2N
-    #   batch + two-sample + coupled covariance, no 2/3 and 1/3), each weight 1 / its
-    #   term on pairs of independent prior batches; lambda_CV is estimated at alpha, so
-    #   alpha also rescales the covariance term (at alpha 0.9 the coupling is ~6x weaker
-    #   than under "paper"). See losses.estimate_reference_loss_weights.
-    loss.weighting = "paper"
-
-    adversarial_section = ml_collections.ConfigDict()
-    adversarial_section.epsilon = 0.3  # L-inf budget of the FGSM training examples (eq. 6)
-    adversarial_section.step_size = 0.375
-    adversarial_section.random_start = True
-    return {"prior": prior, "loss": loss, "adversarial": adversarial_section}
 
 
 class RegularizedAutoencoder(Autoencoder):

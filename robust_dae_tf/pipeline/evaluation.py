@@ -142,8 +142,9 @@ def run_evaluation_pipeline(model: str, output: str | None = None, settings: Eva
     (default evaluations/<model name>), as bin/evaluate.py does.
 
     Cheap checks first (arguments, `output` writable), then `output` is locked for the
-    rest; the model is admitted (`export.admit_saved_model`, unless `trust_model`) and
-    loaded, and every setting checked, before the data is loaded and any component runs.
+    rest; every setting is checked (`check_settings`, before TensorFlow is imported), the
+    model is admitted (`export.admit_saved_model`, unless `trust_model`) and loaded, before
+    the data is loaded and any component runs.
     Returns {"output": absolute path, "row": the summary row, "markdown": the report's
     Markdown, "files": the report files, "artifacts": {part: report Artifact}}."""
     settings = settings or EvaluationSettings()
@@ -166,6 +167,7 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     <output>/strong and <output>/paper, each a complete evaluation (the FD, which does
     not depend on the protocol, is computed once and copied); `reporting.compare` on
     `output` shows both side by side."""
+    budgets, attack, config = check_settings(settings)  # no TensorFlow: a wrong setting fails in a second
     from robust_dae_tf import attacks, data  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.evaluation import downstream as classifier  # pylint: disable=import-outside-toplevel
     from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
@@ -184,7 +186,6 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     dataset = data.get_spec(dataset_name).name
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
-    budgets, attack, config = check_settings(s)
     loaded = load_model(saved_model)  # the adapter opened above (its endpoints are checked)
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)

@@ -33,12 +33,15 @@ import os
 import tempfile
 
 import numpy as np
-import tensorflow as tf
 
-from robust_dae_tf import config_lib, data, export, fileio, fit, locking, multiworker
+from robust_dae_tf import config_lib, data, fileio, locking, multiworker
 from robust_dae_tf.errors import ConfigError, DataError, UserError
 from robust_dae_tf.pipeline.artifacts import (ATTRIBUTES_FILE, MARKER, Artifact, Component, DamagedMarkerError,
                                               examples_damage, load_examples, read_artifact, write_marker)
+
+# TensorFlow and the modules that import it (export, fit) are imported inside the functions
+# that use them (`data` re-exports lazily): `run_training_pipeline` checks the config and the
+# directories, and takes their locks, before TensorFlow is imported.
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +188,8 @@ class Trainer(Component):
         self.result = None
 
     def run(self, output_uris, examples: Artifact):
+        from robust_dae_tf import fit  # pylint: disable=import-outside-toplevel
+
         uri = output_uris["model"]
         if examples.properties["source"]["dataset"] != data.get_spec(self.config.dataset).name:
             raise UserError(
@@ -222,6 +227,10 @@ class Exporter(Component):
         self.overwrite = overwrite
 
     def run(self, output_uris, model: Artifact):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        from robust_dae_tf import export, fit  # pylint: disable=import-outside-toplevel
+
         uri = output_uris["saved_model"]
         with open(os.path.join(model.uri, "config.json")) as f:
             config = config_lib.from_dict(json.load(f))
@@ -265,6 +274,10 @@ class Exporter(Component):
 def _float32_copy(config, image_shape, model):
     """The model of a mixed-precision run rebuilt in float32 with its weights: the
     SavedModel computes in float32 (mixed precision is a training option)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from robust_dae_tf import fit  # pylint: disable=import-outside-toplevel
+
     float_config = config_lib.from_dict(config.to_dict())
     float_config.train.mixed_precision = False
     copy = fit.compile_model(float_config, image_shape, tf.distribute.get_strategy())
@@ -323,6 +336,10 @@ def _run_pipeline(config, workdir, export_dir, overwrite, strategy, cluster, wor
             locks.enter_context(locking.lock_directory(export_dir, "--export_dir"))
             if os.path.exists(export_dir) and not overwrite:
                 raise ConfigError(f"export path {export_dir} exists; choose another --export_dir or pass --overwrite.")
+        if strategy is None:  # fit.make_strategy's check, before TensorFlow is imported
+            multiworker.check_cpu_devices(cluster, config.train.num_cpu_devices)
+        from robust_dae_tf import fit  # pylint: disable=import-outside-toplevel
+
         if cluster is not None and strategy is None:
             # MultiWorkerMirroredStrategy sets up its collectives before TensorFlow runs any op; it
             # waits for every worker, which is announced and bounded.

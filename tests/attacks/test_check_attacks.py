@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from tests.helpers import export_tiny_autoencoder
-from tests.test_bad_input import assert_one_error_line, run_script
+from tests.scripts import assert_one_error_line, run_script
 
 
 def test_check_attacks_end_to_end_and_resume(tmp_path):
