@@ -32,15 +32,9 @@ _tf_startup.install()
 
 # The Python API (robust_dae_tf.api), imported on first use so `import robust_dae_tf` stays free
 # of TensorFlow (the scripts' cheap flag checks run before it is imported).
-_API = ("evaluate", "attack", "build_model", "EvaluationResult")
+from robust_dae_tf.lazy import lazy_exports  # noqa: E402
 
-
-def __getattr__(name):
-    if name in _API:
-        from robust_dae_tf import api  # pylint: disable=import-outside-toplevel
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'robust_dae_tf' has no attribute {name!r}")
+__getattr__, __dir__, _API = lazy_exports(__name__, {"api": ("evaluate", "attack", "build_model", "EvaluationResult")})
 
 
 def quiet_tensorflow() -> None:

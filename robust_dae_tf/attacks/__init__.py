@@ -37,8 +37,6 @@ labels without importing TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-
 from robust_dae_tf.attacks.config import (
     ATTACK_MEMORY_BYTES,
     MAX_CHUNK_SIZE,
@@ -57,6 +55,7 @@ from robust_dae_tf.attacks.config import (
     validate_config,
     validate_images,
 )
+from robust_dae_tf.lazy import lazy_exports
 from robust_dae_tf.attacks.objectives import (
     ATTACK_LOSS,
     DEFAULTS,
@@ -77,43 +76,24 @@ from robust_dae_tf.attacks.objectives import (
     squared_distance,
 )
 
-# name -> submodule, imported on first access (they import TensorFlow).
-_LAZY = {
-    "project_l2_box": "projection",
-    "PROJECTION_BISECTION_STEPS": "projection",
-    "PROJECTION_POLISH_STEPS": "projection",
-    "random_starts": "starts",
-    "check_input_gradient": "gradients",
-    "StartStream": "starts",
-    "pgd_phases": "pgd",
-    "exploration_schedule": "pgd",
-    "EXPLORATION_STEPS_DIVISOR": "pgd",
-    "REFINE_STEP_FACTOR": "pgd",
-    "LBFGSB_MEMORY": "lbfgsb",
-    "sample_d_ball": "paper",
-    "run": "runner",
-    "run_validated": "runner",
-    "latent_attack": "runner",
-    "max_damage_attack": "runner",
-    "attack_loss": "measures",
+# submodule -> the names re-exported from it, imported on first access (they import TensorFlow).
+_LAZY_EXPORTS = {
+    "projection": ("project_l2_box", "PROJECTION_BISECTION_STEPS", "PROJECTION_POLISH_STEPS"),
+    "starts": ("random_starts", "StartStream"),
+    "gradients": ("check_input_gradient",),
+    "pgd": ("pgd_phases", "exploration_schedule", "EXPLORATION_STEPS_DIVISOR", "REFINE_STEP_FACTOR"),
+    "lbfgsb": ("LBFGSB_MEMORY",),
+    "paper": ("sample_d_ball",),
+    "runner": ("run", "run_validated", "latent_attack", "max_damage_attack"),
+    "measures": ("attack_loss",),
 }
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, _LAZY_EXPORTS)
 
 __all__ = [
     "ATTACK_MEMORY_BYTES", "MAX_CHUNK_SIZE", "ROW_BYTES_PER_PIXEL", "default_chunk_size", "default_jit_compile",
     "for_model", "model_architecture", "ATTACK_LOSS", "DEFAULTS", "INPUT_L2", "INPUT_MSSSIM", "LATENT", "LATENT_OBJECTIVE", "MAX_DAMAGE",
     "MAX_DAMAGE_OBJECTIVE", "METHODS", "STRONG_PROTOCOL_METHOD", "OBJECTIVES", "PAPER_OBJECTIVES", "AttackConfig", "AttackResult",
     "LatentAttack", "MaximumDamageAttack", "Objective", "budget_key", "check_finite_rows", "objective", "register",
-    "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY,
+    "resolve", "squared_distance", "validate_budget", "validate_config", "validate_images", *_LAZY_NAMES,
 ]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))

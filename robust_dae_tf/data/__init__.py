@@ -86,9 +86,8 @@ exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
-import importlib
-
 from robust_dae_tf.data.catalog import ALIASES, DATASETS, DatasetSpec, get_spec
+from robust_dae_tf.lazy import lazy_exports
 
 # The names of the modules that import TensorFlow are re-exported lazily: importing this
 # package (e.g. for `get_spec`) does not import TensorFlow, so a script checks --dataset first.
@@ -99,7 +98,7 @@ _EXPORTS = {
     "splits": ("celeba_split_attributes", "describe_split", "failing_element_error", "load_splits", "save_split",
                "split_files"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ALIASES", "CelebAAttributes", "DATASETS", "DatasetSpec", "celeba_attribute_file", "celeba_attributes",
@@ -107,13 +106,3 @@ __all__ = [
     "get_spec", "load_splits", "read_celeba_attributes", "save_split", "split_files", "steps_per_epoch",
     "take_arrays", "to_float", "training_batches",
 ]
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF))

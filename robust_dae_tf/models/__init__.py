@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from robust_dae_tf.lazy import lazy_exports
 from robust_dae_tf.models import registry
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ _EXPORTS = {
     "base": ("Autoencoder",),
     "regularized": ("ADVERSARIAL_VARIANTS", "VARIANTS", "RegularizedAutoencoder"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ADVERSARIAL_VARIANTS",
@@ -36,16 +36,6 @@ __all__ = [
     "build_model",
     "registry",
 ]
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF))
 
 
 def build_model(config, image_shape) -> Autoencoder:

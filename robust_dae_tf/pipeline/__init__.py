@@ -21,7 +21,7 @@ TensorFlow, so a script can check its flags first.
 
 from __future__ import annotations
 
-import importlib
+from robust_dae_tf.lazy import lazy_exports
 
 _EXPORTS = {
     "artifacts": ("Artifact", "MARKER", "Component", "DamagedMarkerError", "read_artifact", "write_marker",
@@ -32,15 +32,5 @@ _EXPORTS = {
                    "check_settings"),
     "experiments": ("Point", "parse_grid", "make_points", "parse_settings", "run_point", "run_sweep"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF))
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_LAZY_NAMES)
