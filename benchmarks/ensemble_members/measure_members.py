@@ -1,5 +1,5 @@
 """Per-image losses of candidate members on the digits model (not a reported model)."""
-import numpy as np, time, sys, json
+import numpy as np, time, json
 from robust_dae_tf import attacks, export, data
 from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.attacks import AttackConfig, ensemble, runner

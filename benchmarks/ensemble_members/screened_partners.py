@@ -16,7 +16,7 @@ import json, sys, time
 import numpy as np
 from robust_dae_tf import attacks, data, export  # before tensorflow: its start-up lines are dropped
 import tensorflow as tf
-from robust_dae_tf.attacks import AttackConfig, apgd, starts
+from robust_dae_tf.attacks import apgd
 from robust_dae_tf.attacks.projection import project_l2_box
 from robust_dae_tf.evaluation import robustness
 model = export.load_saved_model(sys.argv[1], trust=True)

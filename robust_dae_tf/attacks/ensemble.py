@@ -47,16 +47,12 @@ The members' specification, the budget split and the default budget are in `budg
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import numpy as np
 
 from robust_dae_tf.attacks.budgets import (  # noqa: F401  (re-exported)
     APGD_MIN_EVALUATIONS, DEFAULT_BUDGET_FRACTION, DEFAULT_MEMBERS, GENERIC_MEMBERS, MEMBER_NAMES, MEMBERS, PGD_MIN_EVALUATIONS,
     Member, allocate, check, default_members, minimum_evaluations, select)
 from robust_dae_tf.attacks import budgets
-from robust_dae_tf.errors import ConfigError
 
 
 def _has_start_direction(objective) -> bool:

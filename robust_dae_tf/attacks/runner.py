@@ -9,7 +9,6 @@ where they were built (`robustness.Protocol`).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd, starts
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,

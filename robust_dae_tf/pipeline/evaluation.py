@@ -62,7 +62,7 @@ import os
 import shutil
 
 from robust_dae_tf import adapters, fileio, locking, per_image, reporting
-from robust_dae_tf.errors import ConfigError, DataError, ExportError
+from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.evaluation import settings as settings_lib
 from robust_dae_tf.evaluation.settings import (PROTOCOL_CHOICES, SPLITS, EvaluationSettings, check_budgets,
                                                check_pool_size, check_settings, check_split, evaluation_protocols)

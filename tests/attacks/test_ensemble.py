@@ -9,9 +9,8 @@ import tensorflow as tf
 
 from robust_dae_tf import attacks
 from robust_dae_tf.evaluation import robustness
-from robust_dae_tf.attacks import AttackConfig, AttackResult, ensemble, runner, starts
-from robust_dae_tf.attacks.ensemble import Member
-from robust_dae_tf.errors import ConfigError, DataError
+from robust_dae_tf.attacks import AttackConfig, AttackResult, ensemble, starts
+from robust_dae_tf.errors import ConfigError
 from robust_dae_tf.metrics.msssim import ms_ssim_paper
 
 SHAPE16 = (16, 16, 1)  # the smallest size MS-SSIM (5 scales) takes
