@@ -56,27 +56,28 @@ def main(argv):
 
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
-    if not FLAGS.model:
-        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    cli.check_model_data_flags()
     try:
         budgets = tuple(float(b) for b in FLAGS.budgets)
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
-    from robust_dae_tf import fileio
+    from robust_dae_tf import attacks, fileio
+    from robust_dae_tf.evaluation.settings import validate_budgets
 
+    budgets = validate_budgets(budgets)
+    config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size,
+                                  exploration_starts=FLAGS.exploration_starts, jit_compile=FLAGS.xla)
     if FLAGS.output:
         fileio.check_writable(FLAGS.output, "--output")  # before the long run
 
+    # TensorFlow from here on: every flag above fails within a second.
     import numpy as np
     import tensorflow as tf
 
-    from robust_dae_tf import attacks
     from robust_dae_tf.evaluation import robustness, speed
     from robust_dae_tf.attacks import paper as paper_attacker
 
     model, dataset, images, labels = cli.load_model_and_test_images()
-    config = attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts, chunk_size=FLAGS.chunk_size,
-                                  exploration_starts=FLAGS.exploration_starts, jit_compile=FLAGS.xla)
     names = ("strong", "paper") if FLAGS.protocol == "both" else (FLAGS.protocol,)
     protocols = {name: robustness.Protocol(num_images=FLAGS.num_images, trials=FLAGS.trials, budgets=budgets,
                                            seed=FLAGS.seed, name=name,

@@ -80,8 +80,7 @@ def main(argv):
 
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags are written --name=value (see --help).")
-    if not FLAGS.model:
-        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    cli.check_model_data_flags()
     for name in ("num_images", "steps", "restarts", "exploration_starts", "reference_factor", "lbfgsb_steps",
                  "lbfgsb_restarts", "ensemble_evaluations", "towards_starts"):
         if FLAGS[name].value is not None and FLAGS[name].value < 1:
@@ -95,17 +94,19 @@ def main(argv):
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
 
-    from robust_dae_tf import fileio
+    from robust_dae_tf import attacks, fileio
+    from robust_dae_tf.evaluation.settings import validate_budgets
 
+    budgets = validate_budgets(budgets)
+    objectives = [attacks.objective(name) for name in FLAGS.attacks]
+    configs = {o.name: method_configs(o, methods) for o in objectives}  # ConfigError before loading anything
     output = fileio.check_writable(FLAGS.output, "--output", directory=True)  # before any long work
 
-    from robust_dae_tf import attacks, data, export
+    # TensorFlow from here on: every flag above fails within a second.
+    from robust_dae_tf import data, export
     from robust_dae_tf.attacks import check
     from robust_dae_tf.evaluation import robustness
 
-    budgets = robustness.validate_budgets(budgets)
-    objectives = [attacks.objective(name) for name in FLAGS.attacks]
-    configs = {o.name: method_configs(o, methods) for o in objectives}  # ConfigError before loading anything
     model, dataset, images, labels = cli.load_model_and_test_images()
     if FLAGS.num_images > images.shape[0]:
         raise DataError(f"--num_images={FLAGS.num_images} exceeds the test split size {images.shape[0]}.")

@@ -55,6 +55,24 @@ def define_model_data_flags() -> None:
     flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data_dir.")
 
 
+def check_model_data_flags() -> None:
+    """The checks of the `define_model_data_flags` values that need no TensorFlow (a script
+    calls this before its expensive imports; `load_model_and_test_images` calls it too): --model
+    is given and is a SavedModel directory, and --dataset, when given, is a known dataset."""
+    from absl import flags
+
+    from robust_dae_tf.data import catalog
+    from robust_dae_tf.errors import ConfigError
+    from robust_dae_tf.pipeline import evaluation_inputs
+
+    flag_values = flags.FLAGS
+    if not flag_values.model:
+        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    evaluation_inputs.saved_model_artifact(flag_values.model)
+    if flag_values.dataset:
+        catalog.get_spec(flag_values.dataset)
+
+
 def load_model_and_test_images():
     """The --model SavedModel and its dataset's test split from the flags of
     `define_model_data_flags`: (model, dataset name, images float32 in [0, 1], labels).
@@ -71,8 +89,7 @@ def load_model_and_test_images():
     from robust_dae_tf.pipeline import evaluation
 
     flag_values = flags.FLAGS
-    if not flag_values.model:
-        raise ConfigError("pass --model=<SavedModel directory> (written by bin/train.py --export_dir).")
+    check_model_data_flags()
     try:
         export.admit_saved_model(flag_values.model, trust=flag_values.trust_model)  # refuses unsafe ops first
         model = evaluation.load_model(evaluation.saved_model_artifact(flag_values.model))

@@ -49,6 +49,18 @@ CASES = [
     ("evaluate.py", ["--model={tmp}/model", "--classifier_dropout=1.5"], None, ["dropout", "[0, 1)"]),
     ("evaluate.py", ["--model={tmp}/model", "--attack_towards_starts=1000"], None, ["towards_starts", "got 1000"]),
     ("evaluate.py", ["--model={tmp}/model", "--output={tmp}/a_file/eval"], None, ["--output=", "a_file is a file"]),
+    # bin/check_attacks.py and bin/benchmark_attacks.py: the model's path, the dataset, budgets, methods, the output.
+    ("check_attacks.py", ["--model={tmp}/missing"], None, ["--model=", "not a directory"]),
+    ("check_attacks.py", ["--model={tmp}/model", "--dataset=nope"], None, ["unknown dataset 'nope'"]),
+    ("check_attacks.py", ["--model={tmp}/model", "--budgets=1,0"], None, ["budget", "> 0", "got 0"]),
+    ("check_attacks.py", ["--model={tmp}/model", "--methods=pgd,nope"], None, ["--methods must be distinct"]),
+    ("check_attacks.py", ["--model={tmp}/model", "--ensemble_evaluations=3"], None,
+     ["needs at least 80 gradient evaluations", "got 3"]),
+    ("check_attacks.py", ["--model={tmp}/model", "--output={tmp}/a_file/check"], None, ["--output=", "a_file is a file"]),
+    ("benchmark_attacks.py", ["--model={tmp}/missing"], None, ["--model=", "not a directory"]),
+    ("benchmark_attacks.py", ["--model={tmp}/model", "--budgets=1,-3"], None, ["budget", "> 0", "got -3"]),
+    ("benchmark_attacks.py", ["--model={tmp}/model", "--output={tmp}/a_file/b.json"], None,
+     ["--output=", "a_file is a file"]),
 ]
 
 
@@ -70,12 +82,14 @@ def test_a_bad_flag_fails_before_tensorflow_is_imported(tmp_path, script, args, 
         args = [*files, "--workdir={tmp}/run", "--export_dir={tmp}/out", *QUICK_TRAINING,
                 *(arg for arg in args if arg not in files)]
     else:
-        args = ["--output={tmp}/out", *(["--dataset=digits"] if script != "evaluate.py" else []), *args]
+        output = "--output={tmp}/out" + (".json" if script == "benchmark_attacks.py" else "")
+        args = [output, *(["--dataset=digits"] if script != "evaluate.py" else []), *args]
     done = run_script(script, *(arg.format(tmp=tmp_path) for arg in args), timeout=120,
                       env={"TF_CONFIG": tf_config or ""}, tensorflow_record=_record(tmp_path))
     assert_one_error_line(done, *words)
     _assert_no_tensorflow(_record(tmp_path))
     assert not os.path.exists(tmp_path / "run" / "examples") and not os.path.exists(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out.json")
 
 
 def test_a_workdir_in_use_is_refused_before_tensorflow_is_imported(tmp_path):
