@@ -10,8 +10,6 @@ step of length lambda from x towards x_t.
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import keras
@@ -25,6 +23,7 @@ from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.pipeline import evaluation
 from robust_dae_tf.pipeline.training import ExampleGen
 from tests.helpers import count_attack_runs
+from tests.scripts import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 1)
@@ -297,10 +296,8 @@ def test_lambda_keras_file_loads_with_trust(setup, tmp_path):
 def test_bin_evaluate_prints_one_error_line(setup, tmp_path):
     """The CLI: a .keras file without encoder / decoder parts is one `error:` line, status 1."""
     path = _no_parts(str(tmp_path / "plain.keras"))
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "evaluate.py"), f"--model={path}",
-                           f"--examples={setup.examples.uri}", f"--output={tmp_path / 'out'}", "--skip_fid"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    proc = run_script("evaluate.py", f"--model={path}", f"--examples={setup.examples.uri}",
+                      f"--output={tmp_path / 'out'}", "--skip_fid", env={"PYTHONPATH": ROOT})
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "no recognisable encoder and decoder" in lines[0], proc.stderr[-2000:]

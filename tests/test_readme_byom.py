@@ -9,13 +9,12 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from robust_dae_tf import adapters
+from tests.scripts import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Evaluating your own autoencoder"
@@ -60,9 +59,7 @@ def test_readme_examples_run(tmp_path, monkeypatch):
                 form = next(FORMS[m] for m in FORMS if m in line)
                 out = tmp_path / f"eval_{form}"
                 argv = shlex.split(line)[2:] + TINY_FLAGS + [f"--output={out}"]
-                proc = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "evaluate.py"), *argv],
-                                      capture_output=True, text=True, timeout=600,
-                                      env={**os.environ, "PYTHONPATH": ROOT})
+                proc = run_script("evaluate.py", *argv, timeout=600, cwd=os.getcwd(), env={"PYTHONPATH": ROOT})
                 assert proc.returncode == 0, (line, proc.stdout[-1500:], proc.stderr[-3000:])
                 summary = json.loads((out / "summary.json").read_text())
                 assert summary["model_source"]["form"] == form

@@ -3,23 +3,16 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from robust_dae_tf import cli
 from robust_dae_tf.pipeline import artifacts
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import run_script
 
 
 def run_train(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bin", "train.py"), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
-    )
+    return run_script("train.py", *args, timeout=timeout)
 
 
 def test_train_cli_trains_exports_and_resumes(tmp_path):

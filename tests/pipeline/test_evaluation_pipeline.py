@@ -5,8 +5,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import types
 
@@ -25,6 +23,7 @@ from robust_dae_tf.pipeline.training import ExampleGen
 from tests.helpers import TINY_LATENT_DIM as LATENT_DIM
 from tests.helpers import Killed, count_attack_runs, digits_arrays
 from tests.helpers import export_tiny_autoencoder as _export_tiny
+from tests.scripts import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -303,9 +302,7 @@ def test_celeb_a_attribute_features(tmp_path):
 
 
 def _run(script, *args, timeout=400):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_script(script, *args, timeout=timeout, env={"CUDA_VISIBLE_DEVICES": ""})
 
 
 # bin/evaluate.py's tiny settings, as flags and as the pipeline function's settings.

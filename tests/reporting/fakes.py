@@ -2,17 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from matplotlib import image as mpimg
 
 from robust_dae_tf import attacks, reporting
 from robust_dae_tf.pipeline import artifacts
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.scripts import run_script
 
 
 BUDGETS = (1.0, 3.0, 5.0)
@@ -108,9 +104,7 @@ def _fake_saved_model(root, name, seed, coupling=0.9, verbose=2):
 
 
 def _compare_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", "compare.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_script("compare.py", *args, env={"CUDA_VISIBLE_DEVICES": ""})
 
 
 def _paper_tables(markdown):
