@@ -14,7 +14,8 @@ attack in --attacks and budget in --budgets it runs each method of --methods:
 
 Per cell: mean attack loss, mean reported MS-SSIM, images won, gradient evaluations per
 image (spent), seconds. Writes <output>/summary.md and <output>/results.json (the CPU's
-model name included) and prints the table. Resumable: each finished (attack, budget,
+model name included), prints the table, and draws <output>/per_image.png (each image's attack
+loss under each method against pgd's, one panel per attack and budget). Resumable: each finished (attack, budget,
 method) cell is kept in <output>/cells/ and reused by a rerun with the same settings.
 
     python bin/check_attacks.py --model=saved_models/digits_robust --output=attack_check
@@ -131,6 +132,14 @@ def main(argv):
     summary = check.markdown(results, methods, meta)
     fileio.write_text_atomic(os.path.join(output, "summary.md"), summary)
     print(summary)
+    if len(methods) > 1:  # per-image losses against pgd's (or the first method's)
+        from robust_dae_tf import reporting
+
+        figure = reporting.plot_attack_check(results, methods, os.path.join(output, "per_image.png"),
+                                             reference="pgd" if "pgd" in methods else methods[0],
+                                             title=f"{os.path.basename(os.path.normpath(FLAGS.model))}: "
+                                                   f"{FLAGS.num_images} images, seed {FLAGS.seed}")
+        print(f"Per-image figure: {figure}")
 
 
 def _describe(config) -> str:

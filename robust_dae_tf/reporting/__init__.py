@@ -57,9 +57,9 @@ from robust_dae_tf.reporting.tables import (budgets_of, DEFAULT_PROTOCOL, make_r
                                             table3_markdown)
 from robust_dae_tf.reporting.paper import (check_paper_dataset, paper_comparison_markdown, PAPER_LEGEND,
                                            PAPER_TABLE1_COLUMNS)
-from robust_dae_tf.reporting.figures import (_pyplot, CURVES_DPI, CURVES_SIZE_IN, GRID_CELL_PX, GRID_DPI,
+from robust_dae_tf.reporting.figures import (_pyplot, CHECK_DPI, CHECK_PANEL_IN, CURVES_DPI, CURVES_SIZE_IN, GRID_CELL_PX, GRID_DPI,
                                              grid_figure_size, GRID_ROW_LABELS, GRID_ROWS, GRID_TITLE_PX,
-                                             image_grid_array, plot_attack_curves, plot_image_grid, save_figure)
+                                             image_grid_array, plot_attack_check, plot_attack_curves, plot_image_grid, save_figure)
 from robust_dae_tf.reporting.tensorboard import (tensorboard_steps, write_tensorboard)
 from robust_dae_tf.reporting.evaluations import (CLASSIFIER_DIR, CLASSIFIER_FILE, CLASSIFIER_MODEL_DIR, compare,
                                                  evaluation_finished, EXAMPLES_FILE, expand_evaluation_dirs, FID_DIR,
@@ -71,13 +71,13 @@ from robust_dae_tf.reporting.seeds import (aggregate_over_seeds, NOT_TRAINING_SE
 from robust_dae_tf.reporting.sweeps import (FRONT_AXES, front_points, pareto_front, plot_sweep_front, sweep_table)
 
 __all__ = [
-    "aggregate_over_seeds", "budgets_of", "check_paper_dataset", "CLASSIFIER_DIR", "CLASSIFIER_FILE",
+    "aggregate_over_seeds", "budgets_of", "CHECK_DPI", "CHECK_PANEL_IN", "check_paper_dataset", "CLASSIFIER_DIR", "CLASSIFIER_FILE",
     "CLASSIFIER_MODEL_DIR", "compare", "CURVES_DPI", "CURVES_SIZE_IN", "DEFAULT_PROTOCOL", "evaluation_finished",
     "EXAMPLES_FILE", "expand_evaluation_dirs", "FID_DIR", "FID_FILE", "FIGURES_DIR", "FRONT_AXES", "front_points",
     "GRID_CELL_PX", "GRID_DPI", "grid_figure_size", "GRID_ROW_LABELS", "GRID_ROWS", "GRID_TITLE_PX",
     "image_grid_array", "is_finite_report", "load_evaluation", "load_examples_npz", "make_row", "model_metadata",
     "NOT_TRAINING_SETTINGS", "objectives_of", "paper_comparison_markdown", "PAPER_LEGEND", "PAPER_TABLE1_COLUMNS",
-    "pareto_front", "parse_markdown_table", "PARTS", "plot_attack_curves", "plot_image_grid", "plot_sweep_front",
+    "pareto_front", "parse_markdown_table", "PARTS", "plot_attack_check", "plot_attack_curves", "plot_image_grid", "plot_sweep_front",
     "PROTOCOL_TEXT", "ROBUSTNESS_DIR", "ROBUSTNESS_FILE", "row_name", "row_protocol", "save_examples_npz",
     "save_figure", "SPLIT_TEXT", "start_evaluation", "success_levels_markdown", "SUMMARY_FILE", "sweep_table",
     "table1_columns", "table1_csv", "table1_header", "table1_legend", "TABLE1_LEGEND", "table1_markdown",

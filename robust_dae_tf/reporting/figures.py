@@ -1,11 +1,12 @@
-"""Figures of an evaluation: Fig. 2-style attack curves and Fig. 3-style image grids (PNG,
-written atomically)."""
+"""Figures of an evaluation: Fig. 2-style attack curves and Fig. 3-style image grids, and the
+per-image comparison of attack methods (`bin/check_attacks.py`); PNG, written atomically."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from robust_dae_tf import fileio
+from robust_dae_tf.attacks import objectives as attack_objectives
 from robust_dae_tf.errors import UserError
 from robust_dae_tf.reporting.tables import objectives_of
 
@@ -151,3 +152,50 @@ def image_grid_array(entry: dict, pad: int = 2) -> np.ndarray:
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             mosaic[y : y + h, x : x + w] = image
     return mosaic
+
+
+CHECK_PANEL_IN, CHECK_DPI = 4.0, 100
+
+
+def plot_attack_check(results: dict, methods, path: str, reference: str = "pgd", title: str = "") -> str:
+    """Per-image strength of attack methods against one of them (`bin/check_attacks.py`'s
+    <output>/per_image.png): one panel per (attack, budget) cell of `results` (the layout of
+    `attacks.check.check_attacks`: {attack: {budget key: {method: cell}}}, each cell with
+    per-image "loss"), x = `reference`'s attack loss of an image, y = each other method's,
+    one marker per image, and the diagonal. Points on the stronger side of the diagonal
+    (above it for maximum damage, where a higher loss is stronger; below it for the latent
+    attack) are images where the method beat the reference; the panel's title says which
+    side that is. Panels of CHECK_PANEL_IN inches square at CHECK_DPI."""
+    if reference not in methods:
+        raise UserError(f"the per-image figure compares with {reference!r}, which is not among the methods "
+                        f"{', '.join(methods)}.")
+    others = [m for m in methods if m != reference]
+    cells = [(name, key, per_budget[key]) for name, per_budget in results.items()
+             for key in sorted(per_budget, key=float)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(len(cells), 1), figsize=(CHECK_PANEL_IN * max(len(cells), 1), CHECK_PANEL_IN),
+                             dpi=CHECK_DPI, squeeze=False)
+    for ax, (name, key, cell) in zip(axes[0], cells):
+        objective = attack_objectives.objective(name)
+        x = np.asarray(cell[reference]["loss"], dtype=np.float64)
+        for method in others:
+            ax.scatter(x, np.asarray(cell[method]["loss"], dtype=np.float64), s=12, alpha=0.7, label=method)
+        lo, hi = float(np.min(x)), float(np.max(x))
+        for method in others:
+            y = np.asarray(cell[method]["loss"], dtype=np.float64)
+            lo, hi = min(lo, float(np.min(y))), max(hi, float(np.max(y)))
+        ax.plot([lo, hi], [lo, hi], color="0.4", linewidth=1, linestyle="--")
+        side = "above" if objective.maximize else "below"
+        ax.set_title(f"{objective.short_label}, λ = {float(key):g}\n{side} the diagonal: stronger than {reference}",
+                     fontsize=9)
+        ax.set_xlabel(f"{reference}: attack loss per image")
+        ax.set_ylabel("attack loss per image")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, framealpha=0.6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

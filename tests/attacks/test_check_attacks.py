@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from tests.helpers import export_tiny_autoencoder
+from tests.reporting.fakes import _png_size
 from tests.scripts import assert_one_error_line, run_script
 
 
@@ -42,6 +43,9 @@ def test_check_attacks_end_to_end_and_resume(tmp_path):
                 assert 0 <= cells[m]["mean_msssim"] <= 1 and cells[m]["seconds"] > 0
     summary = open(os.path.join(out, "summary.md")).read()
     assert summary.count("| latent | 0.5 |") == 3 and "| max_damage | 1 | ensemble |" in summary
+    # The per-image figure: one 4-inch panel per (attack, budget) at 100 dpi.
+    assert f"Per-image figure: {os.path.join(out, 'per_image.png')}" in done.stdout
+    assert _png_size(os.path.join(out, "per_image.png")) == (4 * 400, 400)
     # A rerun reuses every finished cell; a removed cell is attacked again, with the same result.
     cell = os.path.join(out, "cells", "max_damage_1.0_pgd.json")
     os.remove(cell)
