@@ -120,7 +120,7 @@ def main(argv):
     for objective in objectives:
         results.update(check.check_attacks(model, x, x_t, budgets, [objective], configs[objective.name], output,
                                            seed=FLAGS.seed, model_id=model_id,
-                                           log=lambda msg: print(msg, flush=True)))
+                                           log=lambda msg: print(msg, flush=True), show_progress=True))
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
             "seed": FLAGS.seed, "cpu": check.cpu_name(), "budgets": list(budgets),
             "methods": {m: "; ".join(f"{o.name}: {_describe(configs[o.name][m])}" for o in objectives)

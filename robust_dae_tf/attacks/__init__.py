@@ -25,6 +25,8 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
                     `max_damage_attack`
     measures.py     `attack_loss`, `reconstruct`, `reconstruct_and_msssim` (measuring attacked images)
     budgets.py      gradient evaluations per image: PGD's cost, the ensemble's members and split
+    progress.py     progress within a run: the batched optimisers report the gradient
+                    evaluations of each compiled call; `progress.bar` shows them
 
 Every attack returns an `AttackResult` whose `loss` is the achieved objective (not
 squared) at exactly the returned `adversarial` images. Method, defaults and the strength

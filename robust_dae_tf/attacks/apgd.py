@@ -211,7 +211,8 @@ def run(model, objective, images: np.ndarray, reference: np.ndarray, budget: flo
                 tf.constant(d0.reshape(restarts * m, *images.shape[1:])), tf.constant(budget, tf.float32),
                 tf.constant(is_cp), tf.constant(interval))
         d, best = call_compiled(
-            lambda xla: _apgd_function(model, attack, images.shape[1:], reference.shape[1], xla), args, jit)
+            lambda xla: _apgd_function(model, attack, images.shape[1:], reference.shape[1], xla), args, jit,
+            evaluations=restarts * m * steps)
         d = d.numpy().reshape(restarts, m, *images.shape[1:])
         best = best.numpy().reshape(restarts, m)
         key = np.where(np.isfinite(best), attack.ranking_key(best), np.inf)

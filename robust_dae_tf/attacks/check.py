@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from robust_dae_tf import fileio
-from robust_dae_tf.attacks import objectives
+from robust_dae_tf.attacks import objectives, progress
 from robust_dae_tf.attacks.config import budget_key
 
 CELL_FORMAT = 1
@@ -48,14 +48,19 @@ def cell_path(output: str, objective, budget: float, method: str) -> str:
     return os.path.join(output, "cells", f"{objectives.objective(objective).name}_{budget_key(budget)}_{method}.json")
 
 
-def run_cell(model, objective, images, targets, budget: float, config, seed: int, clean_rec=None) -> dict:
+def run_cell(model, objective, images, targets, budget: float, config, seed: int, clean_rec=None,
+             show_progress: bool = False) -> dict:
     """One cell (module docstring): {"loss", "msssim" (per image), "mean_loss",
-    "mean_msssim", "gradient_evaluations_per_image", "seconds", "log"}."""
+    "mean_msssim", "gradient_evaluations_per_image", "seconds", "log"}; `show_progress`: a
+    progress bar of the gradient evaluations done (`attacks.progress`)."""
     from robust_dae_tf.attacks import runner  # pylint: disable=import-outside-toplevel
 
     objective = objectives.objective(objective)
+    evaluations = progress.expected_evaluations(objective.resolve(config))
     t0 = time.perf_counter()
-    result = runner.run_validated(objective, model, images, budget, config, targets=targets, seed=seed)
+    with progress.bar(evaluations and evaluations * images.shape[0], f"{objective.name} λ={budget:g}",
+                      enabled=show_progress):
+        result = runner.run_validated(objective, model, images, budget, config, targets=targets, seed=seed)
     seconds = time.perf_counter() - t0
     clean_rec = runner.reconstruct(model, images) if clean_rec is None else clean_rec
     msssim = runner.reconstruct_and_msssim(model, objective.compared_with(images, targets, clean_rec),
@@ -68,7 +73,7 @@ def run_cell(model, objective, images, targets, budget: float, config, seed: int
 
 
 def check_attacks(model, images, targets, budgets, attack_objectives, methods: dict, output: str, seed: int = 0,
-                  model_id: str = "", log=print) -> dict:
+                  model_id: str = "", log=print, show_progress: bool = False) -> dict:
     """Runs every (attack, budget, method) cell, reusing finished cells in `output`.
 
     Args:
@@ -77,6 +82,7 @@ def check_attacks(model, images, targets, budgets, attack_objectives, methods: d
       methods: {method name: AttackConfig} in table order (e.g. "ensemble", "pgd", "reference").
       output: directory of the cell files; seed: base seed (cell seed = seed + 1000 b).
       model_id: what identifies the model in the fingerprint (e.g. its path and hash).
+      show_progress: a progress bar within each cell (gradient evaluations done).
     Returns {attack: {budget key: {method: cell, "images_won": {method: count}}}}.
     """
     from robust_dae_tf.attacks import runner  # pylint: disable=import-outside-toplevel
@@ -112,7 +118,8 @@ def check_attacks(model, images, targets, budgets, attack_objectives, methods: d
                     if clean_rec is None:
                         clean_rec = runner.reconstruct(model, images)
                     log(f"[{done}/{total}] {objective.name} lambda={budget:g} {method}: attacking {len(images)} images")
-                    cell = run_cell(model, objective, images, targets, budget, config, cell_seed, clean_rec)
+                    cell = run_cell(model, objective, images, targets, budget, config, cell_seed, clean_rec,
+                                    show_progress)
                     os.makedirs(os.path.dirname(path), exist_ok=True)
                     fileio.write_text_atomic(path, json.dumps({"fingerprint": fingerprint, "cell": cell}))
                     log(f"    mean loss {cell['mean_loss']:.4f}, MS-SSIM {cell['mean_msssim']:.4f}, "

@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from robust_dae_tf.attacks.config import AttackConfig, AttackResult
-from robust_dae_tf.attacks import budgets, objectives
+from robust_dae_tf.attacks import budgets, objectives, progress
 from robust_dae_tf.attacks.budgets import EXPLORATION_STEPS_DIVISOR, REFINE_STEP_FACTOR  # noqa: F401  (re-exported)
 from robust_dae_tf.attacks.objectives import MAX_DAMAGE, Objective, flatten
 from robust_dae_tf.attacks.projection import l2_norm, project_l2_box
@@ -85,19 +85,22 @@ def feasible_unit_direction(grad, d, lower, upper, sign):
     return grad / tf.maximum(l2_norm(grad), 1e-12)[:, None]
 
 
-def call_compiled(build, args, jit):
+def call_compiled(build, args, jit, evaluations: int):
     """`build(jit[0])(*args)`: a compiled attack loop called on one chunk, falling back to
     plain graph mode (and setting jit[0] = False for the caller's later calls) with a
-    warning when XLA cannot compile the model's functions."""
+    warning when XLA cannot compile the model's functions. `evaluations` (the call's rows x
+    steps) is reported to `progress` when the call has finished."""
     try:
-        return build(jit[0])(*args)
+        out = build(jit[0])(*args)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as err:
         if not jit[0]:
             raise
         logger.warning("XLA could not compile the attack on this model (%s); running it without XLA.",
                        str(err).strip().splitlines()[0][:200])
         jit[0] = False
-        return build(False)(*args)
+        out = build(False)(*args)
+    progress.report(evaluations)
+    return out
 
 
 def _pgd_function(model, objective, image_shape: tuple, reference_dim: int, jit_compile: bool):
@@ -205,7 +208,8 @@ def _pgd_phase(model, attack: Objective, images, reference, starts, budget, step
         args = (tf.constant(x), tf.constant(ref), tf.constant(d0), tf.constant(budget, tf.float32),
                 tf.constant(steps), tf.constant(count), tf.constant(frac, tf.float32))
         d, loss, chunk_curve = call_compiled(
-            lambda xla: _pgd_function(model, attack, images.shape[1:], reference.shape[1], xla), args, jit)
+            lambda xla: _pgd_function(model, attack, images.shape[1:], reference.shape[1], xla), args, jit,
+            evaluations=count * m * steps)
         d = d.numpy().reshape(count, m, *images.shape[1:])
         loss = loss.numpy().reshape(count, m)
         order = np.argsort(attack.ranking_key(loss), axis=0, kind="stable")[:keep]

@@ -102,6 +102,7 @@ import tensorflow as tf
 
 from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
+from robust_dae_tf.attacks import progress as attack_progress
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.evaluation.settings import check_attack_for, validate_budgets  # defined without TensorFlow
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
@@ -457,7 +458,8 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
       images: float32 [M, H, W, C] test images in [0, 1].
       labels: int64 [M]; labels < 0 (all of them) = a dataset without classes.
       protocol: `Protocol` (validated when it was built).
-      progress: show a tqdm progress bar over the attack runs.
+      progress: show a tqdm progress bar over the attack runs, and one within each run
+        (gradient evaluations done, `attacks.progress`; PGD, APGD and the ensemble).
       run_cache_dir: where each finished attack run is stored, and loaded from by a later
         call with the same protocol, model, images and targets (resuming; module docstring);
         None: no cache.
@@ -524,7 +526,10 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             if progress:
                 bar.write(f"[robustness] {objective.name} lambda={budget:g}: resumed from cache {cache_file}")
         else:
-            result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
+            evaluations = attack_progress.expected_evaluations(objective.resolve(protocol.attack))
+            with attack_progress.bar(evaluations and evaluations * x.shape[0], f"{objective.name} λ={budget:g}",
+                                     enabled=progress):  # within the run: gradient evaluations done
+                result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
             x_a, attack_loss, run_log = result.adversarial, result.loss, dict(result.info)
             if run_cache_dir:
                 _store_run(cache_file, fingerprint, x_a, attack_loss, run_log)
