@@ -56,10 +56,8 @@ def run_cell(model, objective, images, targets, budget: float, config, seed: int
     from robust_dae_tf.attacks import runner  # pylint: disable=import-outside-toplevel
 
     objective = objectives.objective(objective)
-    evaluations = progress.expected_evaluations(objective.resolve(config))
     t0 = time.perf_counter()
-    with progress.bar(evaluations and evaluations * images.shape[0], f"{objective.name} λ={budget:g}",
-                      enabled=show_progress):
+    with progress.run_bar(objective, config, images.shape[0], budget, enabled=show_progress):
         result = runner.run_validated(objective, model, images, budget, config, targets=targets, seed=seed)
     seconds = time.perf_counter() - t0
     clean_rec = runner.reconstruct(model, images) if clean_rec is None else clean_rec

@@ -1,12 +1,12 @@
 """Progress inside one attack run, counted in gradient evaluations.
 
-An attack run on a conv net can take an hour (CelebA: ~10-23 ms per image and gradient
-evaluation on 2 CPU cores, 500-3,200 evaluations per image). The batched optimisers (PGD,
+An attack run on a conv net can take an hour (measured costs: docs/attacks.md, "Cost of one
+gradient evaluation"). The batched optimisers (PGD,
 APGD, and so the ensemble, whose members are those) `report` the image x gradient
 evaluations of every compiled chunk call they finish; whoever runs the attack may listen:
 
-    with progress.bar(total=n * progress.expected_evaluations(config), desc="latent λ=5"):
-        result = attacks.run_validated(...)
+    with progress.run_bar(objective, config, num_images=n, budget=5.0):
+        result = attacks.run_validated(objective, model, images, 5.0, config, ...)
 
 Nothing is reported to nobody unless a listener is set (`listening`), so the optimisers pay
 nothing otherwise. The sum of the reports of one run is N x the run's
@@ -70,3 +70,11 @@ def bar(total: int | None, desc: str, enabled: bool = True) -> Iterator[None]:
             yield
     finally:
         shown.close()
+
+
+def run_bar(objective, config, num_images: int, budget: float, enabled: bool = True):
+    """`bar` for one attack run of `objective` (an `Objective`) with `config` on `num_images`
+    images: total = num_images x `expected_evaluations(objective.resolve(config))`, labelled
+    "<attack> λ=<budget>"."""
+    evaluations = expected_evaluations(objective.resolve(config))
+    return bar(evaluations and evaluations * num_images, f"{objective.name} λ={budget:g}", enabled)

@@ -526,9 +526,8 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
             if progress:
                 bar.write(f"[robustness] {objective.name} lambda={budget:g}: resumed from cache {cache_file}")
         else:
-            evaluations = attack_progress.expected_evaluations(objective.resolve(protocol.attack))
-            with attack_progress.bar(evaluations and evaluations * x.shape[0], f"{objective.name} λ={budget:g}",
-                                     enabled=progress):  # within the run: gradient evaluations done
+            with attack_progress.run_bar(objective, protocol.attack, x.shape[0], budget,
+                                         enabled=progress):  # within the run: gradient evaluations done
                 result = attacks.run_validated(objective, model, x, budget, protocol.attack, targets=x_t, seed=seed)
             x_a, attack_loss, run_log = result.adversarial, result.loss, dict(result.info)
             if run_cache_dir:
