@@ -34,7 +34,8 @@ import os
 
 import numpy as np
 
-from robust_dae_tf import adapters, per_image
+from robust_dae_tf import adapters
+from robust_dae_tf.reporting import per_image
 from robust_dae_tf.errors import ConfigError
 
 DEFAULT_NUM_IMAGES = 100

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from robust_dae_tf import adapters, per_image
+from robust_dae_tf import adapters
+from robust_dae_tf.reporting import per_image
 from robust_dae_tf.evaluation import robustness
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.pipeline import evaluation

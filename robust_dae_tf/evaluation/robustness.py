@@ -465,7 +465,7 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
         None: no cache.
       per_image_out: a dict filled with the value of every image behind each cell,
         {attack: {budget key: {metric: float64 [trials * num_images], trial-major}}}
-        (`robust_dae_tf.per_image`); None: not kept.
+        (`robust_dae_tf.reporting.per_image`); None: not kept.
     """
     from tqdm.auto import tqdm
 

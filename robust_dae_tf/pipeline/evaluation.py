@@ -61,7 +61,8 @@ import dataclasses
 import os
 import shutil
 
-from robust_dae_tf import adapters, fileio, locking, per_image, reporting
+from robust_dae_tf import adapters, fileio, locking, reporting
+from robust_dae_tf.reporting import per_image
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.evaluation import settings as settings_lib
 from robust_dae_tf.evaluation.settings import (PROTOCOL_CHOICES, SPLITS, EvaluationSettings, check_budgets,

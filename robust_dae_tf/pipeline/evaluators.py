@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from robust_dae_tf import fileio, per_image, reporting
+from robust_dae_tf import fileio, reporting
+from robust_dae_tf.reporting import per_image
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.evaluation.settings import SPLITS, _check_positive, check_budgets, check_pool_size, check_split
 from robust_dae_tf.pipeline.artifacts import (MARKER, Artifact, Component, load_attributes, load_examples,
@@ -108,7 +109,7 @@ class RobustnessEvaluator(Component):
         from robust_dae_tf.evaluation import robustness  # pylint: disable=import-outside-toplevel
 
         cache = run_cache_dir(output_uris["report"])
-        values = {}  # the per-image values behind each cell (robust_dae_tf.per_image)
+        values = {}  # the per-image values behind each cell (robust_dae_tf.reporting.per_image)
         result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress,
                                                 run_cache_dir=cache, per_image_out=values)
         examples_arrays = result.pop("examples", None) or {}

@@ -3,7 +3,8 @@
 
 Layout: `tables` (rows, Table 1 and 3 Markdown/CSV), `paper` (the published numbers and the
 comparison with them), `figures`, `tensorboard`, `evaluations` (writing, reading and comparing
-evaluation directories), `seeds` (rows over training seeds), `sweeps` (sweep tables, Pareto
+evaluation directories), `seeds` (rows over training seeds), `paired` (two models on the same attacked images,
+image by image), `sweeps` (sweep tables, Pareto
 fronts). The names below are the package's API (the API of the former reporting.py). No
 module of this package imports TensorFlow at import time.
 
@@ -67,6 +68,7 @@ from robust_dae_tf.reporting.evaluations import (CLASSIFIER_DIR, CLASSIFIER_FILE
                                                  load_examples_npz, PARTS, ROBUSTNESS_DIR, ROBUSTNESS_FILE,
                                                  save_examples_npz, start_evaluation, SUMMARY_FILE, TENSORBOARD_DIR,
                                                  write_report)
+from robust_dae_tf.reporting.paired import paired_comparison, paired_csv, paired_difference, paired_markdown
 from robust_dae_tf.reporting.seeds import (aggregate_over_seeds, NOT_TRAINING_SETTINGS, training_seed_group)
 from robust_dae_tf.reporting.sweeps import (FRONT_AXES, front_points, pareto_front, plot_sweep_front, sweep_table)
 
@@ -76,7 +78,8 @@ __all__ = [
     "EXAMPLES_FILE", "expand_evaluation_dirs", "FID_DIR", "FID_FILE", "FIGURES_DIR", "FRONT_AXES", "front_points",
     "GRID_CELL_PX", "GRID_DPI", "grid_figure_size", "GRID_ROW_LABELS", "GRID_ROWS", "GRID_TITLE_PX",
     "image_grid_array", "is_finite_report", "load_evaluation", "load_examples_npz", "make_row", "model_metadata",
-    "NOT_TRAINING_SETTINGS", "objectives_of", "paper_comparison_markdown", "PAPER_LEGEND", "PAPER_TABLE1_COLUMNS",
+    "NOT_TRAINING_SETTINGS", "objectives_of", "paired_comparison", "paired_csv", "paired_difference",
+    "paired_markdown", "paper_comparison_markdown", "PAPER_LEGEND", "PAPER_TABLE1_COLUMNS",
     "pareto_front", "parse_markdown_table", "PARTS", "plot_attack_check", "plot_attack_curves", "plot_image_grid", "plot_sweep_front",
     "PROTOCOL_TEXT", "ROBUSTNESS_DIR", "ROBUSTNESS_FILE", "row_name", "row_protocol", "save_examples_npz",
     "save_figure", "SPLIT_TEXT", "start_evaluation", "success_levels_markdown", "SUMMARY_FILE", "sweep_table",

@@ -2,7 +2,7 @@
 
 A Table 1 cell is the mean over trials of per-trial averages over `num_images` images.
 The paper's own numbers came from few images, so every evaluation also keeps the value of
-each attacked image (`robustness.evaluate_robustness(..., per_image_out=...)`) in
+each attacked image (`evaluation.robustness.evaluate_robustness(..., per_image_out=...)`) in
 `<output>/robustness/per_image.npz`:
 
 * `"<attack>/<budget key>/<metric>"`: float64 `[trials * num_images]`, trial-major (row r
@@ -23,6 +23,8 @@ import os
 import numpy as np
 
 from robust_dae_tf import fileio
+from robust_dae_tf.reporting.evaluations import FIGURES_DIR
+from robust_dae_tf.reporting.figures import _pyplot, save_figure
 
 FILE = "per_image.npz"
 _TRIAL = "trial"
@@ -76,9 +78,7 @@ def _main_metric(attack: str, metrics: dict) -> str:
 def distribution_figure(attack: str, budgets: dict, title: str = ""):
     """The matplotlib Figure of one attack: a box per budget of its main MS-SSIM over all
     image-trials, the mean (the table cell) as a white dot."""
-    from robust_dae_tf import reporting  # pylint: disable=import-outside-toplevel
-
-    plt = reporting._pyplot()  # pylint: disable=protected-access
+    plt = _pyplot()
     keys = sorted(budgets, key=float)
     metric = _main_metric(attack, budgets[keys[0]])
     data = [np.asarray(budgets[k][metric], np.float64) for k in keys]
@@ -98,16 +98,14 @@ def distribution_figure(attack: str, budgets: dict, title: str = ""):
 def plot_distributions(values: dict, figures_dir: str, title: str = "") -> dict:
     """`distribution_figure` of every attack in `values`, saved as
     `<figures_dir>/per_image_<attack>.png`; returns {figure name: path}."""
-    from robust_dae_tf import reporting  # pylint: disable=import-outside-toplevel
-
-    plt = reporting._pyplot()  # pylint: disable=protected-access
+    plt = _pyplot()
     paths = {}
     for attack, budgets in values.items():
         if attack == _TRIAL or not budgets:
             continue
         fig = distribution_figure(attack, budgets, title)
         name = f"per_image_{attack}"
-        paths[name] = reporting.save_figure(fig, os.path.join(figures_dir, f"{name}.png"))
+        paths[name] = save_figure(fig, os.path.join(figures_dir, f"{name}.png"))
         plt.close(fig)
     return paths
 
@@ -115,10 +113,8 @@ def plot_distributions(values: dict, figures_dir: str, title: str = "") -> dict:
 def figures_for(report_uri: str | None, output_dir: str, title: str = "") -> dict:
     """The per-image figures of the robustness report artifact at `report_uri` (when its
     per_image.npz exists) in `<output_dir>/figures`; {} otherwise."""
-    from robust_dae_tf import reporting  # pylint: disable=import-outside-toplevel
-
     path = os.path.join(report_uri, FILE) if report_uri else None
     if not path or not os.path.exists(path):
         return {}
     values = {k: v for k, v in load(path).items() if k != _TRIAL}
-    return plot_distributions(values, os.path.join(output_dir, reporting.FIGURES_DIR), title)
+    return plot_distributions(values, os.path.join(output_dir, FIGURES_DIR), title)
