@@ -49,6 +49,8 @@ flags.DEFINE_integer("towards_starts", None, "Method pgd_towards: starts towards
                      "(AttackConfig.towards_starts; default: half of pgd's first-phase starts).")
 flags.DEFINE_integer("ensemble_evaluations", None, "Gradient evaluations per image of the ensemble "
                      "(default: a quarter of pgd's default cost per attack).")
+flags.DEFINE_list("ensemble_members", None, "Members of the ensemble, e.g. apgd_geometry,apgd_towards,apgd_towards_long "
+                  "(default: each attack's own; names and shares: docs/attacks.md, Ensemble).")
 flags.DEFINE_integer("lbfgsb_steps", 200, "L-BFGS-B iterations per start (method lbfgsb).")
 flags.DEFINE_integer("lbfgsb_restarts", 2, "L-BFGS-B random starts per image (method lbfgsb).")
 flags.DEFINE_integer("seed", 0, "Seed of the image selection and the attacks.")
@@ -65,7 +67,8 @@ def method_configs(objective, methods):
                                                  exploration_starts=FLAGS.exploration_starts))
     table = {
         "ensemble": objective.resolve(attacks.AttackConfig(method="ensemble",
-                                                           gradient_evaluations=FLAGS.ensemble_evaluations)),
+                                                           gradient_evaluations=FLAGS.ensemble_evaluations,
+                                                           ensemble_members=FLAGS.ensemble_members)),
         "pgd": pgd,
         "pgd_towards": dataclasses.replace(pgd, towards_starts=(pgd.exploration_starts * pgd.restarts // 2
                                                                 if FLAGS.towards_starts is None else FLAGS.towards_starts)),

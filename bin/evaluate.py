@@ -72,6 +72,12 @@ flags.DEFINE_enum("attack_method", DEFAULTS.attack_method, ["pgd", "lbfgsb", "ap
 flags.DEFINE_integer("attack_towards_starts", DEFAULTS.attack_towards_starts,
                      "PGD: how many of its first phase's starts point towards other attacked images instead of "
                      "random points (same cost; stronger on maximum damage, docs/attacks.md); 0 = none.")
+flags.DEFINE_integer("attack_gradient_evaluations", DEFAULTS.attack_gradient_evaluations,
+                     "--attack_method=apgd / ensemble: gradient evaluations per image (default: a quarter of PGD's "
+                     "default cost, 500 maximum damage and 800 latent).")
+flags.DEFINE_list("attack_ensemble_members", DEFAULTS.attack_ensemble_members,
+                  "--attack_method=ensemble: its members, e.g. apgd_geometry,apgd_towards,apgd_towards_long "
+                  "(default: each attack's own; docs/attacks.md, Ensemble).")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (default: a ~1 GiB memory bound from the image size, "
                      "1000 at 32x32x1, 145 at 64x64x3; lower it if memory is short).")

@@ -40,6 +40,10 @@ PGD's opt-in starts towards other images (issue 23) were patched the same way
 (patch_regression_new_keys.py towards_starts attack_towards_starts): the AttackConfig field
 "towards_starts" (0) wherever the attack config is recorded and evaluate's new flag
 --attack_towards_starts (default 0): 19 paths added, no recorded value changed.
+The flags evaluate --attack_gradient_evaluations / --attack_ensemble_members (default None:
+the ensemble's budget and members reachable from the command line) and compare --paired
+(default false) were added to the recorded flags by hand (their --helpshort entries, parsed
+by the recorder's parse_flags; every other recorded flag checked equal); nothing else changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

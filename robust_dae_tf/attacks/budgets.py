@@ -45,6 +45,18 @@ def pgd_cost(config) -> int:
 APGD_MIN_EVALUATIONS = 5  # per start; `apgd.MIN_EVALUATIONS`
 PGD_MIN_EVALUATIONS = 16  # 8 exploration starts x 1 step + 8 refinement steps
 DEFAULT_BUDGET_FRACTION = 0.25  # of today's PGD default cost
+GEOMETRY_POWER_STEPS = 8  # orthogonal-iteration steps behind the geometry starts (`geometry.py`)
+
+
+def geometry_evaluations(directions: int) -> int:
+    """Gradient evaluations per image of the top `directions` eigenvectors of the pullback
+    metric (`geometry.top_directions`: one per direction and power step)."""
+    return int(directions) * GEOMETRY_POWER_STEPS
+
+
+def geometry_directions(starts: int) -> int:
+    """Eigenvectors behind `starts` geometry starts (each gives two: +lambda v and -lambda v)."""
+    return (int(starts) + 1) // 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +64,11 @@ class Member:
     """One ensemble member: `optimiser` "apgd" or "pgd"; `surrogate` "msssim" / "cosine"
     (`surrogates.py`) or None (the attack's own objective); `share` of the total budget;
     APGD's `restarts` (starts per image) and where they start: `starts` "random" (uniform
-    in the ball; the latent attack: one start, the target-directed one) or "towards" (start
+    in the ball; the latent attack: one start, the target-directed one), "towards" (start
     0 the objective's start direction if it has one, the others towards other images of the
-    batch, `starts.towards_other_images`)."""
+    batch, `starts.towards_other_images`) or "geometry" (start 0 the objective's start
+    direction if it has one, the others +-lambda along the top eigenvectors of the pullback
+    metric, `geometry.py`; their power iteration is paid from the member's share)."""
 
     name: str
     optimiser: str
@@ -65,7 +79,14 @@ class Member:
 
     @property
     def min_evaluations(self) -> int:
-        return PGD_MIN_EVALUATIONS if self.optimiser == "pgd" else APGD_MIN_EVALUATIONS * self.restarts
+        if self.optimiser == "pgd":
+            return PGD_MIN_EVALUATIONS
+        return APGD_MIN_EVALUATIONS * self.restarts + self.start_evaluations(self.restarts)
+
+    def start_evaluations(self, starts: int) -> int:
+        """Gradient evaluations per image the member spends on finding `starts` of its starts
+        (the geometry starts' power iteration; 0 for random and towards starts)."""
+        return geometry_evaluations(geometry_directions(starts)) if self.starts == "geometry" and starts > 0 else 0
 
 
 # Members and shares: chosen by measured gain per gradient evaluation on models that are not
@@ -77,6 +98,7 @@ class Member:
 # (`ensemble_members`) but not a default.
 MEMBERS = (
     Member("apgd", "apgd", None, 0.25, restarts=4),
+    Member("apgd_geometry", "apgd", None, 0.25, restarts=4, starts="geometry"),
     Member("apgd_towards", "apgd", None, 0.5, restarts=4, starts="towards"),
     Member("apgd_towards_long", "apgd", None, 0.25, restarts=2, starts="towards"),
     Member("apgd_msssim", "apgd", "msssim", 0.25),

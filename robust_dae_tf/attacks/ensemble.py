@@ -10,6 +10,11 @@ share it in fixed fractions (`Member.share`, renormalised over the members that 
 * "apgd" (1/4): APGD (`apgd.py`) on the attack's own objective; for an objective with a
   start direction (the latent attack: x_t - x) one run from there (the target-directed
   start), otherwise 4 random starts in the ball sharing the member's budget;
+* "apgd_geometry" (1/4): APGD on the attack's own objective from 4 starts +-lambda v along
+  the top 2 eigenvectors v of the pullback metric at each image (`geometry.py`: the input
+  directions of largest local change of what the attack compares; the latent attack's start
+  0 stays the target-directed one); the power iteration (8 gradient evaluations per
+  eigenvector) is paid from the member's share;
 * "apgd_towards" (1/2) and "apgd_towards_long" (1/4): APGD on the attack's own objective
   from 4 (resp. 2, so longer runs) starts towards other images of the batch
   (`starts.towards_other_images`; the latent attack's start 0 stays the target-directed one);
@@ -81,6 +86,24 @@ def start_directions(member: Member, objective, images, targets, seed: int):
     return directed_starts(own, images, towards, seed)
 
 
+def geometry_starts(member: Member, model, objective, images, targets, budget: float, seed: int, chunk_size: int,
+                    jit_compile: bool):
+    """(directions, gradient evaluations per image spent on them) of a `starts="geometry"`
+    member: the objective's own start direction first (if any), then +lambda v and -lambda v
+    along the top eigenvectors v of the pullback metric at each image (`geometry.py`)."""
+    from robust_dae_tf.attacks import geometry  # pylint: disable=import-outside-toplevel
+
+    own = objective.start_directions(images, targets)
+    count = restarts_for(member, objective) - (own is not None)
+    if count < 1:
+        return own, 0
+    directions, _ = geometry.top_directions(
+        model, objective, images, geometry.own_reference(model, objective, images),
+        budgets.geometry_directions(count), seed=seed, chunk_size=chunk_size, jit_compile=jit_compile)
+    signed = geometry.signed_starts(directions, budget, count)
+    return (signed if own is None else np.concatenate([own[None], signed])), member.start_evaluations(count)
+
+
 def members_for(objective, names=None) -> tuple[Member, ...]:
     """The members that run on `objective`: the selection (None: the attack's default
     members, `DEFAULT_MEMBERS`); for objectives other than the paper's two only "apgd" and
@@ -132,8 +155,15 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
     restarts = restarts_for(member, target)
     # The same rows per compiled call as the config's memory bound (chunk_size x restarts).
     chunk = max(1, config.chunk_size * config.restarts // restarts)
-    return apgd.run(model, target, images, ref, budget, evaluations, seed, chunk, config.jit_compile,
-                    directions=start_directions(member, target, images, targets, seed), restarts=restarts)
+    if member.starts == "geometry":
+        directions, spent = geometry_starts(member, model, target, images, targets, budget, seed, chunk,
+                                            config.jit_compile)
+    else:
+        directions, spent = start_directions(member, target, images, targets, seed), 0
+    result = apgd.run(model, target, images, ref, budget, evaluations - spent, seed, chunk, config.jit_compile,
+                      directions=directions, restarts=restarts)
+    result.info["gradient_evaluations_per_image"] += spent
+    return result
 
 
 def _reported_msssim(model, objective, images, targets, clean_rec, adversarial):

@@ -49,6 +49,8 @@ class EvaluationSettings:
     attack_method: str = _ATTACK_DEFAULTS.method
     attack_chunk_size: int | None = _ATTACK_DEFAULTS.chunk_size
     attack_towards_starts: int = _ATTACK_DEFAULTS.towards_starts
+    attack_gradient_evaluations: int | None = _ATTACK_DEFAULTS.gradient_evaluations
+    attack_ensemble_members: tuple | None = _ATTACK_DEFAULTS.ensemble_members
     pool_size: int = 5000
     seed: int = 0
     protocol: str = "strong"
@@ -208,7 +210,9 @@ def check_settings(settings: EvaluationSettings) -> tuple:
     attack = attacks.AttackConfig(steps=s.attack_steps, restarts=s.attack_restarts,
                                   exploration_starts=s.attack_exploration_starts,
                                   chunk_size=s.attack_chunk_size, method=s.attack_method,
-                                  jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts)
+                                  jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts,
+                                  gradient_evaluations=s.attack_gradient_evaluations,
+                                  ensemble_members=s.attack_ensemble_members)
     attacks.validate_config(attack)
     if not s.skip_robustness:
         check_attack_for(attack)
