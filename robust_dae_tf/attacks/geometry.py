@@ -23,8 +23,8 @@ evaluation point x + eps v is not clipped to the box (h is evaluated up to eps o
 [0, 1]; only directions are taken from it). Returns unit-L2 directions [count, N, H, W, C]
 and their Ritz values [count, N] (estimates of the top eigenvalues, the squared local
 sensitivities), in decreasing order: direction 0 estimates the top eigenvector. An image
-whose loss is not finite at the last products (a model giving NaN or Inf there) gets NaN
-directions and values (the ensemble then falls back to its other members for it).
+whose loss was not finite at any of its products (a model giving NaN or Inf near it) gets
+NaN directions and values (the ensemble then falls back to its other members for it).
 
 Used by the attack ensemble's "apgd_geometry" member (`budgets.MEMBERS`): APGD from the
 starts P(+lambda v_i) and P(-lambda v_i).
@@ -84,13 +84,16 @@ def _power_function(model, objective, image_shape: tuple, reference_dim: int, co
             finite = tf.reduce_all(tf.reshape(tf.math.is_finite(loss_sq), [rows, count]), axis=1)
             return tf.transpose(tf.reshape(grad, [rows, count, -1]), [0, 2, 1]), finite  # M V: [rows, D, count]
 
-        def body(k, v):
-            q, _ = tf.linalg.qr(products(v)[0])
-            return k + 1, tf.ensure_shape(q, [None, None, count])
+        def body(k, v, ok):
+            mv, finite = products(v)
+            q, _ = tf.linalg.qr(mv)
+            return k + 1, tf.ensure_shape(q, [None, None, count]), ok & finite
 
-        _, v = tf.while_loop(lambda k, v: k < steps - 1, body, (tf.constant(0), v0))
+        _, v, ok = tf.while_loop(lambda k, v, ok: k < steps - 1, body,
+                                 (tf.constant(0), v0, tf.ones([rows], tf.bool)))
         # Rayleigh-Ritz on the last block: the eigenvectors of V^T M V rotate V within its span.
         mv, finite = products(v)
+        finite = finite & ok
         h = tf.matmul(v, mv, transpose_a=True)
         values, vectors = tf.linalg.eigh(0.5 * (h + tf.transpose(h, [0, 2, 1])))  # ascending
         nan = tf.constant(np.nan, tf.float32)
