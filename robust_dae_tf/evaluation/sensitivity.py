@@ -13,7 +13,8 @@ iteration with one direction, read off the attack's own gradient at a step of
 target or start: a cheap first look at which of two models is the more sensitive, on the
 same images (docs/attacks.md, "Local gain"). It is a first-order quantity at x: the attacks
 at the paper's budgets go far beyond the linear regime, so it complements them, it does not
-replace them. A model output that is not finite at an image gives NaN there.
+replace them. A model output that is not finite at an image gives NaN there; a model without
+a gradient with respect to its input raises DataError (`attacks.gradients`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def local_gain(model, objective, images: np.ndarray, steps: int = GEOMETRY_POWER
     """[N] float64 local gain of `model` at each of `images` ([N, H, W, C] float32 in [0, 1])
     for the attack `objective` (an `attacks.Objective` or its name): sqrt of the top Ritz
     value of the pullback metric of what the attack compares (module docstring)."""
-    from robust_dae_tf.attacks import geometry, objectives  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf.attacks import geometry, gradients, objectives  # pylint: disable=import-outside-toplevel
 
     attack = objectives.objective(objective)
     images = np.asarray(images, np.float32)
     reference = geometry.own_reference(model, attack, images)
+    gradients.check_input_gradient(model, attack, images, reference, geometry.EPS)  # DataError: no gradient
     _, values = geometry.top_directions(model, attack, images, reference, count=1, steps=steps, seed=seed,
                                         chunk_size=chunk_size)
     values = values[0].astype(np.float64)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from robust_dae_tf import attacks
+from robust_dae_tf.errors import DataError
 from robust_dae_tf.evaluation.sensitivity import local_gain
 from tests.attacks.toy_models import SHAPE, LinearModel, MLPModel, make_mlp_images
 
@@ -55,3 +56,13 @@ def test_an_image_where_the_model_fails_nearby_gets_nan_and_the_others_their_gai
     keep = [0, 1, 3]  # converged (60 steps), so independent of each image's random start
     # Equal up to the O(eps) of reading M v at a finite step (the sign of a converged direction is free).
     np.testing.assert_allclose(gain[keep], local_gain(MLPModel(), attacks.LATENT, x[keep], steps=60), rtol=2e-3)
+
+
+class _Constant(MLPModel):
+    def encode(self, images):
+        return tf.zeros([tf.shape(images)[0], 4]) + 0.0 * tf.stop_gradient(tf.reduce_sum(images))
+
+
+def test_a_model_without_input_gradient_is_one_data_error():
+    with pytest.raises(DataError, match="not differentiable with respect to its input"):
+        local_gain(_Constant(), attacks.LATENT, make_mlp_images())
