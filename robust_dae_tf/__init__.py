@@ -34,7 +34,8 @@ _tf_startup.install()
 # of TensorFlow (the scripts' cheap flag checks run before it is imported).
 from robust_dae_tf.lazy import lazy_exports  # noqa: E402
 
-__getattr__, __dir__, _API = lazy_exports(__name__, {"api": ("evaluate", "attack", "build_model", "EvaluationResult")})
+__getattr__, __dir__, _API = lazy_exports(
+    __name__, {"api": ("evaluate", "attack", "local_gain", "build_model", "EvaluationResult")})
 
 
 def quiet_tensorflow() -> None:

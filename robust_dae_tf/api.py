@@ -198,6 +198,30 @@ def attack(model, images, budget: float = 1.0, kind: str = "max_damage", targets
     return result
 
 
+def local_gain(model, images, kind: str = "max_damage", *, steps: int = 8, seed: int = 0, pixel_range=(0.0, 1.0)):
+    """[N] local gain of `model` at each image, an attack-free robustness score
+    (`evaluation.sensitivity.local_gain`): the operator norm of the Jacobian of what the
+    attack `kind` compares, at the clean image: "max_damage" the reconstruction f(g(x))
+    (reconstruction L2 change per unit of input L2 change, to first order), "latent" the
+    latent code g(x). Input changes are measured in [0, 1] pixel units whatever
+    `pixel_range` is. `steps` gradient evaluations per image; a lower gain = less sensitive.
+
+    >>> import numpy as np, keras, robust_dae_tf
+    >>> encoder = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten()])
+    >>> decoder = keras.Sequential([keras.Input((256,)), keras.layers.Rescaling(3.0, offset=-1.0),
+    ...                             keras.layers.Reshape((16, 16, 1))])  # f(z) = 3 z - 1: gain 3
+    >>> x = np.full((2, 16, 16, 1), 0.5, "float32")
+    >>> np.round(robust_dae_tf.local_gain((encoder, decoder), x), 3).tolist()
+    [3.0, 3.0]
+    """
+    from robust_dae_tf.evaluation import sensitivity  # pylint: disable=import-outside-toplevel
+
+    adapted = adapters.from_object(model, pixel_range=pixel_range)
+    x = adapters.check_images(images, pixel_range, "images")
+    adapters.probe(adapted, x, adapted.describe())
+    return sensitivity.local_gain(adapted, kind, x, steps=steps, seed=seed)
+
+
 def build_model(variant: str = "robust", image_shape=(32, 32, 1), overrides: dict | None = None, config=None,
                 num_train_examples: int | None = None):
     """One of the project's models (`models.registry` names: gmm_dae, augmented, robust,
