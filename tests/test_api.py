@@ -155,3 +155,19 @@ def test_the_package_exports_the_api_lazily():
                          env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok module 'robust_dae_tf' has no attribute 'no_such_name'")
+
+
+def test_local_gain_of_known_maps_and_pixel_ranges():
+    """Identity autoencoder: gain 1 for maximum damage in any pixel range (changes are in
+    [0, 1] units on both sides); an encoder that doubles its input: latent gain 2."""
+    encoder = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten()])
+    decoder = keras.Sequential([keras.Input((256,)), keras.layers.Reshape((16, 16, 1))])
+    x = np.random.default_rng(0).uniform(0.2, 0.8, (3, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(robust_dae_tf.local_gain((encoder, decoder), x), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(robust_dae_tf.local_gain((encoder, decoder), 2 * x - 1, pixel_range=(-1, 1)), 1.0,
+                               rtol=1e-4)
+    doubling = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(), keras.layers.Rescaling(2.0)])
+    halving = keras.Sequential([keras.Input((256,)), keras.layers.Rescaling(0.5), keras.layers.Reshape((16, 16, 1))])
+    np.testing.assert_allclose(robust_dae_tf.local_gain((doubling, halving), x, kind="latent"), 2.0, rtol=1e-4)
+    with pytest.raises(ConfigError, match="nope"):
+        robust_dae_tf.local_gain((encoder, decoder), x, kind="nope")
