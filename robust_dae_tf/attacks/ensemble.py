@@ -86,8 +86,8 @@ def start_directions(member: Member, objective, images, targets, seed: int):
     return directed_starts(own, images, towards, seed)
 
 
-def geometry_starts(member: Member, model, objective, images, targets, budget: float, seed: int, chunk_size: int,
-                    jit_compile: bool):
+def geometry_starts(member: Member, model, objective, images, targets, reference, budget: float, seed: int,
+                    chunk_size: int, jit_compile: bool):
     """(directions, gradient evaluations per image spent on them) of a `starts="geometry"`
     member: the objective's own start direction first (if any), then +lambda v and -lambda v
     along the top eigenvectors v of the pullback metric at each image (`geometry.py`)."""
@@ -97,8 +97,10 @@ def geometry_starts(member: Member, model, objective, images, targets, budget: f
     count = restarts_for(member, objective) - (own is not None)
     if count < 1:
         return own, 0
+    # h(x): the attack's own reference unless it is targeted (then the image is its own target).
+    own_reference = geometry.own_reference(model, objective, images) if objective.needs_targets else reference
     directions, _ = geometry.top_directions(
-        model, objective, images, geometry.own_reference(model, objective, images),
+        model, objective, images, own_reference,
         budgets.geometry_directions(count), seed=seed, chunk_size=chunk_size, jit_compile=jit_compile)
     signed = geometry.signed_starts(directions, budget, count)
     return (signed if own is None else np.concatenate([own[None], signed])), member.start_evaluations(count)
@@ -156,7 +158,7 @@ def run_member(member: Member, model, objective, images, targets, reference, bud
     # The same rows per compiled call as the config's memory bound (chunk_size x restarts).
     chunk = max(1, config.chunk_size * config.restarts // restarts)
     if member.starts == "geometry":
-        directions, spent = geometry_starts(member, model, target, images, targets, budget, seed, chunk,
+        directions, spent = geometry_starts(member, model, target, images, targets, ref, budget, seed, chunk,
                                             config.jit_compile)
     else:
         directions, spent = start_directions(member, target, images, targets, seed), 0

@@ -82,11 +82,7 @@ def paired_difference(a, b, higher_is_more_robust: bool) -> dict:
 def _higher_is_more_robust(attack: str) -> bool:
     from robust_dae_tf import attacks  # pylint: disable=import-outside-toplevel
 
-    try:
-        return attacks.objective(attack).arrow == "↑"
-    except Exception as e:  # an attack this installation does not register
-        raise UserError(f"unknown attack {attack!r} in the per-image results; register its objective "
-                        "(robust_dae_tf.attacks) before comparing.") from e
+    return attacks.objective(attack).arrow == "↑"  # ConfigError naming an attack this installation lacks
 
 
 def _main_metric(attack: str) -> str:
@@ -98,14 +94,11 @@ def _main_metric(attack: str) -> str:
 # ----------------------------------------------------------------------------- sources
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError as e:
-        raise UserError(f"{path} is missing.") from e
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} cannot be read as JSON ({e}).") from e
+def _read_json(path: str, rerun: str) -> dict:
+    """The JSON object in `path`, or one UserError naming the file (`evaluations._read_report`)."""
+    from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
+
+    return evaluations._read_report(path, rerun)  # pylint: disable=protected-access
 
 
 def _evaluation_values(eval_dir: str) -> tuple[dict, dict]:
@@ -114,7 +107,8 @@ def _evaluation_values(eval_dir: str) -> tuple[dict, dict]:
     from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
 
     robustness = os.path.join(eval_dir, evaluations.ROBUSTNESS_DIR)
-    report = _read_json(os.path.join(robustness, evaluations.ROBUSTNESS_FILE))
+    report = _read_json(os.path.join(robustness, evaluations.ROBUSTNESS_FILE),
+                        f"rerun bin/evaluate.py with --output={eval_dir}")
     npz = os.path.join(robustness, per_image.FILE)
     if not os.path.exists(npz):
         raise UserError(f"{npz} is missing: the evaluation kept no per-image values (rerun bin/evaluate.py with "
@@ -168,7 +162,7 @@ def _cell_values(check_dir: str) -> tuple[dict, dict]:
         match = _CELL_NAME.match(os.path.basename(path))
         if not match:
             continue
-        stored = _read_json(path)
+        stored = _read_json(path, f"rerun bin/check_attacks.py with --output={check_dir}")
         try:
             fingerprint = json.loads(stored["fingerprint"])
             values = stored["cell"]["msssim"]

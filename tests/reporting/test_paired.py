@@ -117,7 +117,7 @@ def test_bad_directories(tmp_path):
         reporting.paired_comparison(a, evaluation)
     with open(os.path.join(b, "cells", "max_damage_3.0_pgd.json"), "w") as f:
         f.write("{not json")
-    with pytest.raises(UserError, match="cannot be read as JSON"):
+    with pytest.raises(UserError, match="is not readable JSON.*rerun bin/check_attacks.py"):
         reporting.paired_comparison(a, b)
 
 
@@ -209,3 +209,10 @@ def test_compare_cli_paired(tmp_path):
     assert "B − A" in done.stdout
     assert_one_error_line(_compare_cli("--paired", a), "--paired", "exactly two")
     assert_one_error_line(_compare_cli("--paired", a, str(tmp_path / "missing")), "not a directory")
+
+
+def test_an_attack_this_installation_does_not_register_is_one_error(tmp_path):
+    a = _cell(tmp_path, "a", "no_such_attack", 5.0, "pgd", [0.5, 0.6])
+    b = _cell(tmp_path, "b", "no_such_attack", 5.0, "pgd", [0.5, 0.6])
+    with pytest.raises(UserError, match="unknown attack 'no_such_attack'"):
+        reporting.paired_comparison(a, b)
