@@ -10,7 +10,9 @@ attack in --attacks and budget in --budgets it runs each method of --methods:
                  per attack: what evaluation uses);
   * "reference": pgd with --reference_factor times the steps AND the restarts
                  (--reference_factor=4: 16x the compute, docs/attacks.md's pgd_4x);
-  * "lbfgsb":    (optional) the reference implementation's L-BFGS-B procedure.
+  * "lbfgsb":    (optional) the reference implementation's L-BFGS-B procedure;
+  * "ensemble_bf16": (optional) the ensemble searching in bfloat16 (`AttackConfig.precision`;
+                 the latent attack only, maximum damage stays float32), scored in float32.
 
 Per cell: mean attack loss, mean reported MS-SSIM, images won, gradient evaluations per
 image (spent), seconds. Writes <output>/summary.md and <output>/results.json (the CPU's
@@ -37,8 +39,9 @@ cli.define_model_data_flags()
 flags.DEFINE_integer("num_images", 20, "Test images to attack.")
 flags.DEFINE_list("budgets", ["1", "3", "5"], "L2 budgets lambda.")
 flags.DEFINE_list("attacks", ["latent", "max_damage"], "Attacks (registered objective names).")
-flags.DEFINE_list("methods", ["ensemble", "pgd", "reference"], "Methods: ensemble, pgd, pgd_towards, reference, lbfgsb "
-                  "(pgd_towards: pgd with --towards_starts of its starts towards other images).")
+flags.DEFINE_list("methods", ["ensemble", "pgd", "reference"], "Methods: ensemble, pgd, pgd_towards, reference, lbfgsb, "
+                  "ensemble_bf16 (pgd_towards: pgd with --towards_starts of its starts towards other images; "
+                  "ensemble_bf16: the ensemble searching in bfloat16).")
 flags.DEFINE_integer("steps", None, "PGD steps (AttackConfig.steps) of pgd (default: per attack).")
 flags.DEFINE_integer("restarts", 2, "PGD restarts (AttackConfig.restarts) of pgd.")
 flags.DEFINE_integer("exploration_starts", None, "AttackConfig.exploration_starts of pgd and reference "
@@ -56,7 +59,7 @@ flags.DEFINE_integer("lbfgsb_restarts", 2, "L-BFGS-B random starts per image (me
 flags.DEFINE_integer("seed", 0, "Seed of the image selection and the attacks.")
 flags.DEFINE_string("output", "attack_check", "Output directory (cells/ in it make a rerun resume).")
 
-METHODS = ("ensemble", "pgd", "pgd_towards", "reference", "lbfgsb")
+METHODS = ("ensemble", "pgd", "pgd_towards", "reference", "lbfgsb", "ensemble_bf16")
 
 
 def method_configs(objective, methods):
@@ -65,10 +68,11 @@ def method_configs(objective, methods):
 
     pgd = objective.resolve(attacks.AttackConfig(steps=FLAGS.steps, restarts=FLAGS.restarts,
                                                  exploration_starts=FLAGS.exploration_starts))
+    ensemble = objective.resolve(attacks.AttackConfig(method="ensemble", gradient_evaluations=FLAGS.ensemble_evaluations,
+                                                      ensemble_members=FLAGS.ensemble_members))
     table = {
-        "ensemble": objective.resolve(attacks.AttackConfig(method="ensemble",
-                                                           gradient_evaluations=FLAGS.ensemble_evaluations,
-                                                           ensemble_members=FLAGS.ensemble_members)),
+        "ensemble": ensemble,
+        "ensemble_bf16": dataclasses.replace(ensemble, precision="bfloat16"),
         "pgd": pgd,
         "pgd_towards": dataclasses.replace(pgd, towards_starts=(pgd.exploration_starts * pgd.restarts // 2
                                                                 if FLAGS.towards_starts is None else FLAGS.towards_starts)),
@@ -147,7 +151,8 @@ def main(argv):
 
 def _describe(config) -> str:
     if config.method == "ensemble":
-        return f"ensemble of {config.gradient_evaluations} gradient evaluations"
+        in_bf16 = ", search in bfloat16 where allowed" if config.precision != "float32" else ""
+        return f"ensemble of {config.gradient_evaluations} gradient evaluations{in_bf16}"
     if config.method == "lbfgsb":
         return f"L-BFGS-B {config.steps} iterations x {config.restarts} starts"
     towards = f", {config.towards_starts} starts towards other images" if config.towards_starts else ""

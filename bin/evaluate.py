@@ -78,6 +78,10 @@ flags.DEFINE_integer("attack_gradient_evaluations", DEFAULTS.attack_gradient_eva
 flags.DEFINE_list("attack_ensemble_members", DEFAULTS.attack_ensemble_members,
                   "--attack_method=ensemble: its members, e.g. apgd_geometry,apgd_towards,apgd_towards_long "
                   "(default: each attack's own; docs/attacks.md, Ensemble).")
+flags.DEFINE_enum("attack_precision", DEFAULTS.attack_precision, ["float32", "bfloat16", "auto"],
+                  "Arithmetic of the strong protocol's attack search: bfloat16 searches the latent attack on a "
+                  "bfloat16 twin of the model (maximum damage stays float32) and scores what it finds in float32; "
+                  "auto: bfloat16 only where measured faster on this CPU (docs/attacks.md, bfloat16).")
 flags.DEFINE_integer("attack_chunk_size", DEFAULTS.attack_chunk_size,
                      "Images per compiled attack call (default: a ~1 GiB memory bound from the image size, "
                      "1000 at 32x32x1, 145 at 64x64x3; lower it if memory is short).")

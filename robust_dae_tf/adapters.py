@@ -208,6 +208,12 @@ class Adapter:
     def reconstruct(self, images):
         return self.decode(self.encode(images))
 
+    @property
+    def parts(self) -> tuple:
+        """What the adapter calls: (encoder, decoder) Keras models for the Keras forms, the
+        loaded SavedModel(s) for the SavedModel forms (`attacks.precision` rebuilds from them)."""
+        return tuple(self._loaded.parts)
+
     def describe(self) -> str:
         return self.name or self.path or (self.files[0] if self.files else "the model")
 

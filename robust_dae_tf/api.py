@@ -91,7 +91,7 @@ def _protocol(name: str, num_images: int, trials: int, budgets, seed: int, attac
 def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1.0, 3.0, 5.0),
              num_images: int | None = None, trials: int = 1, seed: int = 0, attack_steps: int | None = None,
              attack_restarts: int | None = None, attack_exploration_starts: int | None = None,
-             pixel_range=(0.0, 1.0), prior=None, name: str | None = None, output: str | None = None,
+             attack_precision: str = "float32", pixel_range=(0.0, 1.0), prior=None, name: str | None = None, output: str | None = None,
              figures: bool = False, progress: bool = False) -> EvaluationResult:
     """Evaluates `model` under the robustness protocol on `images` (module docstring).
 
@@ -105,6 +105,9 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
       budgets: L2 budgets lambda (in [0, 1] pixel units).
       trials, seed: as --trials, --seed. attack_steps / attack_restarts /
         attack_exploration_starts: as --attack_* (None: the defaults; "strong" only).
+      attack_precision: as --attack_precision: "float32", "bfloat16" (the latent attack
+        searches on a bfloat16 twin of a Keras or bin/train.py model, scored in float32) or
+        "auto" (bfloat16 where measured faster here); `attacks.precision`.
       pixel_range: (lo, hi) of the model's pixels (module docstring).
       prior: None, "standard_normal" or a GMM JSON path / dict: checked against the
         latents and recorded (row["model_source"]["prior"]).
@@ -134,7 +137,8 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
         labels = np.full(x.shape[0], -1, np.int64)
     num_images = min(DEFAULT_NUM_IMAGES, x.shape[0]) if num_images is None else num_images
     config = attacks.AttackConfig(steps=attack_steps, restarts=attack_restarts if attack_restarts is not None
-                                  else attacks.AttackConfig().restarts, exploration_starts=attack_exploration_starts)
+                                  else attacks.AttackConfig().restarts, exploration_starts=attack_exploration_starts,
+                                  precision=attack_precision)
     attacks.validate_config(config)
     proto = _protocol(protocol, num_images, trials, budgets, seed, config)
     latent_dim = adapters.probe(adapted, x, adapted.describe())
@@ -163,12 +167,14 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
 
 def attack(model, images, budget: float = 1.0, kind: str = "max_damage", targets=None, *, steps: int | None = None,
            restarts: int | None = None, exploration_starts: int | None = None, method: str = "pgd", seed: int = 0,
-           pixel_range=(0.0, 1.0)):
+           pixel_range=(0.0, 1.0), precision: str = "float32"):
     """One attack (`attacks.run`): the perturbation d with ||d||_2 <= `budget` ([0, 1]
     pixel units) and x + d in the pixel box that maximises the damage ("max_damage",
     eq. 13: ||f(g(x + d)) - f(g(x))||) or moves the latents to the targets' ("latent",
     eq. 12: ||g(x + d) - g(x_t)||, needs `targets`). Returns an `attacks.AttackResult`
     whose `adversarial` images are in `pixel_range` and `loss` [N] is the objective.
+    `precision`: the search's arithmetic, "float32", "bfloat16" or "auto"
+    (`AttackConfig.precision`; the loss is always measured in float32).
 
     >>> import numpy as np, keras, robust_dae_tf
     >>> encoder = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten()])
@@ -190,7 +196,8 @@ def attack(model, images, budget: float = 1.0, kind: str = "max_damage", targets
         t = adapters.check_images(targets, pixel_range, "targets")
     adapters.probe(adapted, x, adapted.describe())
     config = attacks.AttackConfig(steps=steps, restarts=restarts if restarts is not None else
-                                  attacks.AttackConfig().restarts, exploration_starts=exploration_starts, method=method)
+                                  attacks.AttackConfig().restarts, exploration_starts=exploration_starts, method=method,
+                                  precision=precision)
     result = attacks.run(objective, adapted, x, budget, config, targets=t, seed=seed)
     lo, hi = adapted.pixel_range
     if (lo, hi) != (0.0, 1.0):

@@ -54,6 +54,8 @@ CASES = [
      ["ensemble_members", "'ensemble' only"]),
     ("evaluate.py", ["--model={tmp}/model", "--attack_method=ensemble", "--attack_gradient_evaluations=50"], None,
      ["needs at least 80 gradient evaluations", "got 50"]),
+    ("evaluate.py", ["--model={tmp}/model", "--attack_method=lbfgsb", "--attack_precision=bfloat16"], None,
+     ["precision 'bfloat16'", "not 'lbfgsb'", "float32"]),
     ("evaluate.py", ["--model={tmp}/model", "--output={tmp}/a_file/eval"], None, ["--output=", "a_file is a file"]),
     # bin/check_attacks.py and bin/benchmark_attacks.py: the model's path, the dataset, budgets, methods, the output.
     ("check_attacks.py", ["--model={tmp}/missing"], None, ["--model=", "not a directory"]),

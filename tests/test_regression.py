@@ -44,6 +44,11 @@ The flags evaluate --attack_gradient_evaluations / --attack_ensemble_members (de
 the ensemble's budget and members reachable from the command line) and compare --paired
 (default false) were added to the recorded flags by hand (their --helpshort entries, parsed
 by the recorder's parse_flags; every other recorded flag checked equal); nothing else changed.
+The search precision (issue 23, item 6) was patched the same way
+(patch_regression_new_keys.py precision attack_precision): the AttackConfig field "precision"
+("float32") wherever the attack config is recorded, "precision" in every run log of
+"attack_runs", and evaluate's new flag --attack_precision (default float32): 27 paths added, no
+recorded value changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

@@ -25,6 +25,8 @@ pixels of one image, and the adversarial image x + d stays in [0, 1].
                     `max_damage_attack`
     measures.py     `attack_loss`, `reconstruct`, `reconstruct_and_msssim` (measuring attacked images)
     budgets.py      gradient evaluations per image: PGD's cost, the ensemble's members and split
+    precision.py    the arithmetic of the search (`AttackConfig.precision`): a bfloat16 twin
+                    of the model for the latent attack, the images found scored in float32
     progress.py     progress within a run: the batched optimisers report the gradient
                     evaluations of each compiled call; `progress.bar` shows them
 
@@ -43,6 +45,7 @@ from robust_dae_tf.attacks.config import (
     ATTACK_MEMORY_BYTES,
     MAX_CHUNK_SIZE,
     METHODS,
+    PRECISIONS,
     STRONG_PROTOCOL_METHOD,
     ROW_BYTES_PER_PIXEL,
     AttackConfig,

@@ -70,6 +70,12 @@ def run_cell(model, objective, images, targets, budget: float, config, seed: int
             "seconds": float(seconds), "log": result.info}
 
 
+def _recorded(config) -> dict:
+    """The config as a cell's fingerprint holds it: `precision` only when it is not float32, so
+    cells written before the field existed are reused."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if not (k == "precision" and v == "float32")}
+
+
 def check_attacks(model, images, targets, budgets, attack_objectives, methods: dict, output: str, seed: int = 0,
                   model_id: str = "", log=print, show_progress: bool = False) -> dict:
     """Runs every (attack, budget, method) cell, reusing finished cells in `output`.
@@ -100,7 +106,7 @@ def check_attacks(model, images, targets, budgets, attack_objectives, methods: d
                 path = cell_path(output, objective, budget, method)
                 cell_seed = int(seed) + 1000 * b_index
                 fingerprint = json.dumps({**base, "objective": objective.name, "budget": float(budget),
-                                          "config": dataclasses.asdict(config), "seed": cell_seed}, sort_keys=True)
+                                          "config": _recorded(config), "seed": cell_seed}, sort_keys=True)
                 cell = None
                 if os.path.exists(path):
                     try:

@@ -17,6 +17,10 @@ from robust_dae_tf.attacks import budgets
 from robust_dae_tf.errors import ConfigError, DataError
 
 METHODS = ("pgd", "lbfgsb", "paper", "apgd", "ensemble")
+# The arithmetic of an attack's search (`AttackConfig.precision`, `precision.py`), and the methods
+# that can search in bfloat16 (the L-BFGS-B attackers need float32 gradients for their line search).
+PRECISIONS = ("float32", "bfloat16", "auto")
+LOW_PRECISION_METHODS = ("pgd", "apgd", "ensemble")
 # The attack of the strong protocol (AttackConfig's default method, and so --attack_method's):
 # switching the strong protocol to the ensemble is this one line ("ensemble").
 STRONG_PROTOCOL_METHOD = "pgd"
@@ -70,6 +74,13 @@ class AttackConfig:
         any) instead of being random; 0 (default) = today's PGD. Same cost; stronger on
         maximum damage, whose strongest points are rare basins (docs/attacks.md,
         "Ensemble", round 2). At least one start stays the objective's own or random.
+      precision: the arithmetic of the search (`precision.py`): "float32" (default);
+        "bfloat16": the gradients are taken on a twin of the model whose hidden layers
+        compute in bfloat16, for the attacks whose objective allows it (the latent attack;
+        `Objective.low_precision_search`), and the images found are scored with the float32
+        model, so every reported number is a float32 number; "auto": bfloat16 where it is
+        allowed and measured faster on the CPU at hand, float32 elsewhere. Methods "pgd",
+        "apgd" and "ensemble" only.
     """
 
     steps: int | None = None
@@ -82,6 +93,7 @@ class AttackConfig:
     gradient_evaluations: int | None = None
     ensemble_members: tuple | None = None
     towards_starts: int = 0
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -117,6 +129,12 @@ class AttackConfig:
         if towards and self.exploration_starts is not None and towards >= self.exploration_starts * self.restarts:
             raise ConfigError(f"attack towards_starts must be below the {self.exploration_starts * self.restarts} "
                               f"starts of PGD's first phase (exploration_starts x restarts), got {towards}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"attack precision {self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}.")
+        if self.precision != "float32" and self.method not in LOW_PRECISION_METHODS:
+            raise ConfigError(f"attack precision {self.precision!r} applies to the methods "
+                              f"{', '.join(LOW_PRECISION_METHODS)}, not {self.method!r} (its L-BFGS-B search needs "
+                              "float32 gradients); use precision 'float32'.")
         if self.method == "apgd" and evaluations is not None and evaluations < budgets.APGD_MIN_EVALUATIONS:
             raise ConfigError(f"APGD needs at least {budgets.APGD_MIN_EVALUATIONS} gradient evaluations per image, "
                               f"got {evaluations}.")

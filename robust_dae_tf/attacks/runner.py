@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd, starts
+from robust_dae_tf.attacks import apgd, ensemble, gradients, lbfgsb, objectives, paper, pgd, precision, starts
 from robust_dae_tf.attacks.config import (AttackConfig, AttackResult, for_model, validate_budget, validate_config,
                                           validate_images)
 from robust_dae_tf.attacks.measures import attack_loss, reconstruct, reconstruct_and_msssim  # noqa: F401  (re-exported)
@@ -40,20 +40,25 @@ def run_validated(objective, model, images, budget: float, config: AttackConfig,
             )
     reference = objective.reference(model, images, targets)
     gradients.check_input_gradient(model, objective, images, reference, budget, int(seed))  # once per attack
+    # The search may run on a bfloat16 twin (`precision.py`); its images are scored in float32 below.
+    search_model, search_reference, precision_log = precision.search_precision(
+        objective, model, config, images, targets, np.asarray(reference))
     if config.method == "pgd":
         directions = starts.directed_starts(objective.start_directions(images, targets), images,
                                             config.towards_starts, int(seed))
-        result = pgd.run(model, objective, images, reference, budget, config, int(seed), record_curve,
+        result = pgd.run(search_model, objective, images, search_reference, budget, config, int(seed), record_curve,
                          directions=directions)
     elif config.method == "apgd":
-        result = apgd.run(model, objective, images, reference, budget, config.gradient_evaluations, int(seed),
-                          config.chunk_size, config.jit_compile, directions=objective.start_directions(images, targets))
+        result = apgd.run(search_model, objective, images, search_reference, budget, config.gradient_evaluations,
+                          int(seed), config.chunk_size, config.jit_compile,
+                          directions=objective.start_directions(images, targets))
     elif config.method == "ensemble":
-        result = ensemble.run(model, objective, images, targets, reference, budget, config, int(seed))
+        result = ensemble.run(search_model, objective, images, targets, search_reference, budget, config, int(seed))
     elif config.method == "paper":
         result = paper.run(model, objective, images, reference, budget, config, int(seed), record_curve)
     else:
         result = lbfgsb.run(model, objective, images, reference, budget, config, int(seed), record_curve)
+    result = precision.rescore(result, objective, model, np.asarray(reference), precision_log)
     bad = ~np.isfinite(result.loss)
     if bad.any():
         raise DataError(

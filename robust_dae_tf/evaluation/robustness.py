@@ -363,13 +363,14 @@ def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: i
     """The canonical JSON of everything that determines one run: `base` (protocol, model,
     hashes of the images and targets; `evaluate_robustness`), the attack, its budget, its
     settings as resolved for the model and its seed. The AttackConfig fields of issue 23
-    (`_NEW_ATTACK_FIELDS`) enter only when set, so runs cached before they existed resume."""
-    attack = {k: v for k, v in attack.items() if not (k in _NEW_ATTACK_FIELDS and v is None)}
+    (`_NEW_ATTACK_FIELDS`) enter only when they differ from their defaults, so runs cached
+    before they existed resume."""
+    attack = {k: v for k, v in attack.items() if not (k in _NEW_ATTACK_FIELDS and v == _NEW_ATTACK_FIELDS[k])}
     return json.dumps({**base, "objective": objective.name, "budget": float(budget), "attack": attack,
                        "attack_seed": int(seed)}, sort_keys=True)
 
 
-_NEW_ATTACK_FIELDS = ("gradient_evaluations", "ensemble_members")
+_NEW_ATTACK_FIELDS = {"gradient_evaluations": None, "ensemble_members": None, "precision": "float32"}  # and defaults
 
 
 def _run_cache_file(cache_dir: str, objective, budget: float) -> str:
@@ -407,14 +408,16 @@ def _store_run(path: str, fingerprint: str, x_a: np.ndarray, loss: np.ndarray, i
 
 def _run_log(result_info: dict, config: AttackConfig, objective) -> dict:
     """The report's `attack_runs` entry of one run: the optimiser's log (`AttackResult.info`);
-    for PGD runs loaded from a cache written without one, its cost from the config."""
+    for PGD runs loaded from a cache written without one, its cost from the config; always
+    with the search's "precision" (`attacks.precision`)."""
     if result_info is None:
         if config.method != "pgd":
             return None
         from robust_dae_tf.attacks import pgd  # pylint: disable=import-outside-toplevel
 
         result_info = {"gradient_evaluations_per_image": pgd.gradient_evaluations(config, objective)}
-    return dict(result_info)
+    # Runs cached before the search precision was recorded searched in float32 (their fingerprint says so).
+    return {**dict(result_info), "precision": result_info.get("precision", "float32")}
 
 
 # --------------------------------------------------------------------------

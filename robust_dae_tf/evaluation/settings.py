@@ -51,6 +51,7 @@ class EvaluationSettings:
     attack_towards_starts: int = _ATTACK_DEFAULTS.towards_starts
     attack_gradient_evaluations: int | None = _ATTACK_DEFAULTS.gradient_evaluations
     attack_ensemble_members: tuple | None = _ATTACK_DEFAULTS.ensemble_members
+    attack_precision: str = _ATTACK_DEFAULTS.precision
     pool_size: int = 5000
     seed: int = 0
     protocol: str = "strong"
@@ -212,7 +213,7 @@ def check_settings(settings: EvaluationSettings) -> tuple:
                                   chunk_size=s.attack_chunk_size, method=s.attack_method,
                                   jit_compile=s.attack_xla, towards_starts=s.attack_towards_starts,
                                   gradient_evaluations=s.attack_gradient_evaluations,
-                                  ensemble_members=s.attack_ensemble_members)
+                                  ensemble_members=s.attack_ensemble_members, precision=s.attack_precision)
     attacks.validate_config(attack)
     if not s.skip_robustness:
         check_attack_for(attack)

@@ -215,7 +215,8 @@ def test_report_records_cost_and_member_wins(mlp16, images16, tmp_path):
         for name in ("latent", "max_damage"):
             run_log = report["attack_runs"][name]["0.5"]
             if method == "pgd":
-                assert run_log == {"gradient_evaluations_per_image": 2 * 1 + 1 * 8}  # 2 starts x 1 + 8
+                assert run_log == {"gradient_evaluations_per_image": 2 * 1 + 1 * 8,  # 2 starts x 1 + 8
+                                   "precision": "float32"}
             else:
                 assert run_log["gradient_evaluations_per_image"] <= 96
                 assert sum(run_log["member_wins"].values()) == 3

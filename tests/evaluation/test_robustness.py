@@ -69,9 +69,10 @@ def test_report_format(report):
     assert proto["attack"] == {"steps": 6, "restarts": 1, "exploration_starts": 4,
                                "initial_step_fraction": FAST.initial_step_fraction,
                                "chunk_size": None, "method": "pgd", "jit_compile": None,
-                               "gradient_evaluations": None, "ensemble_members": None, "towards_starts": 0}
+                               "gradient_evaluations": None, "ensemble_members": None, "towards_starts": 0,
+                               "precision": "float32"}
     # What each run spent: (4 starts x ceil(6/8) steps) + 6 refinement steps.
-    assert report["attack_runs"] == {name: {b: {"gradient_evaluations_per_image": 4 * 1 + 6} for b in ("1.0", "2.0")}
+    assert report["attack_runs"] == {name: {b: {"gradient_evaluations_per_image": 4 * 1 + 6, "precision": "float32"} for b in ("1.0", "2.0")}
                                      for name in ("latent", "max_damage")}
     assert proto["msssim_convention"] == "paper (see metrics.msssim.ms_ssim_paper)"
     assert proto["attack_by_kind"]["latent"]["steps"] == 6
