@@ -114,6 +114,11 @@ class ExportedAutoencoder:
                 "decode(latents) (export it with robust_dae_tf.export.export_saved_model)."
             )
 
+    @property
+    def saved_model(self):
+        """The loaded SavedModel object (`tf.saved_model.load`)."""
+        return self._loaded
+
     @staticmethod
     def _single(outputs):
         return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs

@@ -95,22 +95,22 @@ def clone_in_bfloat16(net, what: str = "model"):
     return twin
 
 
-def _rebuild_export(model):
+def _rebuild_export(model, loaded):
     """(encoder, decoder) float32 Keras models of a bin/train.py export: the model of the
-    config in its metadata, with the SavedModel's variables (checked name by name)."""
+    config in its metadata, with the variables of its SavedModel `loaded` (checked name by
+    name)."""
     import ml_collections  # pylint: disable=import-outside-toplevel
 
     from robust_dae_tf import models  # pylint: disable=import-outside-toplevel
 
     metadata = model.metadata
-    loaded = model.parts[0]
     net = models.build_model(ml_collections.ConfigDict(metadata["config"]), tuple(metadata["image_shape"]))
     target = list(net.encoder.variables) + list(net.decoder.variables)
     source = list(loaded.variables)
     names = [v.name.split(":")[0] for v in source]
     if len(source) != len(target) or any(n != t.path or tuple(s.shape) != tuple(t.shape)
                                          for n, s, t in zip(names, source, target)):
-        raise ConfigError(f"attack precision bfloat16: the variables of {model.describe()} do not match the model its "
+        raise ConfigError(f"attack precision bfloat16: the variables of {_describe(model)} do not match the model its "
                           "metadata's config builds (exported by another version?); use precision float32.")
     for s, t in zip(source, target):
         t.assign(s)
@@ -119,11 +119,15 @@ def _rebuild_export(model):
 
 def _keras_parts(model):
     """(encoder, decoder) Keras models of `model`, or None."""
-    from robust_dae_tf import adapters  # pylint: disable=import-outside-toplevel
+    from robust_dae_tf import adapters, export  # pylint: disable=import-outside-toplevel
 
+    metadata = getattr(model, "metadata", None) or {}
+    train_export = isinstance(metadata.get("config"), dict) and "image_shape" in metadata
+    if isinstance(model, export.ExportedAutoencoder):
+        return _rebuild_export(model, model.saved_model) if train_export else None
     if isinstance(model, adapters.Adapter):
-        if model.form == "export" and isinstance(model.metadata.get("config"), dict):
-            return _rebuild_export(model)
+        if model.form == "export" and train_export:
+            return _rebuild_export(model, model.parts[0])
         parts = model.parts
         if len(parts) == 2 and all(isinstance(p, keras.Model) for p in parts):
             return parts
@@ -166,7 +170,7 @@ def bfloat16_twin(model):
 
 def _describe(model) -> str:
     describe = getattr(model, "describe", None)
-    return describe() if callable(describe) else type(model).__name__
+    return describe() if callable(describe) else (getattr(model, "path", None) or type(model).__name__)
 
 
 # ------------------------------------------------------------------ measuring and choosing

@@ -86,12 +86,17 @@ def test_twin_of_a_train_export_is_rebuilt_from_its_config_and_variables(tmp_pat
     z32 = adapter.encode(x).numpy()
     z16 = twin.encode(x).numpy()
     assert 0 < np.abs(z16 - z32).max() < 0.03 * np.abs(z32).max()
+    # The same model loaded as bin/check_attacks.py does (export.ExportedAutoencoder).
+    loaded_twin = precision.bfloat16_twin(export.load_saved_model(path))
+    np.testing.assert_array_equal(loaded_twin.encode(x).numpy(), z16)
 
 
 def test_models_without_layers_to_rebuild_are_refused(tmp_path):
     path = export_tiny_autoencoder(str(tmp_path / "tiny"), shape=(8, 8, 1))  # metadata without a config
     with pytest.raises(ConfigError, match="computes in float32 as saved"):
         precision.bfloat16_twin(adapters.open_model(path))
+    with pytest.raises(ConfigError, match="computes in float32 as saved"):
+        precision.bfloat16_twin(export.load_saved_model(path))
 
     class Subclassed(keras.Model):
         def __init__(self):
