@@ -264,6 +264,39 @@ def success_levels_markdown(robustness: dict | None, digits: int = 3) -> str:
     return f"Success levels (same images and targets, no attack): {'; '.join(clauses)}."
 
 
+def attack_markdown(robustness: dict | None) -> str:
+    """One sentence naming the attack that ran, when it is not the strong protocol's plain
+    float32 PGD (whose protocol sentence says it all, as for the paper protocol): the method,
+    per attack the gradient evaluations per image it spent (`attack_runs`) and the precision
+    its search ran in (`attacks.precision`; with the run-time measurement under "auto");
+    "" otherwise."""
+    robustness = robustness or {}
+    protocol = robustness.get("protocol") or {}
+    method = (protocol.get("attack") or {}).get("method", "pgd")
+    runs = robustness.get("attack_runs") or {}
+    logs = {name: [log for log in (by_budget or {}).values() if log] for name, by_budget in runs.items()}
+    if protocol.get("name") == "paper" or not any(logs.values()):
+        return ""
+    if method == "pgd" and all(log.get("precision", "float32") == "float32" for v in logs.values() for log in v):
+        return ""
+    clauses = []
+    for name, attack_logs in logs.items():
+        if not attack_logs:
+            continue
+        spent = sorted({float(log["gradient_evaluations_per_image"]) for log in attack_logs
+                        if log.get("gradient_evaluations_per_image") is not None})
+        precisions = sorted({log.get("precision", "float32") for log in attack_logs})
+        clause = f"{name}: {' / '.join(f'{e:g}' for e in spent) or '?'} gradient evaluations per image, " \
+                 f"search in {' / '.join(precisions)}"
+        speedups = [log["precision_measurement"]["speedup"] for log in attack_logs if log.get("precision_measurement")]
+        if speedups:
+            clause += f" (auto: bfloat16 measured {min(speedups):.2f}x as fast)"
+        clauses.append(clause)
+    scored = (" What the bfloat16 search found was scored with the float32 model, as every reported number."
+              if any(log.get("precision") == "bfloat16" for v in logs.values() for log in v) else "")
+    return f"Attack: `{method}`; {'; '.join(clauses)}.{scored}"
+
+
 def parse_markdown_table(text: str) -> list[dict]:
     """Rows of the first Markdown table in `text` as dicts header -> cell (for tests/tools)."""
     lines: list[str] = []

@@ -77,3 +77,51 @@ def test_table3_in_percent():
     assert parsed[1]["λ=1 acc. (%) ↑"] == "25.00 ± 5.00"
     table = list(csv.DictReader(io.StringIO(reporting.table3_csv(data))))
     assert float(table[0]["clean_accuracy"]) == 0.9608 and float(table[1]["attacked_accuracy.std"]) == 0.05
+
+
+def _with_runs(report, method, logs):
+    """`report` with the protocol's attack method and per-attack run logs {attack: [log per budget]}."""
+    report["protocol"].update({"name": "strong", "attack": {"method": method}})
+    report["attack_runs"] = {attack: {str(float(b)): log for b, log in zip(BUDGETS, attack_logs)}
+                             for attack, attack_logs in logs.items()}
+    return report
+
+
+def test_attack_sentence_only_for_what_the_protocol_sentence_does_not_say(tmp_path):
+    from robust_dae_tf.reporting import tables
+
+    pgd = {"gradient_evaluations_per_image": 3200, "precision": "float32"}
+    plain = _with_runs(fake_robustness(0.1), "pgd", {"latent": [pgd] * 3, "max_damage": [pgd] * 3})
+    assert tables.attack_markdown(plain) == ""
+    assert tables.attack_markdown(None) == "" and tables.attack_markdown(fake_robustness(0.1)) == ""
+    paper = _with_runs(fake_robustness(0.1), "paper", {"latent": [pgd] * 3})
+    paper["protocol"]["name"] = "paper"
+    assert tables.attack_markdown(paper) == ""
+    old = _with_runs(fake_robustness(0.1), "ensemble", {  # logs written before the precision was recorded
+        "latent": [{"gradient_evaluations_per_image": 800}] * 3,
+        "max_damage": [{"gradient_evaluations_per_image": 496}, {"gradient_evaluations_per_image": 500},
+                       {"gradient_evaluations_per_image": 496}]})
+    assert tables.attack_markdown(old) == (
+        "Attack: `ensemble`; latent: 800 gradient evaluations per image, search in float32; max_damage: 496 / 500 "
+        "gradient evaluations per image, search in float32.")
+
+
+def test_attack_sentence_names_a_bfloat16_search_and_its_measurement(tmp_path):
+    from robust_dae_tf.reporting import tables
+
+    auto = {"gradient_evaluations_per_image": 800, "precision": "bfloat16",
+            "precision_measurement": {"speedup": 1.9049, "requested": "auto"}}
+    kept = {"gradient_evaluations_per_image": 3200, "precision": "float32", "precision_note": "..."}
+    report = _with_runs(fake_robustness(0.1), "pgd", {"latent": [auto, dict(auto, precision_measurement={
+        "speedup": 1.87})], "max_damage": [kept, kept]})
+    sentence = tables.attack_markdown(report)
+    assert sentence == ("Attack: `pgd`; latent: 800 gradient evaluations per image, search in bfloat16 (auto: "
+                        "bfloat16 measured 1.87x as fast); max_damage: 3200 gradient evaluations per image, search in "
+                        "float32. What the bfloat16 search found was scored with the float32 model, as every "
+                        "reported number.")
+    row = reporting.make_row("m", robustness=report)
+    markdown = reporting.write_report(str(tmp_path), row, tensorboard=False)["markdown"]
+    assert sentence in markdown
+    plain = reporting.write_report(str(tmp_path / "plain"), reporting.make_row("m", robustness=fake_robustness(0.1)),
+                                   tensorboard=False)["markdown"]
+    assert "Attack: `" not in plain
