@@ -142,14 +142,20 @@ def _float32_fn(net):
 
 def bfloat16_twin(model):
     """The model's twin computing in bfloat16 (module docstring), an `adapters.Adapter` with
-    the same pixel range and metadata; built once per model. ConfigError for models
-    without one (SavedModels not written by bin/train.py, subclassed Keras models)."""
-    from robust_dae_tf import adapters  # pylint: disable=import-outside-toplevel
+    the same pixel range and metadata; built once per model, its weights copied again from
+    the model's Keras parts on every later call (the model may have been trained since).
+    ConfigError for models without one (SavedModels not written by bin/train.py, subclassed
+    Keras models)."""
+    from robust_dae_tf import adapters, export  # pylint: disable=import-outside-toplevel
 
     try:
-        return _TWINS[model]
+        twin, pairs = _TWINS[model]
     except (KeyError, TypeError):
         pass
+    else:
+        for source, clone in pairs:  # a Keras model may have been trained since: its current weights
+            clone.set_weights(source.get_weights())
+        return twin
     parts = _keras_parts(model)
     if parts is None:
         form = getattr(model, "form", type(model).__name__)
@@ -157,12 +163,15 @@ def bfloat16_twin(model):
                           f"encoder and decoder, or a bin/train.py export); {_describe(model)} ({form}) computes in "
                           "float32 as saved. Use --attack_precision=float32.")
     encoder, decoder = (clone_in_bfloat16(net, what) for net, what in zip(parts, ("encoder", "decoder")))
+    # Weights to copy again on the next use: a model's own Keras parts (a rebuilt export's are fixed).
+    rebuilt = isinstance(model, export.ExportedAutoencoder) or getattr(model, "form", None) == "export"
+    pairs = [] if rebuilt else list(zip(parts, (encoder, decoder)))
     twin = adapters.Adapter(_float32_fn(encoder), _float32_fn(decoder), form=getattr(model, "form", "in_memory"),
                             metadata=getattr(model, "metadata", None), path=getattr(model, "path", None),
                             pixel_range=getattr(model, "pixel_range", (0.0, 1.0)), trackables=[encoder, decoder],
                             name=f"{_describe(model)} (bfloat16)")
     try:
-        _TWINS[model] = twin
+        _TWINS[model] = (twin, pairs)
     except TypeError:  # not weak-referenceable: built again next time
         pass
     return twin

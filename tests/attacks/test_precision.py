@@ -216,3 +216,16 @@ def test_check_cells_of_float32_configs_keep_their_fingerprint():
     assert "precision" not in plain  # cells written before the field existed are reused
     assert plain == {k: v for k, v in dataclasses.asdict(AttackConfig(method="ensemble")).items() if k != "precision"}
     assert check._recorded(AttackConfig(method="ensemble", precision="bfloat16"))["precision"] == "bfloat16"
+
+
+def test_twin_follows_a_model_trained_after_it_was_built():
+    model = MLPModel(seed=8)
+    twin = precision.bfloat16_twin(model)  # the project's models: objects with Keras encoder / decoder
+    kernel = model.encoder.layers[-1].kernel
+    kernel.assign(kernel.numpy() + 1.0)  # "trained" since
+    again = precision.bfloat16_twin(model)
+    assert again is twin
+    np.testing.assert_array_equal(again.parts[0].layers[-1].kernel.numpy(), kernel.numpy())
+    x = make_mlp_images()
+    assert np.abs(again.encode(x).numpy() - _numpy_encode(model.encoder, x)).max() < 0.02 * np.abs(
+        _numpy_encode(model.encoder, x)).max()
