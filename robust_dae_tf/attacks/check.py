@@ -27,7 +27,7 @@ import numpy as np
 
 from robust_dae_tf import fileio
 from robust_dae_tf.attacks import objectives, progress
-from robust_dae_tf.attacks.config import budget_key
+from robust_dae_tf.attacks.config import ADDED_FIELDS, budget_key, fingerprint_record
 
 CELL_FORMAT = 1
 
@@ -71,9 +71,9 @@ def run_cell(model, objective, images, targets, budget: float, config, seed: int
 
 
 def _recorded(config) -> dict:
-    """The config as a cell's fingerprint holds it: `precision` only when it is not float32, so
-    cells written before the field existed are reused."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if not (k == "precision" and v == "float32")}
+    """The config as a cell's fingerprint holds it: `precision` left out at float32, so cells
+    written before the field existed are reused (they recorded the other added fields)."""
+    return fingerprint_record(dataclasses.asdict(config), {"precision": ADDED_FIELDS["precision"]})
 
 
 def check_attacks(model, images, targets, budgets, attack_objectives, methods: dict, output: str, seed: int = 0,

@@ -209,6 +209,18 @@ class AttackResult:
     info: dict = dataclasses.field(default_factory=dict)
 
 
+# AttackConfig fields added after attack runs were first cached (`robustness` run cache,
+# `check` cells), with their defaults: a fingerprint leaves such a field out at its default,
+# so files written before it existed still resume.
+ADDED_FIELDS = {"gradient_evaluations": None, "ensemble_members": None, "precision": "float32"}
+
+
+def fingerprint_record(attack: dict, added=ADDED_FIELDS) -> dict:
+    """`attack` (an AttackConfig as a dict) without the fields of `added` that hold their
+    default (`ADDED_FIELDS`; a cache format that recorded some of them passes fewer)."""
+    return {k: v for k, v in attack.items() if not (k in added and v == added[k])}
+
+
 def validate_config(config) -> None:
     """ConfigError unless `config` is an `AttackConfig` (whose values were checked when it was built)."""
     if not isinstance(config, AttackConfig):

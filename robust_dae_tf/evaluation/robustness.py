@@ -102,6 +102,7 @@ import tensorflow as tf
 
 from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
+from robust_dae_tf.attacks import config as attack_config
 from robust_dae_tf.attacks import progress as attack_progress
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.evaluation.settings import check_attack_for, validate_budgets  # defined without TensorFlow
@@ -362,15 +363,14 @@ def _model_identity(model, clean: dict) -> dict:
 def _run_fingerprint(base: dict, objective, budget: float, attack: dict, seed: int) -> str:
     """The canonical JSON of everything that determines one run: `base` (protocol, model,
     hashes of the images and targets; `evaluate_robustness`), the attack, its budget, its
-    settings as resolved for the model and its seed. The AttackConfig fields of issue 23
-    (`_NEW_ATTACK_FIELDS`) enter only when they differ from their defaults, so runs cached
-    before they existed resume."""
-    attack = {k: v for k, v in attack.items() if not (k in _NEW_ATTACK_FIELDS and v == _NEW_ATTACK_FIELDS[k])}
+    settings as resolved for the model and its seed. The AttackConfig fields added since
+    (`attacks.config.ADDED_FIELDS`) enter only when they differ from their defaults, so runs
+    cached before they existed resume."""
+    attack = attack_config.fingerprint_record(attack)
     return json.dumps({**base, "objective": objective.name, "budget": float(budget), "attack": attack,
                        "attack_seed": int(seed)}, sort_keys=True)
 
 
-_NEW_ATTACK_FIELDS = {"gradient_evaluations": None, "ensemble_members": None, "precision": "float32"}  # and defaults
 
 
 def _run_cache_file(cache_dir: str, objective, budget: float) -> str:

@@ -188,6 +188,11 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
     if metadata.get("dataset") and metadata["dataset"] not in (dataset, dataset_name):
         print(f"[warning] the model was trained on {metadata['dataset']}, evaluating on {dataset}", flush=True)
     loaded = load_model(saved_model)  # the adapter opened above (its endpoints are checked)
+    if attack.precision != "float32" and "strong" in protocols and not s.skip_robustness:
+        # A model the bfloat16 search cannot rebuild fails here, before the data are loaded (the twin is kept).
+        from robust_dae_tf.attacks import precision  # pylint: disable=import-outside-toplevel
+
+        precision.bfloat16_twin(loaded)
     # The automatic attack settings (chunk size, XLA) for this model, so the reports record what ran.
     # (Without a known image shape the components stop with an error; the attacks resolve them too.)
     if classifier.image_shape_of(loaded):

@@ -133,6 +133,10 @@ EVALUATION_CASES = [
     ("evaluate_heldout_split_with_classifier", "evaluate.py",
      ["--model={model}", "--output={file}.d", "--split=heldout_train"], ["--split=heldout_train", "--skip_classifier"]),
     ("compare_unknown_protocol", "compare.py", ["{eval_ok}", "--protocol=weak"], ["--protocol=weak", "strong"]),
+    # A bfloat16 search needs layers to rebuild; this SavedModel's metadata has no training config.
+    ("evaluate_bfloat16_search_without_layers", "evaluate.py",
+     ["--model={model}", "--output={file}.d", "--attack_precision=bfloat16", *TINY_EVALUATE],
+     ["computes in float32 as saved", "--attack_precision=float32"]),
 ]
 
 
