@@ -41,6 +41,17 @@ def _log(progress: bool, message: str) -> None:
         print(message, flush=True)
 
 
+def _attack_record(attack) -> dict | None:
+    """An AttackConfig as the components' fingerprints hold it: `precision` left out at
+    float32, so parts finished before the field existed are reused (they recorded the fields
+    added earlier; `attacks.config.fingerprint_record`)."""
+    from robust_dae_tf.attacks.config import ADDED_FIELDS, fingerprint_record  # pylint: disable=import-outside-toplevel
+
+    if attack is None:
+        return None
+    return fingerprint_record(dataclasses.asdict(attack), {"precision": ADDED_FIELDS["precision"]})
+
+
 class RobustnessEvaluator(Component):
     """Latent-space and maximum-damage attacks (paper section 4, Table 1, Figs. 2-3).
 
@@ -86,7 +97,7 @@ class RobustnessEvaluator(Component):
         if identity is None:
             return None
         protocol = {field.name: getattr(self.protocol, field.name) for field in dataclasses.fields(self.protocol)}
-        protocol["attack"] = dataclasses.asdict(protocol["attack"]) if protocol["attack"] is not None else None
+        protocol["attack"] = _attack_record(protocol["attack"])
         protocol["objectives"] = [[f"{type(o).__module__}.{type(o).__qualname__}", getattr(o, "name", o)]
                                   for o in protocol["objectives"]]
         return {**identity, "protocol": protocol, "pool_size": self.pool_size, "split": self.split,
@@ -231,7 +242,9 @@ class ClassifierEvaluator(Component):
         identity = _inputs_identity(saved_model, examples)
         if identity is None:
             return None
-        return {**identity, "config": dataclasses.asdict(self.config), "protocol": self.protocol}
+        config = dataclasses.asdict(self.config)
+        config["attack"] = _attack_record(self.config.attack)
+        return {**identity, "config": config, "protocol": self.protocol}
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         from robust_dae_tf.evaluation import downstream as classifier_lib  # pylint: disable=import-outside-toplevel

@@ -108,6 +108,10 @@ def record_spec(output: str, point: Point, config, settings: EvaluationSettings)
         except (OSError, ValueError) as err:
             raise UserError(f"{paths['spec']} cannot be read ({err}); delete the point's directory "
                             f"{paths['root']} to run it again.") from None
+        if isinstance(recorded.get("evaluation"), dict):  # settings added since: compared at their defaults
+            defaults = json.loads(json.dumps(dataclasses.asdict(EvaluationSettings()), default=list))
+            recorded["evaluation"] = {**{k: v for k, v in defaults.items() if k not in recorded["evaluation"]},
+                                      **recorded["evaluation"]}
         diffs = _differences(recorded, spec)
         if diffs:
             shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")

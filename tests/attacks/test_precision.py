@@ -229,3 +229,20 @@ def test_twin_follows_a_model_trained_after_it_was_built():
     x = make_mlp_images()
     assert np.abs(again.encode(x).numpy() - _numpy_encode(model.encoder, x)).max() < 0.02 * np.abs(
         _numpy_encode(model.encoder, x)).max()
+
+
+def test_finished_evaluation_parts_keep_their_fingerprint(monkeypatch):
+    """The evaluation components' fingerprints leave precision out at float32 (parts finished
+    before the field existed are reused) and hold it otherwise."""
+    from robust_dae_tf.evaluation import downstream
+    from robust_dae_tf.pipeline import evaluators
+
+    plain = evaluators._attack_record(AttackConfig())
+    assert "precision" not in plain and plain["towards_starts"] == 0  # the earlier fields stay recorded
+    assert evaluators._attack_record(AttackConfig(precision="auto"))["precision"] == "auto"
+    assert evaluators._attack_record(None) is None
+    monkeypatch.setattr(evaluators, "_inputs_identity", lambda *args: {"model": "m"})  # no artifacts needed
+    for precision_name, recorded in (("bfloat16", True), ("float32", False)):
+        config = downstream.ClassifierConfig(attack=AttackConfig(precision=precision_name))
+        fingerprint = evaluators.ClassifierEvaluator(config).fingerprint(None, None)
+        assert ("precision" in fingerprint["config"]["attack"]) == recorded

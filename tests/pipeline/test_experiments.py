@@ -216,3 +216,25 @@ def test_a_point_rerun_with_other_settings_is_refused(sweep):
     with pytest.raises(UserError, match=r"points/seed=0 holds the point seed=0 run with other settings "
                                         r"\(config.loss.coupling: 0.9 -> 0.5"):
         tiny_sweep(output, base=base)
+
+
+def test_a_point_recorded_before_a_setting_existed_matches_at_its_default(tmp_path):
+    """point.json written before an EvaluationSettings field was added (here: attack_precision)
+    still describes the point when the field is at its default, and not otherwise."""
+    import dataclasses
+    import json
+
+    from robust_dae_tf.evaluation.settings import EvaluationSettings
+
+    point = experiments.Point("seed=0", "digits", "robust", epochs=1)
+    config, settings = tiny_base(), EvaluationSettings()
+    experiments.record_spec(str(tmp_path), point, config, settings)
+    spec_path = experiments.point_paths(str(tmp_path), point)["spec"]
+    recorded = json.loads(open(spec_path).read())
+    del recorded["evaluation"]["attack_precision"]
+    with open(spec_path, "w") as f:
+        json.dump(recorded, f)
+    experiments.record_spec(str(tmp_path), point, config, settings)  # no error: the default
+    with pytest.raises(UserError, match=r"evaluation.attack_precision: 'float32' -> 'bfloat16'"):
+        experiments.record_spec(str(tmp_path), point, config, dataclasses.replace(settings,
+                                                                                  attack_precision="bfloat16"))
