@@ -17,7 +17,6 @@ of all methods of the check (ties count for every tied method).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import numpy as np
 
 from robust_dae_tf import fileio
 from robust_dae_tf.attacks import objectives, progress
-from robust_dae_tf.attacks.config import ADDED_FIELDS, budget_key, fingerprint_record
+from robust_dae_tf.attacks.config import budget_key, config_record
 
 CELL_FORMAT = 1
 
@@ -70,12 +69,6 @@ def run_cell(model, objective, images, targets, budget: float, config, seed: int
             "seconds": float(seconds), "log": result.info}
 
 
-def _recorded(config) -> dict:
-    """The config as a cell's fingerprint holds it: `precision` left out at float32, so cells
-    written before the field existed are reused (they recorded the other added fields)."""
-    return fingerprint_record(dataclasses.asdict(config), {"precision": ADDED_FIELDS["precision"]})
-
-
 def check_attacks(model, images, targets, budgets, attack_objectives, methods: dict, output: str, seed: int = 0,
                   model_id: str = "", log=print, show_progress: bool = False) -> dict:
     """Runs every (attack, budget, method) cell, reusing finished cells in `output`.
@@ -106,7 +99,7 @@ def check_attacks(model, images, targets, budgets, attack_objectives, methods: d
                 path = cell_path(output, objective, budget, method)
                 cell_seed = int(seed) + 1000 * b_index
                 fingerprint = json.dumps({**base, "objective": objective.name, "budget": float(budget),
-                                          "config": _recorded(config), "seed": cell_seed}, sort_keys=True)
+                                          "config": config_record(config), "seed": cell_seed}, sort_keys=True)
                 cell = None
                 if os.path.exists(path):
                     try:

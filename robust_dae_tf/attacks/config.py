@@ -221,6 +221,20 @@ def fingerprint_record(attack: dict, added=ADDED_FIELDS) -> dict:
     return {k: v for k, v in attack.items() if not (k in added and v == added[k])}
 
 
+def config_record(config, added_since=("precision",)) -> dict | None:
+    """`config` (an AttackConfig, or None) as a cache's fingerprint holds it: the fields named in
+    `added_since` (of `ADDED_FIELDS`) left out at their defaults. Each cache names the fields
+    added after its own files were first written: the evaluation components and the check
+    cells `precision` only; the robustness run cache, older than all three, calls
+    `fingerprint_record` with every added field."""
+    if config is None:
+        return None
+    unknown = set(added_since) - set(ADDED_FIELDS)
+    if unknown:
+        raise ValueError(f"not fields added to AttackConfig since: {sorted(unknown)}")
+    return fingerprint_record(dataclasses.asdict(config), {k: ADDED_FIELDS[k] for k in added_since})
+
+
 def validate_config(config) -> None:
     """ConfigError unless `config` is an `AttackConfig` (whose values were checked when it was built)."""
     if not isinstance(config, AttackConfig):

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from robust_dae_tf import fileio, reporting
+from robust_dae_tf.attacks import config as attack_config
 from robust_dae_tf.reporting import per_image
 from robust_dae_tf.errors import ConfigError, DataError, ExportError, UserError
 from robust_dae_tf.evaluation.settings import SPLITS, _check_positive, check_budgets, check_pool_size, check_split
@@ -39,17 +40,6 @@ def _require_finite(report: dict, what: str, uri: str) -> None:
 def _log(progress: bool, message: str) -> None:
     if progress:
         print(message, flush=True)
-
-
-def _attack_record(attack) -> dict | None:
-    """An AttackConfig as the components' fingerprints hold it: `precision` left out at
-    float32, so parts finished before the field existed are reused (they recorded the fields
-    added earlier; `attacks.config.fingerprint_record`)."""
-    from robust_dae_tf.attacks.config import ADDED_FIELDS, fingerprint_record  # pylint: disable=import-outside-toplevel
-
-    if attack is None:
-        return None
-    return fingerprint_record(dataclasses.asdict(attack), {"precision": ADDED_FIELDS["precision"]})
 
 
 class RobustnessEvaluator(Component):
@@ -97,7 +87,7 @@ class RobustnessEvaluator(Component):
         if identity is None:
             return None
         protocol = {field.name: getattr(self.protocol, field.name) for field in dataclasses.fields(self.protocol)}
-        protocol["attack"] = _attack_record(protocol["attack"])
+        protocol["attack"] = attack_config.config_record(protocol["attack"])
         protocol["objectives"] = [[f"{type(o).__module__}.{type(o).__qualname__}", getattr(o, "name", o)]
                                   for o in protocol["objectives"]]
         return {**identity, "protocol": protocol, "pool_size": self.pool_size, "split": self.split,
@@ -243,7 +233,7 @@ class ClassifierEvaluator(Component):
         if identity is None:
             return None
         config = dataclasses.asdict(self.config)
-        config["attack"] = _attack_record(self.config.attack)
+        config["attack"] = attack_config.config_record(self.config.attack)
         return {**identity, "config": config, "protocol": self.protocol}
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):

@@ -48,6 +48,9 @@ def test_check_attacks_end_to_end_and_resume(tmp_path):
     assert _png_size(os.path.join(out, "per_image.png")) == (4 * 400, 400)
     # A rerun reuses every finished cell; a removed cell is attacked again, with the same result.
     cell = os.path.join(out, "cells", "max_damage_1.0_pgd.json")
+    with open(cell) as f:  # float32 is left out, as in cells written before the precision field existed
+        recorded = json.loads(json.load(f)["fingerprint"])["config"]
+    assert "precision" not in recorded and recorded["method"] == "pgd" and "gradient_evaluations" in recorded
     os.remove(cell)
     again = run_script("check_attacks.py", *args, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

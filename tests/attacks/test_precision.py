@@ -209,13 +209,13 @@ def test_evaluation_records_the_precision_of_each_run():
     assert np.all(np.isfinite(values["latent"]["0.5"]["attack_loss"]))
 
 
-def test_check_cells_of_float32_configs_keep_their_fingerprint():
-    from robust_dae_tf.attacks import check
+def test_config_record_leaves_precision_out_at_float32():
+    from robust_dae_tf.attacks import config as attack_config
 
-    plain = check._recorded(AttackConfig(method="ensemble"))
+    plain = attack_config.config_record(AttackConfig(method="ensemble"))
     assert "precision" not in plain  # cells written before the field existed are reused
     assert plain == {k: v for k, v in dataclasses.asdict(AttackConfig(method="ensemble")).items() if k != "precision"}
-    assert check._recorded(AttackConfig(method="ensemble", precision="bfloat16"))["precision"] == "bfloat16"
+    assert attack_config.config_record(AttackConfig(method="ensemble", precision="bfloat16"))["precision"] == "bfloat16"
 
 
 def test_twin_follows_a_model_trained_after_it_was_built():
@@ -237,10 +237,15 @@ def test_finished_evaluation_parts_keep_their_fingerprint(monkeypatch):
     from robust_dae_tf.evaluation import downstream
     from robust_dae_tf.pipeline import evaluators
 
-    plain = evaluators._attack_record(AttackConfig())
+    from robust_dae_tf.attacks import config as attack_config
+
+    plain = attack_config.config_record(AttackConfig())
     assert "precision" not in plain and plain["towards_starts"] == 0  # the earlier fields stay recorded
-    assert evaluators._attack_record(AttackConfig(precision="auto"))["precision"] == "auto"
-    assert evaluators._attack_record(None) is None
+    assert "gradient_evaluations" in plain and "ensemble_members" in plain  # added before these caches existed
+    assert attack_config.config_record(AttackConfig(precision="auto"))["precision"] == "auto"
+    assert attack_config.config_record(None) is None
+    with pytest.raises(ValueError, match="seed"):
+        attack_config.config_record(AttackConfig(), added_since=("seed",))
     monkeypatch.setattr(evaluators, "_inputs_identity", lambda *args: {"model": "m"})  # no artifacts needed
     for precision_name, recorded in (("bfloat16", True), ("float32", False)):
         config = downstream.ClassifierConfig(attack=AttackConfig(precision=precision_name))
