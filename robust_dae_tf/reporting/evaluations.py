@@ -47,7 +47,7 @@ PARTS = (("robustness", ROBUSTNESS_DIR, ROBUSTNESS_FILE, "--skip_robustness"),
          ("fid", FID_DIR, FID_FILE, "--skip_fid"))
 
 
-def _read_report(path: str, damaged: str) -> dict:
+def read_report(path: str, damaged: str) -> dict:
     """The JSON object in `path`, or one UserError naming the file (+ `damaged`, what to do)."""
     try:
         payload = _read_json(path)
@@ -90,14 +90,14 @@ def load_evaluation(eval_dir: str) -> dict:
     rerun = f"rerun bin/evaluate.py --output={eval_dir}, or leave this directory out of the comparison."
     damaged = f"the evaluation is damaged: {rerun}"
     summary_path = os.path.join(eval_dir, SUMMARY_FILE)
-    summary = _read_report(summary_path, damaged) if os.path.exists(summary_path) else None
+    summary = read_report(summary_path, damaged) if os.path.exists(summary_path) else None
     parts = {}
     for key, sub, filename, skip_flag in PARTS:
         directory = os.path.join(eval_dir, sub)
         if _complete(directory):
-            _read_report(os.path.join(directory, "artifact.json"), damaged)
+            read_report(os.path.join(directory, "artifact.json"), damaged)
             path = os.path.join(directory, filename)
-            parts[key] = _check_part(key, _read_report(path, damaged), path, damaged)
+            parts[key] = _check_part(key, read_report(path, damaged), path, damaged)
         elif summary is not None and summary.get(key) is not None:
             raise UserError(f"{directory} is missing or incomplete (no artifact.json), but {summary_path} records "
                             f"the {key} part as run (a skipped part is null there, {skip_flag}); {damaged}")

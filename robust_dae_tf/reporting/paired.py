@@ -43,7 +43,7 @@ import re
 
 import numpy as np
 
-from robust_dae_tf.reporting import per_image
+from robust_dae_tf.reporting import evaluations, per_image
 from robust_dae_tf.errors import UserError
 
 COLUMNS = ("group", "attack", "budget", "metric", "n", "dropped", "mean_a", "mean_b", "mean_difference",
@@ -94,20 +94,12 @@ def _main_metric(attack: str) -> str:
 # ----------------------------------------------------------------------------- sources
 
 
-def _read_json(path: str, rerun: str) -> dict:
-    """The JSON object in `path`, or one UserError naming the file (`evaluations._read_report`)."""
-    from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
-
-    return evaluations._read_report(path, rerun)  # pylint: disable=protected-access
-
-
 def _evaluation_values(eval_dir: str) -> tuple[dict, dict]:
     """({(protocol, attack, budget key): (metric, values)}, identity) of one evaluation
     directory (one protocol)."""
-    from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
 
     robustness = os.path.join(eval_dir, evaluations.ROBUSTNESS_DIR)
-    report = _read_json(os.path.join(robustness, evaluations.ROBUSTNESS_FILE),
+    report = evaluations.read_report(os.path.join(robustness, evaluations.ROBUSTNESS_FILE),
                         f"rerun bin/evaluate.py with --output={eval_dir}")
     npz = os.path.join(robustness, per_image.FILE)
     if not os.path.exists(npz):
@@ -162,7 +154,7 @@ def _cell_values(check_dir: str) -> tuple[dict, dict]:
         match = _CELL_NAME.match(os.path.basename(path))
         if not match:
             continue
-        stored = _read_json(path, f"rerun bin/check_attacks.py with --output={check_dir}")
+        stored = evaluations.read_report(path, f"rerun bin/check_attacks.py with --output={check_dir}")
         try:
             fingerprint = json.loads(stored["fingerprint"])
             values = stored["cell"]["msssim"]
@@ -176,7 +168,6 @@ def _cell_values(check_dir: str) -> tuple[dict, dict]:
 
 
 def _kind(directory: str) -> str:
-    from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
 
     if not os.path.isdir(directory):
         raise UserError(f"{directory} is not a directory; pass two evaluation directories (bin/evaluate.py) or two "
@@ -194,7 +185,6 @@ def paired_comparison(dir_a: str, dir_b: str) -> list[dict]:
     """Rows (keys: `COLUMNS`) of the paired comparison of B against A, one per (protocol or
     method, attack, budget) present in both directories, in A's order. Raises UserError when
     the directories are of different kinds, share no cell, or did not attack the same images."""
-    from robust_dae_tf.reporting import evaluations  # pylint: disable=import-outside-toplevel
 
     kinds = (_kind(dir_a), _kind(dir_b))
     if kinds[0] != kinds[1]:
