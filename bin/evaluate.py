@@ -95,6 +95,8 @@ flags.DEFINE_enum("split", DEFAULTS.split, ["test", "heldout_train"],
                   "Images the attacks draw from: test, or heldout_train = the training images after the model's "
                   "data.max_train_examples (never trained on; for tuning without test images; needs --skip_classifier "
                   "--skip_fid).")
+flags.DEFINE_bool("local_gain", DEFAULTS.local_gain, "Also report each attack's local gain at the attacked images: "
+                  "attack-free, first order, 8 gradient evaluations per image (docs/attacks.md, Local gain).")
 flags.DEFINE_bool("skip_robustness", DEFAULTS.skip_robustness, "Skip the attacks (Table 1 robustness columns).")
 flags.DEFINE_bool("skip_classifier", DEFAULTS.skip_classifier, "Skip the downstream classifier (Table 3).")
 flags.DEFINE_bool("skip_fid", DEFAULTS.skip_fid, "Skip the Frechet distance.")

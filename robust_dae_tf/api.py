@@ -91,7 +91,7 @@ def _protocol(name: str, num_images: int, trials: int, budgets, seed: int, attac
 def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1.0, 3.0, 5.0),
              num_images: int | None = None, trials: int = 1, seed: int = 0, attack_steps: int | None = None,
              attack_restarts: int | None = None, attack_exploration_starts: int | None = None,
-             attack_precision: str = "float32", pixel_range=(0.0, 1.0), prior=None, name: str | None = None, output: str | None = None,
+             attack_precision: str = "float32", local_gain: bool = False, pixel_range=(0.0, 1.0), prior=None, name: str | None = None, output: str | None = None,
              figures: bool = False, progress: bool = False) -> EvaluationResult:
     """Evaluates `model` under the robustness protocol on `images` (module docstring).
 
@@ -108,6 +108,8 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
       attack_precision: as --attack_precision: "float32", "bfloat16" (the latent attack
         searches on a bfloat16 twin of a Keras or bin/train.py model, scored in float32) or
         "auto" (bfloat16 where measured faster here); `attacks.precision`.
+      local_gain: as --local_gain: also each attack's local gain at the attacked images
+        (report["local_gain"], per-image metric "local_gain"; `evaluation.sensitivity`).
       pixel_range: (lo, hi) of the model's pixels (module docstring).
       prior: None, "standard_normal" or a GMM JSON path / dict: checked against the
         latents and recorded (row["model_source"]["prior"]).
@@ -148,7 +150,8 @@ def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1
 
         fileio.check_writable(output, "output", directory=True)
     values: dict = {}
-    report = robustness.evaluate_robustness(adapted, x, labels, proto, progress=progress, per_image_out=values)
+    report = robustness.evaluate_robustness(adapted, x, labels, proto, progress=progress, per_image_out=values,
+                                            local_gain=local_gain)
     examples = report.pop("examples", None) or {}
     row = reporting.make_row(adapted.describe(), robustness=report, protocol=proto.name)
     row["model_source"] = adapters.report_fields(adapted, prior)

@@ -171,3 +171,23 @@ def test_local_gain_of_known_maps_and_pixel_ranges():
     np.testing.assert_allclose(robust_dae_tf.local_gain((doubling, halving), x, kind="latent"), 2.0, rtol=1e-4)
     with pytest.raises(ConfigError, match="nope"):
         robust_dae_tf.local_gain((encoder, decoder), x, kind="nope")
+
+
+def test_evaluate_reports_the_local_gain_at_the_attacked_images(tmp_path):
+    """A doubling encoder and halving decoder: latent gain 2, maximum-damage gain 1 at every
+    image, in the report, the per-image values of every budget and report.md's sentence."""
+    doubling = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Rescaling(2.0)])
+    halving = keras.Sequential([keras.Input((256,)), keras.layers.Rescaling(0.5), keras.layers.Reshape(SHAPE)])
+    result = robust_dae_tf.evaluate((doubling, halving), images=images(), budgets=(0.5, 1.0), num_images=3, trials=2,
+                                    local_gain=True, output=str(tmp_path / "out"), **FAST)
+    for attack, expected in (("latent", 2.0), ("max_damage", 1.0)):
+        summary = result.report["local_gain"][attack]
+        assert summary["mean"] == pytest.approx(expected, rel=1e-4) and summary["median"] == pytest.approx(
+            expected, rel=1e-4)
+        assert summary["std"] < 1e-4 and summary["images"] == 6 and summary["non_finite_images"] == 0
+        for budget in ("0.5", "1.0"):
+            np.testing.assert_allclose(result.per_image[attack][budget]["local_gain"], expected, rtol=1e-4)
+    report_md = (tmp_path / "out" / "report.md").read_text()
+    assert "Local gain at the attacked images" in report_md and "latent mean 2, median 2" in report_md
+    plain = robust_dae_tf.evaluate((doubling, halving), images=images(), budgets=(0.5,), num_images=2, **FAST)
+    assert "local_gain" not in plain.report and "local_gain" not in plain.per_image["latent"]["0.5"]

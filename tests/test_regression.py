@@ -48,7 +48,8 @@ The search precision (issue 23, item 6) was patched the same way
 (patch_regression_new_keys.py precision attack_precision): the AttackConfig field "precision"
 ("float32") wherever the attack config is recorded, "precision" in every run log of
 "attack_runs", and evaluate's new flag --attack_precision (default float32): 27 paths added, no
-recorded value changed.
+recorded value changed. evaluate's flag --local_gain (default false; patch_regression_new_keys.py
+local_gain): 1 path added, nothing else changed.
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

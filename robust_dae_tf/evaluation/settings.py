@@ -56,6 +56,7 @@ class EvaluationSettings:
     seed: int = 0
     protocol: str = "strong"
     split: str = "test"
+    local_gain: bool = False
     skip_robustness: bool = False
     skip_classifier: bool = False
     skip_fid: bool = False

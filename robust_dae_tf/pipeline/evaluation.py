@@ -228,7 +228,8 @@ def _evaluate(model_path: str, output: str, settings: EvaluationSettings, protoc
         artifacts, row_parts, example_arrays = {}, {"robustness": None, "classifier": None, "fid": None}, {}
         if not s.skip_robustness:
             artifacts["robustness"] = RobustnessEvaluator(robustness_protocols[name], s.pool_size, split=s.split,
-                                                          split_start=split_start, keep_run_cache=True)(
+                                                          split_start=split_start, keep_run_cache=True,
+                                                          local_gain=s.local_gain)(
                 {"report": os.path.join(sub, reporting.ROBUSTNESS_DIR)}, **inputs)["report"]
             row_parts["robustness"], example_arrays = read_robustness(artifacts["robustness"])
         if s.skip_classifier:

@@ -56,6 +56,8 @@ class RobustnessEvaluator(Component):
     evaluation resumes at the run it was in (`robustness` module docstring). The cache is
     removed once the report is written, unless `keep_run_cache` (the pipeline keeps it
     until the whole evaluation is written, as it runs this component again on a restart).
+    `local_gain`: also each attack's local gain at the attacked images (`robustness`
+    module docstring, "Local gain"); in the fingerprint only when on.
     """
 
     inputs = {"saved_model": SAVED_MODEL, "examples": EXAMPLES}
@@ -63,8 +65,9 @@ class RobustnessEvaluator(Component):
     tag = "robustness"
 
     def __init__(self, protocol, pool_size: int = 5000, progress: bool = True, split: str = "test",
-                 split_start: int = 0, keep_run_cache: bool = False):
+                 split_start: int = 0, keep_run_cache: bool = False, local_gain: bool = False):
         self.protocol = protocol
+        self.local_gain = bool(local_gain)
         self.keep_run_cache = keep_run_cache
         self.pool_size = pool_size
         self.progress = progress
@@ -90,8 +93,9 @@ class RobustnessEvaluator(Component):
         protocol["attack"] = attack_config.config_record(protocol["attack"])
         protocol["objectives"] = [[f"{type(o).__module__}.{type(o).__qualname__}", getattr(o, "name", o)]
                                   for o in protocol["objectives"]]
+        local_gain = {"local_gain": True} if self.local_gain else {}  # reports written before the option match
         return {**identity, "protocol": protocol, "pool_size": self.pool_size, "split": self.split,
-                "split_start": self.split_start}
+                "split_start": self.split_start, **local_gain}
 
     def run(self, output_uris, saved_model: Artifact, examples: Artifact):
         self.validate()
@@ -112,7 +116,8 @@ class RobustnessEvaluator(Component):
         cache = run_cache_dir(output_uris["report"])
         values = {}  # the per-image values behind each cell (robust_dae_tf.reporting.per_image)
         result = robustness.evaluate_robustness(model, images, labels, self.protocol, progress=self.progress,
-                                                run_cache_dir=cache, per_image_out=values)
+                                                run_cache_dir=cache, per_image_out=values,
+                                                local_gain=self.local_gain)
         examples_arrays = result.pop("examples", None) or {}
         report = {**result, "model": info, "pool_size": int(len(images)), "split": self.split,
                   "split_start": self.split_start, "examples_uri": os.path.abspath(examples.uri)}

@@ -18,9 +18,10 @@ from robust_dae_tf.errors import ConfigError, UserError
 from robust_dae_tf.reporting.figures import _grid_rows, image_grid_array, plot_attack_curves, plot_image_grid
 from robust_dae_tf.reporting.paper import check_paper_dataset, paper_comparison_markdown
 from robust_dae_tf.reporting.seeds import aggregate_over_seeds
-from robust_dae_tf.reporting.tables import (DEFAULT_PROTOCOL, PROTOCOL_TEXT, SPLIT_TEXT, attack_markdown, make_row,
-                                            objectives_of, row_name, row_protocol, success_levels_markdown, table1_csv,
-                                            table1_legend, table1_markdown, table3_csv, table3_markdown)
+from robust_dae_tf.reporting.tables import (DEFAULT_PROTOCOL, PROTOCOL_TEXT, SPLIT_TEXT, attack_markdown,
+                                            local_gain_markdown, make_row, objectives_of, row_name, row_protocol,
+                                            success_levels_markdown, table1_csv, table1_legend, table1_markdown,
+                                            table3_csv, table3_markdown)
 from robust_dae_tf.reporting.tensorboard import write_tensorboard
 
 
@@ -211,9 +212,9 @@ def write_report(output_dir: str, row: dict, examples: dict | None = None, tenso
     levels = success_levels_markdown(row.get("robustness"), digits)
     if levels:
         markdown += f"{levels}\n\n"
-    attack = attack_markdown(row.get("robustness"))
-    if attack:
-        markdown += f"{attack}\n\n"
+    for sentence in (attack_markdown(row.get("robustness")), local_gain_markdown(row.get("robustness"), digits)):
+        if sentence:
+            markdown += f"{sentence}\n\n"
     if row.get("classifier"):
         markdown += f"### Table 3 (downstream classifier)\n\n{t3}\n"
     for name in figures:

@@ -297,6 +297,27 @@ def attack_markdown(robustness: dict | None) -> str:
     return f"Attack: `{method}`; {'; '.join(clauses)}.{scored}"
 
 
+def local_gain_markdown(robustness: dict | None, digits: int = 3) -> str:
+    """One sentence with each attack's local gain at the attacked images (report["local_gain"],
+    `evaluation.robustness` "Local gain": mean, median and std over the images, and the
+    images where it is not finite), "" when it was not measured."""
+    gains = (robustness or {}).get("local_gain") or {}
+    if not gains:
+        return ""
+    clauses = []
+    for name, g in gains.items():
+        if g.get("mean") is None:
+            clauses.append(f"{name}: not finite at any image")
+            continue
+        clause = (f"{name} mean {g['mean']:.{digits}g}, median {g['median']:.{digits}g}, "
+                  f"std {g['std']:.{digits}g} over {g['images'] - g['non_finite_images']} images")
+        if g["non_finite_images"]:
+            clause += f" ({g['non_finite_images']} left out: the model is not finite near them)"
+        clauses.append(clause)
+    return ("Local gain at the attacked images (attack-free, first order: the operator norm of the Jacobian of "
+            f"what each attack compares, at the clean image; docs/attacks.md, Local gain): {'; '.join(clauses)}.")
+
+
 def parse_markdown_table(text: str) -> list[dict]:
     """Rows of the first Markdown table in `text` as dicts header -> cell (for tests/tools)."""
     lines: list[str] = []

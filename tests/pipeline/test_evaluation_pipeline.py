@@ -672,3 +672,13 @@ def test_an_evaluation_on_other_data_than_the_models_records_and_shows_it(tmp_pa
     assert evaluation.evaluation_data(meta, own, "test") is None
     other_dir = artifacts.Artifact("Examples", str(tmp_path), {"source": {"dataset": "digits", "data_dir": "/x/d"}})
     assert evaluation.evaluation_data(meta, other_dir, "test")["label"] == "on digits (d)"
+
+
+def test_local_gain_enters_the_robustness_fingerprint_only_when_on(monkeypatch):
+    """Finished robustness parts written before --local_gain existed keep matching; with it on
+    the part is recomputed (its report gains the local gain)."""
+    monkeypatch.setattr(evaluators, "_inputs_identity", lambda *args: {"model": "m"})  # no artifacts needed
+    proto = robustness.Protocol(num_images=2, trials=1, budgets=(1.0,))
+    off = evaluators.RobustnessEvaluator(proto, progress=False).fingerprint(None, None)
+    on = evaluators.RobustnessEvaluator(proto, progress=False, local_gain=True).fingerprint(None, None)
+    assert "local_gain" not in off and on == {**off, "local_gain": True}

@@ -125,3 +125,21 @@ def test_attack_sentence_names_a_bfloat16_search_and_its_measurement(tmp_path):
     plain = reporting.write_report(str(tmp_path / "plain"), reporting.make_row("m", robustness=fake_robustness(0.1)),
                                    tensorboard=False)["markdown"]
     assert "Attack: `" not in plain
+
+
+def test_local_gain_sentence(tmp_path):
+    from robust_dae_tf.reporting import tables
+
+    report = fake_robustness(0.1)
+    assert tables.local_gain_markdown(report) == "" and tables.local_gain_markdown(None) == ""
+    report["local_gain"] = {
+        "latent": {"mean": 2.5612, "median": 2.5, "std": 0.41, "images": 100, "non_finite_images": 0},
+        "max_damage": {"mean": 1.0, "median": 1.25, "std": 0.0, "images": 100, "non_finite_images": 3},
+        "other": {"mean": None, "median": None, "std": None, "images": 4, "non_finite_images": 4}}
+    sentence = tables.local_gain_markdown(report)
+    assert sentence.endswith(
+        "latent mean 2.56, median 2.5, std 0.41 over 100 images; max_damage mean 1, median 1.25, std 0 over 97 images "
+        "(3 left out: the model is not finite near them); other: not finite at any image.")
+    markdown = reporting.write_report(str(tmp_path), reporting.make_row("m", robustness=report),
+                                      tensorboard=False)["markdown"]
+    assert sentence in markdown
