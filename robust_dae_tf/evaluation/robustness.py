@@ -85,15 +85,9 @@ when there are any). A file with another fingerprint, or one that cannot be read
 ignored and overwritten.
 
 Local gain (opt-in, `local_gain=True`; bin/evaluate.py --local_gain): per attack the local
-gain of the model at each attacked (clean) image, `evaluation.sensitivity.local_gain` (the
-operator norm of the Jacobian of what the attack compares; attack-free, first order,
-`attacks.budgets.GEOMETRY_POWER_STEPS` gradient evaluations per image, deterministic:
-seeded with the protocol's seed). `report["local_gain"][attack]` holds "mean", "median" and
-"std" (numpy, ddof=0) over the images, not per trial as the attacks' cells: the gain is a
-property of each image, and its spread over images is what it shows; "images", and
-"non_finite_images", the images where the model is not finite nearby (left out of the
-summaries; all left out gives null). The per-image values go to `per_image_out` under the
-metric "local_gain" of every budget of the attack (the same values: the gain has no budget).
+gain at each attacked (clean) image, seeded with the protocol's seed; `report["local_gain"]`
+as `evaluation.sensitivity.local_gains` summarises it, the per-image values in
+`per_image_out` under the metric "local_gain" of every budget (the gain has no budget).
 
 A `Protocol` is validated when it is built (budgets, image counts, attack config,
 objectives), once; the attacks it runs do not check them again.
@@ -115,7 +109,6 @@ from robust_dae_tf import attacks, export, fileio
 from robust_dae_tf.attacks import AttackConfig, budget_key
 from robust_dae_tf.attacks import config as attack_config
 from robust_dae_tf.attacks import progress as attack_progress
-from robust_dae_tf.attacks.budgets import GEOMETRY_POWER_STEPS
 from robust_dae_tf.errors import ConfigError, DataError
 from robust_dae_tf.evaluation.settings import check_attack_for, validate_budgets  # defined without TensorFlow
 from robust_dae_tf.metrics.msssim import ms_ssim_paper, ms_ssim_standard
@@ -462,23 +455,6 @@ def success_levels(model, images: np.ndarray, labels: np.ndarray, protocol: Prot
                            protocol.trials)
 
 
-def _local_gains(model, objectives, x: np.ndarray, seed: int) -> tuple[dict, dict]:
-    """({attack: summary}, {attack: float64 [N] gains}) at the attacked images `x` (module
-    docstring, "Local gain")."""
-    from robust_dae_tf.evaluation import sensitivity  # pylint: disable=import-outside-toplevel
-
-    summaries, values = {}, {}
-    for objective in objectives:
-        gain = sensitivity.local_gain(model, objective, x, steps=GEOMETRY_POWER_STEPS, seed=seed)
-        finite = gain[np.isfinite(gain)]
-        stat = (lambda fn: float(fn(finite)) if finite.size else None)  # noqa: E731
-        summaries[objective.name] = {"mean": stat(np.mean), "median": stat(np.median), "std": stat(np.std),
-                                     "images": int(gain.size), "non_finite_images": int(gain.size - finite.size),
-                                     "gradient_evaluations_per_image": GEOMETRY_POWER_STEPS}
-        values[objective.name] = gain
-    return summaries, values
-
-
 def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol: Protocol,
                         progress: bool = True, run_cache_dir: str | None = None,
                         per_image_out: dict | None = None, local_gain: bool = False) -> dict:
@@ -596,7 +572,9 @@ def evaluate_robustness(model, images: np.ndarray, labels: np.ndarray, protocol:
                 ex["target"] = x_t[:k].copy()
             examples[objective.name] = ex
     if local_gain:
-        report["local_gain"], gains = _local_gains(model, objectives, x, protocol.seed)
+        from robust_dae_tf.evaluation import sensitivity  # pylint: disable=import-outside-toplevel
+
+        report["local_gain"], gains = sensitivity.local_gains(model, objectives, x, protocol.seed)
         for name, gain in gains.items():
             for values in (per_image_out or {}).get(name, {}).values():
                 values["local_gain"] = gain

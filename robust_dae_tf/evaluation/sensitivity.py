@@ -39,3 +39,25 @@ def local_gain(model, objective, images: np.ndarray, steps: int = GEOMETRY_POWER
                                         chunk_size=chunk_size)
     values = values[0].astype(np.float64)
     return np.where(np.isfinite(values), np.sqrt(np.maximum(values, 0.0)), np.nan)
+
+
+def local_gains(model, objectives, images: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
+    """({attack name: summary}, {attack name: float64 [N] gains}) of `model` at `images` for
+    each of `objectives` (`local_gain` with `GEOMETRY_POWER_STEPS` steps), as evaluation
+    reports hold it (`robustness.evaluate_robustness(local_gain=True)`). A summary has "mean",
+    "median" and "std" (numpy, ddof=0) over the images, not per trial as the attacks' cells
+    (the gain is a property of each image; its spread over the images is what it shows),
+    "images", "non_finite_images" (images where the model is not finite nearby: left out of
+    the statistics; all of them: the statistics are None) and
+    "gradient_evaluations_per_image"."""
+    summaries, values = {}, {}
+    for objective in objectives:
+        gain = local_gain(model, objective, images, steps=GEOMETRY_POWER_STEPS, seed=seed)
+        finite = gain[np.isfinite(gain)]
+        summaries[getattr(objective, "name", objective)] = {
+            **{name: float(fn(finite)) if finite.size else None
+               for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std))},
+            "images": int(gain.size), "non_finite_images": int(gain.size - finite.size),
+            "gradient_evaluations_per_image": GEOMETRY_POWER_STEPS}
+        values[getattr(objective, "name", objective)] = gain
+    return summaries, values

@@ -1,5 +1,6 @@
 """Tests of robust_dae_tf.evaluation.sensitivity: the local gain against numpy's SVD of a
-linear autoencoder, invariants on a nonlinear one, a batch of one, NaN."""
+linear autoencoder, invariants on a nonlinear one, a batch of one, NaN; the
+summaries evaluation reports hold."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import tensorflow as tf
 
 from robust_dae_tf import attacks
 from robust_dae_tf.errors import DataError
+from robust_dae_tf.evaluation import sensitivity
 from robust_dae_tf.evaluation.sensitivity import local_gain
 from tests.attacks.toy_models import SHAPE, LinearModel, MLPModel, make_mlp_images
 
@@ -66,3 +68,13 @@ class _Constant(MLPModel):
 def test_a_model_without_input_gradient_is_one_data_error():
     with pytest.raises(DataError, match="not differentiable with respect to its input"):
         local_gain(_Constant(), attacks.LATENT, make_mlp_images())
+
+
+def test_local_gains_summaries_leave_out_images_where_the_model_is_not_finite(monkeypatch):
+    gains = {"latent": np.array([1.0, np.nan, 3.0, 2.0]), "max_damage": np.full(4, np.nan)}
+    monkeypatch.setattr(sensitivity, "local_gain", lambda m, objective, x, steps, seed: gains[objective.name])
+    summaries, values = sensitivity.local_gains(MLPModel(), attacks.PAPER_OBJECTIVES, np.zeros((4, 32, 32, 1)), 0)
+    assert summaries["latent"] == {"mean": 2.0, "median": 2.0, "std": pytest.approx(np.std([1.0, 3.0, 2.0])),
+                                   "images": 4, "non_finite_images": 1, "gradient_evaluations_per_image": 8}
+    assert summaries["max_damage"]["mean"] is None and summaries["max_damage"]["non_finite_images"] == 4
+    np.testing.assert_array_equal(values["latent"], gains["latent"])  # the per-image values keep the NaN

@@ -94,7 +94,8 @@ def test_bad_inputs_raise_one_clear_error_and_leave_no_marker(setup, tmp_path, c
 
 
 def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypatch):
-    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
+    def nan_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None,
+                   local_gain=False):
         return {"latent": {"1.0": {"attack_loss": {"mean": float("nan"), "std": 0.0}}}, "max_damage": {}}
 
     monkeypatch.setattr(robustness, "evaluate_robustness", nan_report)
@@ -108,7 +109,8 @@ def test_nan_in_the_robustness_report_leaves_no_marker(setup, tmp_path, monkeypa
 def test_components_write_complete_artifacts(setup, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None):
+    def fake_report(model, images, labels, protocol, progress=True, run_cache_dir=None, per_image_out=None,
+                    local_gain=False):
         seen.update(n=len(images), images=images, labels=labels, lo=float(images.min()), hi=float(images.max()))
         x = images[:2]
         rec = np.asarray(model.reconstruct(x))
