@@ -195,6 +195,8 @@ def check_request(settings: EvaluationSettings) -> tuple:
                           "classifier and the FD use the test split; add --skip_classifier --skip_fid.")
     if settings.split != "test" and settings.skip_robustness:
         raise ConfigError(f"--split={settings.split} only changes the attacked images; drop --skip_robustness.")
+    if settings.local_gain and settings.skip_robustness:
+        raise ConfigError("--local_gain is measured at the attacked images; drop --skip_robustness or --local_gain.")
     return protocols
 
 

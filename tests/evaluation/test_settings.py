@@ -3,7 +3,7 @@
 import pytest
 
 from robust_dae_tf.errors import ConfigError
-from robust_dae_tf.evaluation.settings import EvaluationSettings, check_settings
+from robust_dae_tf.evaluation.settings import EvaluationSettings, check_request, check_settings
 
 
 def test_ensemble_flags_reach_the_attack_config():
@@ -27,3 +27,9 @@ def test_ensemble_flags_reach_the_attack_config():
 def test_bad_ensemble_settings_are_one_config_error(fields, words):
     with pytest.raises(ConfigError, match=words):
         check_settings(EvaluationSettings(**fields))
+
+
+def test_local_gain_without_the_attacks_is_one_config_error():
+    with pytest.raises(ConfigError, match="--local_gain is measured at the attacked images; drop --skip_robustness"):
+        check_request(EvaluationSettings(local_gain=True, skip_robustness=True))
+    assert check_request(EvaluationSettings(local_gain=True)) == ("strong",)
