@@ -23,7 +23,8 @@ by side. --protocol=strong|paper keeps only that protocol's rows.
 
 --paired A B compares two models attacked on the same images, image by image: per
 attack and budget, the mean difference B - A of the reported MS-SSIM, its standard error
-and the number of images on which B is the more robust (`robust_dae_tf.reporting.paired`).
+and the number of images on which B is the more robust (`robust_dae_tf.reporting.paired`);
+evaluations made with --local_gain on both sides add the paired local gain per attack.
 A and B are two bin/evaluate.py outputs (same --seed, --num_images, --trials and data) or
 two bin/check_attacks.py outputs (same images and seed); with --output the Markdown is
 written there and the CSV next to it (<file>_paired.csv).

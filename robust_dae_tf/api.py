@@ -91,8 +91,9 @@ def _protocol(name: str, num_images: int, trials: int, budgets, seed: int, attac
 def evaluate(model, images, labels=None, *, protocol: str = "strong", budgets=(1.0, 3.0, 5.0),
              num_images: int | None = None, trials: int = 1, seed: int = 0, attack_steps: int | None = None,
              attack_restarts: int | None = None, attack_exploration_starts: int | None = None,
-             attack_precision: str = "float32", local_gain: bool = False, pixel_range=(0.0, 1.0), prior=None, name: str | None = None, output: str | None = None,
-             figures: bool = False, progress: bool = False) -> EvaluationResult:
+             attack_precision: str = "float32", local_gain: bool = False, pixel_range=(0.0, 1.0), prior=None,
+             name: str | None = None, output: str | None = None, figures: bool = False,
+             progress: bool = False) -> EvaluationResult:
     """Evaluates `model` under the robustness protocol on `images` (module docstring).
 
     Args:

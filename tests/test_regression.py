@@ -49,7 +49,10 @@ The search precision (issue 23, item 6) was patched the same way
 ("float32") wherever the attack config is recorded, "precision" in every run log of
 "attack_runs", and evaluate's new flag --attack_precision (default float32): 27 paths added, no
 recorded value changed. evaluate's flag --local_gain (default false; patch_regression_new_keys.py
-local_gain): 1 path added, nothing else changed.
+local_gain): 1 path added, nothing else changed. One report string was edited by hand (4
+occurrences, nothing else changed): the maximum-damage success-level clause said "(x_t, another
+class)" also for data without classes; it now reads "(x_t of another class, or any other image
+where the data have no classes)".
 
 * exactly: the flags (name, default, type) of train / evaluate / compare; every file
   layout (run directory, checkpoints, logs, SavedModel, evaluation outputs, FD

@@ -303,8 +303,9 @@ class MaximumDamageAttack(_PaperObjective):
     table_label, curve_label = "MS-SSIM(x~_r, x~_a)", "MS-SSIM(x~, x~_a)"
     legend = "maximum damage: x~_r = reconstruction of x"
     success_level_label = "unrelated image, x~_a = x~_t"
-    success_level_text = ("reconstructions of unrelated images (x_t, another class) have MS-SSIM(x~, x~_t) = {value}, "
-                          "the maximum-damage value of an attack that turns x into another image")
+    success_level_text = ("reconstructions of unrelated images (x_t of another class, or any other image where the "
+                          "data have no classes) have MS-SSIM(x~, x~_t) = {value}, the maximum-damage value of an "
+                          "attack that turns x into another image")
 
     def reference(self, model, images, targets):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -18,6 +18,11 @@ method, attack, budget) a row gives:
 Several trials attack other images each; their image-trials are pooled, so SE treats them
 as independent draws.
 
+Evaluations made with `--local_gain` on both sides also get one row per (protocol, attack)
+with the metric "local_gain": each model's local gain at the attacked images
+(`evaluation.sensitivity`; no attack, so no budget: the row's budget is None), lower = more
+robust, with the same statistics.
+
 Two kinds of directory can be compared:
 
 * evaluations written by `bin/evaluate.py` (`robustness/per_image.npz`; a `--protocol=both`
@@ -46,6 +51,7 @@ import numpy as np
 from robust_dae_tf.reporting import evaluations, per_image
 from robust_dae_tf.errors import UserError
 
+LOCAL_GAIN = "local_gain"  # the per-image metric of evaluations made with --local_gain
 COLUMNS = ("group", "attack", "budget", "metric", "n", "dropped", "mean_a", "mean_b", "mean_difference",
            "standard_error", "difference_over_se", "b_more_robust")
 
@@ -120,6 +126,9 @@ def _evaluation_values(eval_dir: str) -> tuple[dict, dict]:
             if metric not in metrics:
                 raise UserError(f"{npz} has no {metric} for {attack} at lambda={key}; rerun bin/evaluate.py.")
             out[(name, attack, key)] = (metric, metrics[metric])
+        gains = [metrics[LOCAL_GAIN] for metrics in budgets.values() if LOCAL_GAIN in metrics]
+        if gains:  # the same values under every budget (the gain has none): one row
+            out[(name, attack, LOCAL_GAIN)] = (LOCAL_GAIN, gains[0])
     identity = {field: protocol.get(field) for field in _SAME_IMAGES}
     identity.update(pool_size=report.get("pool_size"), split=report.get("split"),
                     split_start=report.get("split_start"),
@@ -221,8 +230,10 @@ def paired_comparison(dir_a: str, dir_b: str) -> list[dict]:
         group, attack, budget = key
         metric, a = values_a[key]
         _, b = values_b[key]
-        rows.append({"group": group, "attack": attack, "budget": float(budget), "metric": metric,
-                     **paired_difference(a, b, _higher_is_more_robust(attack))})
+        gain = metric == LOCAL_GAIN  # a lower gain is the more robust model's
+        higher = False if gain else _higher_is_more_robust(attack)
+        rows.append({"group": group, "attack": attack, "budget": None if gain else float(budget), "metric": metric,
+                     **paired_difference(a, b, higher)})
     return rows
 
 
@@ -237,7 +248,8 @@ def paired_markdown(rows: list[dict], name_a: str, name_b: str, digits: int = 3)
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         dropped = f" ({r['dropped']} dropped)" if r["dropped"] else ""
-        lines.append(f"| {r['group']} | {r['attack']} | {r['budget']:g} | {r['metric']} | {r['n']}{dropped} "
+        budget = "—" if r["budget"] is None else f"{r['budget']:g}"
+        lines.append(f"| {r['group']} | {r['attack']} | {budget} | {r['metric']} | {r['n']}{dropped} "
                      f"| {_fmt(r['mean_a'], digits)} | {_fmt(r['mean_b'], digits)} "
                      f"| {_fmt(r['mean_difference'], digits)} | {_fmt(r['standard_error'], digits)} "
                      f"| {_fmt(r['difference_over_se'], 1)} | {r['b_more_robust']} / {r['n']} |")
@@ -246,6 +258,10 @@ def paired_markdown(rows: list[dict], name_a: str, name_b: str, digits: int = 3)
                  "reported MS-SSIM (paper convention), SE its standard error std(d, ddof=1) / sqrt(n); the more "
                  "robust value is the higher one for maximum damage, the lower one for the latent attack. "
                  "Image-trials of several trials are pooled.")
+    if any(r["metric"] == LOCAL_GAIN for r in rows):
+        lines.append("")
+        lines.append("local_gain rows: each model's local gain at the same attacked images (no attack, no budget; "
+                     "bin/evaluate.py --local_gain), lower = more robust.")
     return "\n".join(lines) + "\n"
 
 
@@ -253,5 +269,5 @@ def paired_csv(rows: list[dict]) -> str:
     """The rows of `paired_comparison` as CSV (columns `COLUMNS`, full precision)."""
     lines = [",".join(COLUMNS)]
     for r in rows:
-        lines.append(",".join(str(r[c]) for c in COLUMNS))
+        lines.append(",".join("" if r[c] is None else str(r[c]) for c in COLUMNS))
     return "\n".join(lines) + "\n"

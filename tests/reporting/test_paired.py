@@ -216,3 +216,35 @@ def test_an_attack_this_installation_does_not_register_is_one_error(tmp_path):
     b = _cell(tmp_path, "b", "no_such_attack", 5.0, "pgd", [0.5, 0.6])
     with pytest.raises(UserError, match="unknown attack 'no_such_attack'"):
         reporting.paired_comparison(a, b)
+
+
+def test_local_gains_of_two_evaluations_are_paired_once_per_attack(tmp_path):
+    """Evaluations made with --local_gain hold the gain under every budget; the paired
+    comparison adds one budget-free row per attack, lower gain = more robust."""
+    rng = np.random.default_rng(4)
+    msssim = {"max_damage": rng.uniform(0.7, 0.9, 6)}
+    gains_a, gains_b = rng.uniform(1, 3, 6), rng.uniform(1, 3, 6)
+    gains_b[2] = np.nan  # a model not finite near one image: that pair is dropped
+    directories = []
+    for name, gains in (("a", gains_a), ("b", gains_b)):
+        directory = _evaluation(tmp_path, name, msssim)
+        values = {"max_damage": {budget: {MAX_METRIC: msssim["max_damage"], "attack_loss": np.zeros(6),
+                                           "local_gain": gains} for budget in ("1.0", "5.0")}}
+        per_image.save(os.path.join(directory, reporting.ROBUSTNESS_DIR, per_image.FILE), values, trials=1)
+        directories.append(directory)
+    rows = reporting.paired_comparison(*directories)
+    gain_rows = [r for r in rows if r["metric"] == "local_gain"]
+    assert len(gain_rows) == 1 and len(rows) == 3  # two budgets of MS-SSIM, one gain row
+    row = gain_rows[0]
+    keep = np.isfinite(gains_b)
+    assert row["budget"] is None and row["n"] == 5 and row["dropped"] == 1
+    assert row["mean_difference"] == pytest.approx(np.mean(gains_b[keep] - gains_a[keep]))
+    assert row["difference_over_se"] == pytest.approx(stats.ttest_rel(gains_b[keep], gains_a[keep]).statistic)
+    assert row["b_more_robust"] == int(np.sum(gains_b[keep] < gains_a[keep]))  # lower gain is more robust
+    markdown = reporting.paired_markdown(rows, "a", "b")
+    table = [r for r in reporting.parse_markdown_table(markdown) if r["metric"] == "local_gain"]
+    assert table[0]["λ"] == "—" and "local_gain rows" in markdown
+    parsed = [r for r in csv.DictReader(io.StringIO(reporting.paired_csv(rows))) if r["metric"] == "local_gain"]
+    assert parsed[0]["budget"] == "" and float(parsed[0]["n"]) == 5
+    only_a = _evaluation(tmp_path, "no_gain", msssim)  # one side without --local_gain: no gain row
+    assert all(r["metric"] != "local_gain" for r in reporting.paired_comparison(directories[0], only_a))
