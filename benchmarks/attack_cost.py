@@ -54,6 +54,9 @@ for "conv"; the Keras model carries no run metadata, so the attack is given
    same float32 attack; a bf16 difference inside it is not distinguishable from a reseed).
    The meta block records the load average at the start and the end and the cores this
    process used on average (~2 on an idle 2-core machine; less means it shared the CPU).
+5. What `--attack_precision=auto` chooses on this CPU (with bfloat16 in --precisions): the
+   library's own choice (`attacks.precision.search_precision`) for the latent attack on the
+   float32 model and these images, with its measurement (result key "auto").
 
 FLOPs (multiply-add = 2 FLOPs; per image; BatchNorm, ReLU, the sigmoid, the projection
 and other elementwise work are not counted), from the layers of the built nets:
@@ -103,7 +106,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from robust_dae_tf import attacks, config_lib, fileio, fit  # noqa: E402
-from robust_dae_tf.attacks.check import cpu_name  # noqa: E402
+from robust_dae_tf.machine import cpu_name  # noqa: E402
+from robust_dae_tf.attacks import precision as attack_precision  # noqa: E402
 from robust_dae_tf.data import batches, specs  # noqa: E402
 
 ATTACKS = (attacks.LATENT, attacks.MAX_DAMAGE)
@@ -324,6 +328,13 @@ def markdown(r) -> str:
             lines.append(f"| {label} | {cells[0]} | {cells[1]} | - | - |")
         lines.append(f"| within 0.5 % (own / re-scored) | {c[attacks.LATENT]['within_target']} | "
                      f"{c[attacks.MAX_DAMAGE]['within_target']} | - | - |")
+    if "auto" in r:
+        a = r["auto"]
+        measured = a["precision_measurement"]
+        lines += ["", f"`--attack_precision=auto` on this CPU (latent attack, its own measurement on "
+                      f"{measured['images']} images): **{a['precision']}**; gradient call float32 "
+                      f"{measured['float32_seconds']:.3f} s, bfloat16 {measured['bfloat16_seconds']:.3f} s, "
+                      f"speed-up {measured['speedup']:.2f}x (bfloat16 needs >= {measured['min_speedup']:g}x)."]
     return "\n".join(lines)
 
 
@@ -413,6 +424,12 @@ def main(argv=None):
                                                  f"{'yes' if abs(rel_r) <= 0.005 else 'no'}"}
         results["comparison"] = comparison
     results.pop("bf16_model", None)
+    if "bfloat16" in precisions:  # what --attack_precision=auto chooses here: the library's own measurement
+        objective = attacks.objective(attacks.LATENT)
+        reference = np.asarray(objective.reference(base, images, targets), np.float32)
+        _, _, log = attack_precision.search_precision(objective, base, attacks.AttackConfig(precision="auto"),
+                                                      images, targets, reference)
+        results["auto"] = log
     results["meta"]["load_average_end"] = os.getloadavg()[0]
     cpu = time.process_time() - cpu0
     results["meta"]["cpu_seconds"] = cpu

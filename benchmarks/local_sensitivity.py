@@ -72,8 +72,8 @@ def main():
                                                                          seed=args.seed))
     x = images[sources[0]]
     out = {"images": int(len(x)), "seed": args.seed, "dataset": dataset, "models": {}}
-    from robust_dae_tf.attacks import check
-    print(f"{dataset}: {len(x)} test images (seed {args.seed}); CPU {check.cpu_name()}", flush=True)
+    from robust_dae_tf.machine import cpu_name
+    print(f"{dataset}: {len(x)} test images (seed {args.seed}); CPU {cpu_name()}", flush=True)
     per_model = {}
     for path, model, evaluation in zip(paths, models, evaluations):
         name = os.path.basename(os.path.normpath(path))

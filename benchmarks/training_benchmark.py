@@ -67,7 +67,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as the TensorFlow worker (`python training_benchmark.py --serve`)
     sys.path.insert(0, REPO)
 
-from robust_dae_tf import config_lib  # noqa: E402 - after the sys.path fix above
+from robust_dae_tf import config_lib, machine  # noqa: E402 - after the sys.path fix above
 
 TORCH_REFERENCE = os.path.join(REPO, "benchmarks", "torch_reference.py")
 TORCH_INSTALL_HINT = "pip install torch==2.13.0"
@@ -879,7 +879,7 @@ def main(argv):
     results = {
         "meta": {
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "cpu": _cpu_name(),
+            "cpu": machine.cpu_name(),
             "cpu_count": os.cpu_count(),
             "threads": threads,
             "tensorflow": info["tensorflow"],
@@ -922,17 +922,6 @@ def setting_label(xla, onednn, shipped_xla):
     """'XLA on, oneDNN on (shipped default)' and the like."""
     shipped = " (shipped default)" if xla == shipped_xla and onednn else ""
     return f"XLA {fmt_xla('tensorflow', xla)}, oneDNN {fmt_onednn('tensorflow', onednn)}{shipped}"
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def main(argv):
     except ValueError:
         raise ConfigError(f"--budgets must be numbers separated by commas, got {','.join(FLAGS.budgets)}.") from None
 
-    from robust_dae_tf import attacks, fileio
+    from robust_dae_tf import attacks, fileio, machine
     from robust_dae_tf.evaluation.settings import validate_budgets
 
     budgets = validate_budgets(budgets)
@@ -129,7 +129,7 @@ def main(argv):
                                            seed=FLAGS.seed, model_id=model_id,
                                            log=lambda msg: print(msg, flush=True), show_progress=True))
     meta = {"model": FLAGS.model, "dataset": data.get_spec(dataset).name, "num_images": FLAGS.num_images,
-            "seed": FLAGS.seed, "cpu": check.cpu_name(), "budgets": list(budgets),
+            "seed": FLAGS.seed, "cpu": machine.cpu_name(), "budgets": list(budgets),
             "methods": {m: "; ".join(f"{o.name}: {_describe(configs[o.name][m])}" for o in objectives)
                         for m in methods},
             "configs": {o.name: {m: dataclasses.asdict(c) for m, c in configs[o.name].items()} for o in objectives},

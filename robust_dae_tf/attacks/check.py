@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -29,18 +28,6 @@ from robust_dae_tf.attacks import objectives, progress
 from robust_dae_tf.attacks.config import budget_key, config_record
 
 CELL_FORMAT = 1
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux; else `platform.processor()`)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cell_path(output: str, objective, budget: float, method: str) -> str:
