@@ -124,12 +124,14 @@ def test_mlp_results_in_ball_and_box_and_seeded(mlp, mlp_images, name):
         norms = np.linalg.norm((result.adversarial - x).reshape(3, -1), axis=1)
         assert (norms <= budget * (1 + 1e-5)).all()
         assert np.isfinite(result.loss).all() and result.loss_curve.ndim == 1
-    # Image i depends only on (seed, i): a batch of one gives the first image's result.
+    # Image i depends only on (seed, i): a batch of one gives the first image's result, up to
+    # float32 rounding (a batch of one takes other matmul kernels, depending on the CPU: up to
+    # 9e-7 apart on an AVX2-only Zen 3, bitwise equal on a Zen 4); another seed moves it far more.
     one = attacks.run(name, mlp, x[:1], budget, PAPER, targets=x_t[:1], seed=1)
     assert one.adversarial.shape == (1, *x.shape[1:])
-    np.testing.assert_array_equal(one.adversarial[0], result.adversarial[0])
+    np.testing.assert_allclose(one.adversarial[0], result.adversarial[0], rtol=0, atol=1e-5)
     other = attacks.run(name, mlp, x[:1], budget, PAPER, targets=x_t[:1], seed=2)
-    assert not np.array_equal(other.adversarial[0], one.adversarial[0])
+    assert np.abs(other.adversarial[0] - one.adversarial[0]).max() > 1e-3
 
 
 def test_settings_per_objective():

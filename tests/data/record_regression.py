@@ -6,6 +6,8 @@ end to end, for tests/test_regression.py to compare against.
     PYTHONPATH=. python tests/data/record_regression.py --check  # compare only (no write)
     PYTHONPATH=. python tests/data/record_regression.py --output=/tmp/other.json  # write elsewhere
     PYTHONPATH=. python tests/data/record_regression.py --keep=/tmp/new_dir  # keep the runs there
+    PYTHONPATH=. python tests/data/record_regression.py --this_cpu  # this CPU's floats only
+                                                 # (regression_digits_cpus.json; test_regression "Other CPUs")
 
 It runs the scripts in bin/ exactly as a user would (subprocesses, `python bin/...`)
 on the embedded digits dataset, with tiny but real settings and fixed seeds, for the
@@ -62,6 +64,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JSON_PATH = os.path.join(ROOT, "tests", "data", "regression_digits.json")
+# Per CPU, the floats that differ from JSON_PATH's (rounding amplified by training; see
+# tests/test_regression.py, "Other CPUs"): {cpu name: {"recorded_with", "floats": [[keys, value]]}}.
+CPU_FLOATS_PATH = os.path.join(ROOT, "tests", "data", "regression_digits_cpus.json")
 TMP = "<tmp>"
 VOLATILE = "<volatile>"
 MODELS = ("robust", "vae")
@@ -462,12 +467,80 @@ def recorded_with() -> dict:
     import tensorflow as tf
 
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "machine": platform.machine(),
+            "numpy": np.__version__, "machine": platform.machine(), "cpu": _cpu_name(),
             "date": time.strftime("%Y-%m-%d")}
+
+
+def _cpu_name() -> str:
+    from robust_dae_tf import machine  # pylint: disable=import-outside-toplevel
+
+    return machine.cpu_name()
+
+
+def float_differences(expected, observed, keys=()) -> list:
+    """[[keys, observed float]] wherever both hold a float at the same place and they differ
+    (keys: the dict keys and list indices leading there)."""
+    if isinstance(expected, dict) and isinstance(observed, dict):
+        return [d for k in sorted(set(expected) & set(observed))
+                for d in float_differences(expected[k], observed[k], (*keys, k))]
+    if isinstance(expected, list) and isinstance(observed, list) and len(expected) == len(observed):
+        return [d for i, (e, o) in enumerate(zip(expected, observed)) for d in float_differences(e, o, (*keys, i))]
+    if isinstance(expected, float) and isinstance(observed, float) and not (
+            expected == observed or (expected != expected and observed != observed)):  # NaN == NaN here
+        return [[list(keys), observed]]
+    return []
+
+
+def cpu_floats() -> dict:
+    """CPU_FLOATS_PATH's contents ({} when it does not exist)."""
+    if not os.path.exists(CPU_FLOATS_PATH):
+        return {}
+    with open(CPU_FLOATS_PATH) as f:
+        return json.load(f)
+
+
+def for_this_cpu(observations: dict, cpu: str) -> dict:
+    """`observations` (the main recording's) with the floats recorded for `cpu` put in, when
+    CPU_FLOATS_PATH has them; unchanged otherwise."""
+    entry = cpu_floats().get(cpu)
+    if not entry:
+        return observations
+    copy = json.loads(json.dumps(observations))
+    for keys, value in entry["floats"]:
+        node = copy
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return copy
+
+
+def record_cpu_floats(observations: dict, cpu: str) -> int:
+    """Adds this CPU's floats to CPU_FLOATS_PATH after checking that everything else (the
+    structure, strings, ints, booleans) matches the main recording exactly: a difference
+    there is a change of behaviour, not of the CPU, and nothing is written."""
+    from tests.test_regression import structure_problems  # pylint: disable=import-outside-toplevel
+
+    with open(JSON_PATH) as f:
+        main_recording = json.load(f)["observations"]
+    problems = structure_problems(main_recording, observations)
+    if problems:
+        print("error: not only floats differ from " + JSON_PATH + " (a change of behaviour, not of the CPU; "
+              "record per CPU at the commit that made the main recording's behaviour):\n" + "\n".join(problems[:20]))
+        return 1
+    table = cpu_floats()
+    table[cpu] = {"recorded_with": recorded_with(), "floats": float_differences(main_recording, observations)}
+    tmp = CPU_FLOATS_PATH + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(table, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, CPU_FLOATS_PATH)
+    print(f"wrote {len(table[cpu]['floats'])} floats of {cpu} to {CPU_FLOATS_PATH}")
+    return 0
 
 
 def main(argv) -> int:
     check_only = "--check" in argv[1:]
+    this_cpu = "--this_cpu" in argv[1:]
     target = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--output=")), JSON_PATH)
     keep = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--keep=")), None)
     if keep:  # run into this (new) directory and leave it there
@@ -478,6 +551,10 @@ def main(argv) -> int:
             observations, timing = observe(root)
     print(f"ran in {timing['wall_seconds']:.1f} s wall, {timing['cpu_seconds_of_scripts']:.1f} s CPU of the scripts "
           f"(wall, CPU of each: {timing['jobs']})")
+    if this_cpu:
+        from robust_dae_tf import machine  # pylint: disable=import-outside-toplevel
+
+        return record_cpu_floats(observations, machine.cpu_name())
     if check_only:
         from tests.test_regression import assert_matches  # pylint: disable=import-outside-toplevel
 
