@@ -529,13 +529,18 @@ def record_cpu_floats(observations: dict, cpu: str) -> int:
         return 1
     table = cpu_floats()
     table[cpu] = {"recorded_with": recorded_with(), "floats": float_differences(main_recording, observations)}
-    tmp = CPU_FLOATS_PATH + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(table, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, CPU_FLOATS_PATH)
+    _write_json(CPU_FLOATS_PATH, table)
     print(f"wrote {len(table[cpu]['floats'])} floats of {cpu} to {CPU_FLOATS_PATH}")
     return 0
+
+
+def _write_json(path: str, payload) -> None:
+    """`payload` as indented JSON at `path` (temporary file, then rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def main(argv) -> int:
@@ -552,24 +557,18 @@ def main(argv) -> int:
     print(f"ran in {timing['wall_seconds']:.1f} s wall, {timing['cpu_seconds_of_scripts']:.1f} s CPU of the scripts "
           f"(wall, CPU of each: {timing['jobs']})")
     if this_cpu:
-        from robust_dae_tf import machine  # pylint: disable=import-outside-toplevel
-
-        return record_cpu_floats(observations, machine.cpu_name())
-    if check_only:
+        return record_cpu_floats(observations, _cpu_name())
+    if check_only:  # against the main recording with this CPU's floats, as tests/test_regression.py compares
         from tests.test_regression import assert_matches  # pylint: disable=import-outside-toplevel
 
         with open(JSON_PATH) as f:
-            assert_matches(json.load(f)["observations"], observations)
+            assert_matches(for_this_cpu(json.load(f)["observations"], _cpu_name()), observations)
         print(f"matches {JSON_PATH}")
         return 0
     payload = {"README": "Written by tests/data/record_regression.py; compared by tests/test_regression.py. "
                          "Regenerate only for an intended change of behaviour.",
                "recorded_with": recorded_with(), "observations": observations}
-    tmp = target + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, target)
+    _write_json(target, payload)
     print(f"wrote {target}")
     return 0
 
