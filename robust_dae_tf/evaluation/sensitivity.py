@@ -52,13 +52,13 @@ def local_gains(model, objectives, images: np.ndarray, seed: int = 0) -> tuple[d
     "gradient_evaluations_per_image"."""
     summaries, values = {}, {}
     for objective in objectives:
-        name = getattr(objective, "name", objective)  # an Objective or its registered name
+        attack = getattr(objective, "name", objective)  # an Objective or its registered name
         gain = local_gain(model, objective, images, steps=GEOMETRY_POWER_STEPS, seed=seed)
         finite = gain[np.isfinite(gain)]
-        summaries[name] = {
+        summaries[attack] = {
             **{name: float(fn(finite)) if finite.size else None
                for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std))},
             "images": int(gain.size), "non_finite_images": int(gain.size - finite.size),
             "gradient_evaluations_per_image": GEOMETRY_POWER_STEPS}
-        values[name] = gain
+        values[attack] = gain
     return summaries, values
