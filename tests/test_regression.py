@@ -121,7 +121,9 @@ holds, for each CPU that `robust_dae_tf.machine.cpu_name` names, only the floats
 differ from the main recording, and this test puts them in before comparing (at the same
 tolerances). They are recorded with `record_regression.py --this_cpu`, which first checks
 that nothing but floats differs (else it writes nothing): run it at the commit before a
-change, never to make a change pass. Recorded so far: the Zen 3 above (2026-12-07, at
+change, never to make a change pass. Each float keeps the main recording's value it was
+recorded against: once the main recording is re-recorded, a CPU's floats whose main values
+moved are stale and are not used (the failure message says so) until recorded again. Recorded so far: the Zen 3 above (2026-12-07, at
 the commit that also changed one report string by hand, below; every non-float matched).
 """
 
@@ -216,7 +218,13 @@ def assert_matches(expected, observed, prefix: str = "") -> None:
 CPU = machine.cpu_name()
 with open(recorder.JSON_PATH) as _f:
     RECORDED = recorder.for_this_cpu(json.load(_f)["observations"], CPU)
-CPU_NOTE = (f" (with the floats recorded for this CPU, {CPU}, from {os.path.basename(recorder.CPU_FLOATS_PATH)})"
+with open(recorder.JSON_PATH) as _f:
+    _STALE = recorder.stale_cpu_floats(json.load(_f)["observations"], CPU)
+CPU_NOTE = (f" (the floats recorded for this CPU, {CPU}, in {os.path.basename(recorder.CPU_FLOATS_PATH)} were "
+            "recorded against another main recording and were not used: record them again with `PYTHONPATH=. "
+            "python tests/data/record_regression.py --this_cpu` at the commit that re-recorded the main one)"
+            if _STALE else
+            f" (with the floats recorded for this CPU, {CPU}, from {os.path.basename(recorder.CPU_FLOATS_PATH)})"
             if CPU in recorder.cpu_floats() else
             f" (no floats are recorded for this CPU, {CPU}: if only floats differ and this test also fails at the "
             "commit before your change, record them there with `PYTHONPATH=. python tests/data/record_regression.py "
@@ -292,7 +300,7 @@ def test_floats_of_another_cpu_are_put_in_and_nothing_else(tmp_path, monkeypatch
     other = json.loads(json.dumps(other))
     other["models"]["vae"]["history"]["val_loss"][-1] = float("nan")
     differences = recorder.float_differences(RECORDED, other)
-    assert [keys for keys, _ in differences] == [["models", "robust", "history", "loss", 0],
+    assert [keys for keys, _, _ in differences] == [["models", "robust", "history", "loss", 0],
                                                  ["models", "vae", "history", "val_loss", len(
                                                      RECORDED["models"]["vae"]["history"]["val_loss"]) - 1]]
     assert structure_problems(RECORDED, other) == []
@@ -302,6 +310,13 @@ def test_floats_of_another_cpu_are_put_in_and_nothing_else(tmp_path, monkeypatch
     patched = recorder.for_this_cpu(RECORDED, "Some CPU (avx2)")
     assert recorder.float_differences(patched, other) == [] and structure_problems(patched, other) == []
     assert recorder.for_this_cpu(RECORDED, "Another CPU") is RECORDED  # no entry: unchanged
+    assert not recorder.stale_cpu_floats(RECORDED, "Some CPU (avx2)")
+    # The main recording re-recorded (a recorded float moved, or its place gone): stale, not put in.
+    moved = _changed("models/robust/history/loss", lambda node, key: node[key].__setitem__(0, node[key][0] * 2))
+    dropped = _changed("models/vae/history", lambda node, key: node[key].pop("val_loss"))
+    for main in (moved, dropped):
+        assert recorder.stale_cpu_floats(main, "Some CPU (avx2)")
+        assert recorder.for_this_cpu(main, "Some CPU (avx2)") is main
     with pytest.raises(AssertionError):
         assert_matches(RECORDED, other)  # 5 % off the main recording fails without the CPU's floats
     assert_matches(patched, other)

@@ -65,7 +65,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JSON_PATH = os.path.join(ROOT, "tests", "data", "regression_digits.json")
 # Per CPU, the floats that differ from JSON_PATH's (rounding amplified by training; see
-# tests/test_regression.py, "Other CPUs"): {cpu name: {"recorded_with", "floats": [[keys, value]]}}.
+# tests/test_regression.py, "Other CPUs"):
+# {cpu name: {"recorded_with", "floats": [[keys, main recording's value, this CPU's value]]}}.
 CPU_FLOATS_PATH = os.path.join(ROOT, "tests", "data", "regression_digits_cpus.json")
 TMP = "<tmp>"
 VOLATILE = "<volatile>"
@@ -478,8 +479,8 @@ def _cpu_name() -> str:
 
 
 def float_differences(expected, observed, keys=()) -> list:
-    """[[keys, observed float]] wherever both hold a float at the same place and they differ
-    (keys: the dict keys and list indices leading there)."""
+    """[[keys, expected float, observed float]] wherever both hold a float at the same place
+    and they differ (keys: the dict keys and list indices leading there)."""
     if isinstance(expected, dict) and isinstance(observed, dict):
         return [d for k in sorted(set(expected) & set(observed))
                 for d in float_differences(expected[k], observed[k], (*keys, k))]
@@ -487,7 +488,7 @@ def float_differences(expected, observed, keys=()) -> list:
         return [d for i, (e, o) in enumerate(zip(expected, observed)) for d in float_differences(e, o, (*keys, i))]
     if isinstance(expected, float) and isinstance(observed, float) and not (
             expected == observed or (expected != expected and observed != observed)):  # NaN == NaN here
-        return [[list(keys), observed]]
+        return [[list(keys), expected, observed]]
     return []
 
 
@@ -499,18 +500,38 @@ def cpu_floats() -> dict:
         return json.load(f)
 
 
-def for_this_cpu(observations: dict, cpu: str) -> dict:
-    """`observations` (the main recording's) with the floats recorded for `cpu` put in, when
-    CPU_FLOATS_PATH has them; unchanged otherwise."""
+def _at(tree, keys):
+    for key in keys:
+        tree = tree[key]
+    return tree
+
+
+def stale_cpu_floats(observations: dict, cpu: str) -> bool:
+    """True when CPU_FLOATS_PATH has floats for `cpu` that were recorded against another main
+    recording (a float's recorded main value is not the main recording's any more, or its
+    place is gone): they must be recorded again (`--this_cpu`), not put in."""
     entry = cpu_floats().get(cpu)
     if not entry:
+        return False
+    for keys, main_value, _ in entry["floats"]:
+        try:
+            now = _at(observations, keys)
+        except (KeyError, IndexError, TypeError):
+            return True
+        if not (now == main_value or (now != now and main_value != main_value)):
+            return True
+    return False
+
+
+def for_this_cpu(observations: dict, cpu: str) -> dict:
+    """`observations` (the main recording's) with the floats recorded for `cpu` put in, when
+    CPU_FLOATS_PATH has them and they are not stale (`stale_cpu_floats`); unchanged otherwise."""
+    entry = cpu_floats().get(cpu)
+    if not entry or stale_cpu_floats(observations, cpu):
         return observations
     copy = json.loads(json.dumps(observations))
-    for keys, value in entry["floats"]:
-        node = copy
-        for key in keys[:-1]:
-            node = node[key]
-        node[keys[-1]] = value
+    for keys, _, value in entry["floats"]:
+        _at(copy, keys[:-1])[keys[-1]] = value
     return copy
 
 
